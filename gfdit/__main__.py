@@ -1,0 +1,5 @@
+import sys
+
+from gfdit.cli import main
+
+sys.exit(main())

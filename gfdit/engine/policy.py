@@ -1,0 +1,168 @@
+"""The policy interface: the hooks a scheduling round asks, and what they see.
+
+A policy is configuration plus pure hooks. Every hook receives a read-only
+`RoundView` (the cluster and queue at this round) and one candidate
+`RequestView`, and returns a decision; it keeps no state of its own, which is
+what makes a hot reload a plain swap. The engine, not the policy, enforces the
+invariants (no rank given twice, widths in `widths`, one task per request at a
+time) and contains a hook that raises (that request is held for the round).
+
+Both the built-in Python policies and policies compiled from `.gfp` files
+implement this interface; the engine knows nothing else about them.
+
+The round, in order (see docs/policy-language.md):
+  admit (arrivals) -> candidates -> hold -> order -> width -> allocate
+  (on_short) -> grow -> place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Protocol, Sequence
+
+Stage = Literal["encode", "denoise", "decode"]
+STAGES: tuple[Stage, ...] = ("encode", "denoise", "decode")
+
+OnShort = Literal["skip", "shrink", "reserve"]
+Placement = Literal["sticky", "compact", "lowest"]
+
+
+@dataclass(frozen=True, slots=True)
+class Why:
+    """Why a hook decided: the rule that decided and the values it saw.
+
+    `rule` is a source location such as ``policies/edf_best_fit.gfp:14`` for a
+    compiled policy, or ``python:edf_best_fit.width`` for a Python one. `values`
+    holds the few numbers the rule looked at (wanted width, finish estimate,
+    slack, ...); it goes into the decision log as is, so keep it JSON-friendly.
+    """
+
+    rule: str
+    values: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassSpec:
+    """A request class: how its deadline is derived, its priority, whether it can be preempted.
+
+    Exactly one of `slo_factor` (deadline = arrival + factor * t_single) and
+    `slo_seconds` (deadline = arrival + seconds) is set, or neither (no deadline
+    of its own: infinite). A request's explicit deadline and priority win over
+    its class's.
+    """
+
+    name: str
+    slo_factor: float | None = None
+    slo_seconds: float | None = None
+    priority: int = 0
+    preemptible: bool = False
+
+
+class RequestView(Protocol):
+    """What a hook may read of one request. Times are seconds on the engine clock."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def request_class(self) -> str: ...
+    @property
+    def priority(self) -> int: ...
+    @property
+    def arrival(self) -> float: ...
+    @property
+    def deadline(self) -> float: ...  # math.inf when none
+    @property
+    def age(self) -> float: ...  # now - arrival
+    @property
+    def waited(self) -> float: ...  # now - end of its last task (or arrival)
+    @property
+    def paused(self) -> float: ...  # total time held by `hold` rules so far
+    @property
+    def tokens(self) -> int: ...  # latent sequence length
+    @property
+    def steps(self) -> int: ...
+    @property
+    def steps_done(self) -> int: ...
+    @property
+    def steps_left(self) -> int: ...
+    @property
+    def stage(self) -> Stage: ...  # stage of its next task
+    @property
+    def width(self) -> int: ...  # width of its last task, 0 if none ran yet
+    @property
+    def t_single(self) -> float: ...  # isolated single-GPU time, whole trajectory
+    @property
+    def preemptible(self) -> bool: ...
+    @property
+    def ranks(self) -> tuple[int, ...]: ...  # ranks holding its state, () if none
+
+
+class RoundView(Protocol):
+    """The cluster and queue as one round sees them, plus cost-model estimates."""
+
+    @property
+    def now(self) -> float: ...
+    @property
+    def gpus(self) -> int: ...
+    @property
+    def free(self) -> int: ...  # ranks free at the start of this round
+    @property
+    def busy(self) -> int: ...
+    @property
+    def waiting(self) -> Sequence[RequestView]: ...  # accepted, not terminal, no task in flight
+    @property
+    def running(self) -> Sequence[RequestView]: ...  # a task in flight
+
+    def step(self, req: RequestView, k: int) -> float:
+        """Time of one denoise step of `req` at width k."""
+    def est(self, req: RequestView, k: int) -> float:
+        """All remaining work of `req` (current stage to the end) at width k."""
+    def finish(self, req: RequestView, k: int) -> float:
+        """now + est(req, k)."""
+    def slack(self, req: RequestView, k: int) -> float:
+        """req.deadline - finish(req, k)."""
+    def gpu_time(self, req: RequestView, k: int) -> float:
+        """Remaining denoise time at width k, times k."""
+
+
+class Policy(Protocol):
+    """A scheduling policy: configuration plus pure hooks over a `RoundView`.
+
+    Configuration
+      name, revision   -- names it in logs; revision is a hash of its source.
+      chunk            -- denoise steps per task; None means the whole trajectory
+                          (`chunk = all`: encode, all steps and decode in one task).
+      widths           -- allowed widths, ascending.
+      on_short         -- what `allocate` does when the wanted width does not fit.
+      placement        -- rank preferences, in order.
+      pools            -- named rank sets; stage_pools maps a stage to a pool name
+                          (a stage not in stage_pools may use every rank).
+      classes          -- request classes by name; "default" covers unnamed ones.
+      tick             -- seconds between extra rounds, None for event-driven only.
+    """
+
+    name: str
+    revision: str
+    chunk: int | None
+    widths: tuple[int, ...]
+    on_short: OnShort
+    placement: tuple[Placement, ...]
+    pools: Mapping[str, frozenset[int]]
+    stage_pools: Mapping[Stage, str]
+    classes: Mapping[str, ClassSpec]
+    tick: float | None
+
+    def admit(self, view: RoundView, req: RequestView) -> tuple[str | None, Why | None]:
+        """(None, why) admits; (reason, why) rejects with that reason."""
+
+    def hold(self, view: RoundView, req: RequestView) -> Why | None:
+        """A `Why` holds the candidate for this round; None lets it compete."""
+
+    def order_key(self, view: RoundView, req: RequestView) -> tuple:
+        """Sort key, ascending; the engine breaks ties by arrival, then id."""
+
+    def width(self, view: RoundView, req: RequestView) -> tuple[int, Why]:
+        """Wanted width for the candidate's next task (a member of `widths`)."""
+
+    def grow(self, view: RoundView, req: RequestView) -> tuple[int, Why] | None:
+        """None if no grow rule matches; else (upper bound on width, why)."""
