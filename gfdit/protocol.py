@@ -133,3 +133,232 @@ WorkerMessage = Union[RunTask, DropState, Shutdown, WorkerReady, TaskDone, Heart
 # ---------------------------------------------------------------------------
 # Client plane: owned by the server module; defined below.
 # ---------------------------------------------------------------------------
+
+
+class ClientMessage(Message, kw_only=True):
+    """Base of every client -> server message.
+
+    call_id -- chosen by the client; the reply carries it back (0: no reply wanted).
+    token   -- the shared secret when the server requires one (non-loopback binds).
+    """
+
+    call_id: int = 0
+    token: str = ""
+
+
+class Submit(ClientMessage, tag="submit"):
+    """Submit one generation request; the submitter is subscribed to its progress.
+
+    request_class -- a class the policy names (e.g. "interactive"), "" for default.
+    deadline_s    -- seconds after arrival; wins over the class SLO.
+    priority      -- wins over the class priority.
+    request_id    -- optional client-chosen id (unique); "" lets the server choose.
+    text_seq_len / latent_seq_len -- optional sizes for the cost model (trace replay);
+                    derived from the shape when absent.
+    """
+
+    params: GenParams
+    request_class: str = ""
+    deadline_s: float | None = None
+    priority: int | None = None
+    request_id: str = ""
+    text_seq_len: int | None = None
+    latent_seq_len: int | None = None
+    subscribe: bool = True
+
+
+class Cancel(ClientMessage, tag="cancel"):
+    """Cancel a request: a queued one is removed, a running one stops at its task's end."""
+
+    request_id: str
+
+
+class StatusQuery(ClientMessage, tag="status"):
+    """The server's state, and one request's when `request_id` is set."""
+
+    request_id: str = ""
+
+
+class Subscribe(ClientMessage, tag="subscribe"):
+    """Receive a request's progress events (and its result) on this connection."""
+
+    request_id: str
+
+
+class ReloadPolicy(ClientMessage, tag="reload_policy"):
+    """Propose a new policy, as text or as a path on the server's machine.
+
+    if_revision -- refuse unless this is the running revision (compare-and-swap).
+    """
+
+    text: str | None = None
+    path: str | None = None
+    if_revision: str | None = None
+
+
+class MetricsQuery(ClientMessage, tag="metrics"):
+    """Metrics summary (overall and per class) and the Prometheus text."""
+
+
+class Ping(ClientMessage, tag="ping"):
+    """Liveness check; answered by `Pong`."""
+
+
+class StopServer(ClientMessage, tag="stop_server"):
+    """Ask the server to stop: running tasks end, queued requests are cancelled."""
+
+    reason: str = ""
+
+
+class ServerMessage(Message, kw_only=True):
+    """Base of every server -> client message; call_id echoes the request's."""
+
+    call_id: int = 0
+
+
+class Accepted(ServerMessage, tag="accepted"):
+    """A submit was admitted; progress and the result follow under `request_id`."""
+
+    request_id: str
+    revision: str = ""
+
+
+class Rejected(ServerMessage, tag="rejected"):
+    """A submit was refused by admission (`reason` is the policy's) or as invalid."""
+
+    reason: str
+
+
+class ErrorReply(ServerMessage, tag="error"):
+    """A message the server could not accept: malformed, unknown, unauthorized.
+
+    code -- "protocol" | "unauthorized" | "unknown_request" | "invalid" | "shutting_down".
+    """
+
+    code: str
+    message: str
+
+
+class Ack(ServerMessage, tag="ack"):
+    """A plain acknowledgement (cancel, subscribe, stop)."""
+
+    message: str = ""
+    state: str = ""
+
+
+class Pong(ServerMessage, tag="pong"):
+    """Answer to `Ping`; `time` is the server's engine clock."""
+
+    time: float
+
+
+class Progress(ServerMessage, tag="progress"):
+    """One step in a request's life, in order (`seq` counts per request).
+
+    state -- "queued" | "encoding" | "migrated" | "running" | "decoding" |
+             "retrying" | "held" (running: `step` of `steps` done at `width`).
+    """
+
+    request_id: str
+    seq: int
+    state: str
+    time: float
+    stage: str = ""
+    step: int = 0
+    steps: int = 0
+    width: int = 0
+    ranks: tuple[int, ...] = ()
+    from_ranks: tuple[int, ...] = ()
+    message: str = ""
+
+
+class Result(ServerMessage, tag="result"):
+    """A request's end: state "completed" | "failed" | "cancelled".
+
+    On completion the outputs travel as payload frames, one per entry of
+    `outputs` (each: "mime" and, for raw arrays, "shape" and "dtype").
+    latency_s and deadline_s are seconds on the engine clock (from arrival).
+    """
+
+    request_id: str
+    seq: int
+    state: str
+    reason: str = ""
+    latency_s: float = 0.0
+    deadline_s: float | None = None
+    slo_met: bool | None = None
+    outputs: list[dict[str, str]] = []
+
+
+class StatusReply(ServerMessage, tag="status_reply"):
+    """Server state (policy, revision, executor, ranks, queue) and a request's state."""
+
+    server: dict[str, object]
+    request: dict[str, object] | None = None
+
+
+class ReloadReply(ServerMessage, tag="reload_reply"):
+    """Outcome of a policy reload: on failure the old policy keeps running.
+
+    diagnostics -- every problem found, each rendered with file:line:col and a caret.
+    """
+
+    ok: bool
+    revision: str
+    previous_revision: str = ""
+    message: str = ""
+    diagnostics: list[str] = []
+
+
+class MetricsReply(ServerMessage, tag="metrics_reply"):
+    """Summary metrics ({"overall": {...}, "classes": {...}}) and Prometheus text."""
+
+    summary: dict[str, object]
+    prometheus: str = ""
+
+
+ClientRequest = Union[Submit, Cancel, StatusQuery, Subscribe, ReloadPolicy, MetricsQuery, Ping, StopServer]
+ServerReply = Union[
+    Accepted, Rejected, ErrorReply, Ack, Pong, Progress, Result, StatusReply, ReloadReply, MetricsReply
+]
+MAX_FRAMES = 64
+
+
+def kind_table(types: tuple[type, ...]) -> dict[bytes, type]:
+    """The kind frame -> Struct type table for one direction of a plane."""
+    return {t.__struct_config__.tag.encode(): t for t in types}
+
+
+CLIENT_KINDS = kind_table(ClientRequest.__args__)
+SERVER_KINDS = kind_table(ServerReply.__args__)
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODERS: dict[type, msgspec.msgpack.Decoder] = {}
+
+
+def encode_frames(msg: Message, payload: tuple[bytes, ...] | list[bytes] = ()) -> list[bytes]:
+    """[kind, body, *payload] for one message."""
+    return [msg.__struct_config__.tag.encode(), _ENCODER.encode(msg), *payload]
+
+
+def decode_frames(frames: list[bytes], kinds: dict[bytes, type]) -> tuple[Message, list[bytes]]:
+    """Typed decode of [kind, body, *payload]; anything wrong raises ProtocolError."""
+    if len(frames) < 2:
+        raise ProtocolError(f"expected [kind, body, *payload], got {len(frames)} frame(s)")
+    if len(frames) > MAX_FRAMES:
+        raise ProtocolError(f"too many frames: {len(frames)} > {MAX_FRAMES}")
+    kind, body, payload = bytes(frames[0][:64]), frames[1], list(frames[2:])
+    msg_type = kinds.get(kind)
+    if msg_type is None:
+        known = ", ".join(sorted(k.decode() for k in kinds))
+        raise ProtocolError(f"unknown message kind {kind[:32]!r}; known: {known}")
+    if len(body) > MAX_BODY_BYTES:
+        raise ProtocolError(f"body of {len(body)} bytes exceeds {MAX_BODY_BYTES}")
+    if sum(len(p) for p in payload) > MAX_PAYLOAD_BYTES:
+        raise ProtocolError(f"payload exceeds {MAX_PAYLOAD_BYTES} bytes")
+    decoder = _DECODERS.get(msg_type)
+    if decoder is None:
+        decoder = _DECODERS[msg_type] = msgspec.msgpack.Decoder(msg_type)
+    try:
+        return decoder.decode(body), payload
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProtocolError(f"bad {kind.decode()} body: {exc}") from None
