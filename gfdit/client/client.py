@@ -1,0 +1,150 @@
+"""`Client`: the Python interface to a running gfdit server."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from gfdit.client.connection import Connection
+from gfdit.client.errors import RequestRejected, ServerError
+from gfdit.client.handle import RequestHandle
+from gfdit.protocol import (
+    Accepted,
+    Ack,
+    ErrorReply,
+    GenParams,
+    MetricsQuery,
+    MetricsReply,
+    Ping,
+    Pong,
+    Rejected,
+    ReloadPolicy,
+    ReloadReply,
+    ServerMessage,
+    StatusQuery,
+    StatusReply,
+    StopServer,
+    Submit,
+    Subscribe,
+)
+
+DEFAULT_ADDRESS = "tcp://127.0.0.1:7600"
+
+
+class Client:
+    """Talks to one server over ZeroMQ; safe to share between threads.
+
+    >>> client = Client("tcp://127.0.0.1:7600")
+    >>> handle = client.submit("a red fox", request_class="interactive")
+    >>> for event in handle.progress(): print(event.state)
+    >>> handle.result().save("fox.png")
+    """
+
+    def __init__(self, address: str = DEFAULT_ADDRESS, *, token: str = "", timeout: float = 30.0,
+                 gone_after_s: float = 15.0):
+        self.timeout = timeout
+        self._conn = Connection(address, token, gone_after_s=gone_after_s)
+
+    def submit(
+        self,
+        prompt: str,
+        *,
+        height: int | None = None,
+        width: int | None = None,
+        frames: int = 1,
+        steps: int | None = None,
+        seed: int = 0,
+        request_class: str | None = None,
+        deadline: float | None = None,
+        priority: int | None = None,
+        negative_prompt: str = "",
+        guidance_scale: float | None = None,
+        request_id: str | None = None,
+        text_seq_len: int | None = None,
+        latent_seq_len: int | None = None,
+    ) -> RequestHandle:
+        """Submit one request; returns its handle, or raises RequestRejected.
+
+        height/width/steps default to the served model's defaults. `deadline` is in
+        seconds from now and wins over the class's SLO; `priority` wins over the
+        class's priority.
+        """
+        params = GenParams(
+            prompt=prompt, height=height or 0, width=width or 0, steps=steps or 0, seed=seed,
+            frames=frames, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
+        )
+        request_id = request_id or uuid.uuid4().hex[:12]
+        msg = Submit(
+            params=params, request_class=request_class or "", deadline_s=deadline, priority=priority,
+            request_id=request_id, text_seq_len=text_seq_len, latent_seq_len=latent_seq_len,
+        )
+        self._conn.track(request_id)
+        reply = self._call(msg, expect=(Accepted, Rejected), untrack=request_id)
+        if isinstance(reply, Rejected):
+            self._conn.untrack(request_id)
+            raise RequestRejected(reply.reason)
+        return RequestHandle(self._conn, request_id)
+
+    def follow(self, request_id: str) -> RequestHandle:
+        """A handle on a request submitted elsewhere: its progress from now on, and result."""
+        self._conn.track(request_id)
+        self._call(Subscribe(request_id=request_id), expect=(Ack,), untrack=request_id)
+        return RequestHandle(self._conn, request_id)
+
+    def status(self, request_id: str = "") -> dict:
+        """The server's state; with `request_id`, {"server": ..., "request": ...}."""
+        reply = self._call(StatusQuery(request_id=request_id), expect=(StatusReply,))
+        return {"server": reply.server, "request": reply.request} if request_id else reply.server
+
+    def metrics(self) -> dict:
+        """{"overall": {...}, "classes": {...}, "prometheus": text}."""
+        reply = self._call(MetricsQuery(), expect=(MetricsReply,))
+        return {**reply.summary, "prometheus": reply.prometheus}
+
+    def reload_policy(self, path_or_text: str | Path, if_revision: str | None = None,
+                      *, server_path: bool = False) -> ReloadReply:
+        """Propose a new policy. A local file's text is sent (or, with server_path, the
+        path is read by the server); anything else is taken as policy text. Returns
+        the ReloadReply: ok, revision, and every diagnostic when refused."""
+        if server_path:
+            msg = ReloadPolicy(path=str(path_or_text), if_revision=if_revision)
+        elif isinstance(path_or_text, Path) or (
+            "\n" not in str(path_or_text) and Path(str(path_or_text)).is_file()
+        ):
+            msg = ReloadPolicy(text=Path(path_or_text).read_text(), path=str(path_or_text), if_revision=if_revision)
+        else:
+            msg = ReloadPolicy(text=str(path_or_text), if_revision=if_revision)
+        return self._call(msg, expect=(ReloadReply,))
+
+    def ping(self) -> float:
+        """The server's engine clock; raises ServerGone or TimeoutError when it is not there."""
+        return self._call(Ping(), expect=(Pong,)).time
+
+    def stop_server(self, reason: str = "") -> None:
+        self._call(StopServer(reason=reason), expect=(Ack,))
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _call(self, msg, expect: tuple[type, ...], untrack: str | None = None) -> ServerMessage:
+        try:
+            reply, _ = self._conn.call(msg, self.timeout)
+        except BaseException:
+            if untrack:
+                self._conn.untrack(untrack)
+            raise
+        if isinstance(reply, ErrorReply):
+            if untrack:
+                self._conn.untrack(untrack)
+            if reply.code == "invalid" and isinstance(msg, Submit):
+                raise RequestRejected(reply.message)
+            raise ServerError(reply.code, reply.message)
+        if not isinstance(reply, expect):
+            raise ServerError("protocol", f"unexpected reply {type(reply).__name__}")
+        return reply

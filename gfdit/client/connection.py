@@ -1,0 +1,155 @@
+"""One DEALER socket to the server, safe to share between threads.
+
+Whichever thread waits pumps the socket (under a lock, briefly) and files what
+arrives: replies by call id, progress and results by request id. A waiter that
+hears nothing for `ping_after_s` sends a ping; silence past `gone_after_s` raises
+`ServerGone`, so no call or result wait hangs on a dead server.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections import deque
+from typing import Callable, TypeVar
+
+import zmq
+
+from gfdit.client.errors import ServerGone
+from gfdit.protocol import (
+    SERVER_KINDS,
+    ClientMessage,
+    Ping,
+    Progress,
+    ProtocolError,
+    Result,
+    ServerMessage,
+    decode_frames,
+    encode_frames,
+)
+
+T = TypeVar("T")
+PUMP_S = 0.05
+
+
+class Connection:
+    """The client's socket, its reply table and per-request event queues."""
+
+    def __init__(self, address: str, token: str = "", *, ping_after_s: float = 2.0, gone_after_s: float = 15.0):
+        self.address = address
+        self.token = token
+        self.ping_after_s = ping_after_s
+        self.gone_after_s = gone_after_s
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.DEALER)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(address)
+        self._io = threading.Lock()
+        self._cond = threading.Condition()
+        self._calls = itertools.count(1)
+        self._awaited: set[int] = set()
+        self._replies: dict[int, tuple[ServerMessage, list[bytes]]] = {}
+        self._events: dict[str, deque[tuple[ServerMessage, list[bytes]]]] = {}
+        self._last_heard = time.monotonic()
+        self._last_ping = 0.0
+        self.closed = False
+
+    # -- sending -----------------------------------------------------------
+    def send(self, msg: ClientMessage) -> None:
+        msg.token = self.token
+        frames = encode_frames(msg)
+        with self._io:
+            self._sock.send_multipart(frames, copy=False)
+
+    def call(self, msg: ClientMessage, timeout: float | None = 30.0) -> tuple[ServerMessage, list[bytes]]:
+        """Send `msg` with a fresh call id and wait for its reply."""
+        call_id = next(self._calls)
+        msg.call_id = call_id
+        with self._cond:
+            self._awaited.add(call_id)
+        try:
+            self.send(msg)
+            return self.wait_for(lambda: self._replies.pop(call_id, None), timeout)
+        finally:
+            with self._cond:
+                self._awaited.discard(call_id)
+                self._replies.pop(call_id, None)
+
+    # -- receiving ---------------------------------------------------------
+    def track(self, request_id: str) -> None:
+        """Start keeping progress and results for `request_id`."""
+        with self._cond:
+            self._events.setdefault(request_id, deque())
+
+    def untrack(self, request_id: str) -> None:
+        with self._cond:
+            self._events.pop(request_id, None)
+
+    def next_event(self, request_id: str, timeout: float | None) -> tuple[ServerMessage, list[bytes]]:
+        """The next progress event or result of a tracked request, in order."""
+        def pop():
+            queue = self._events.get(request_id)
+            return queue.popleft() if queue else None
+        return self.wait_for(pop, timeout)
+
+    def wait_for(self, produce: Callable[[], T | None], timeout: float | None) -> T:
+        """Pump the socket until `produce()` (called under the lock) returns a value."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cond:
+                value = produce()
+                if value is not None:
+                    return value
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise TimeoutError(f"no answer from {self.address} within {timeout:.1f}s")
+            self._check_alive(now)
+            if self._io.acquire(blocking=False):
+                try:
+                    self._pump(PUMP_S)
+                finally:
+                    self._io.release()
+            else:
+                with self._cond:
+                    self._cond.wait(PUMP_S)
+
+    def _check_alive(self, now: float) -> None:
+        silent = now - self._last_heard
+        if silent > self.gone_after_s:
+            raise ServerGone(f"server at {self.address} silent for {silent:.1f}s")
+        if silent > self.ping_after_s and now - self._last_ping > self.ping_after_s:
+            self._last_ping = now
+            self.send(Ping(call_id=next(self._calls)))
+
+    def _pump(self, timeout: float) -> None:
+        if self.closed:
+            raise ServerGone("connection closed")
+        if not self._sock.poll(int(timeout * 1000), zmq.POLLIN):
+            return
+        arrived = []
+        while self._sock.poll(0, zmq.POLLIN):
+            arrived.append(self._sock.recv_multipart())
+        self._last_heard = time.monotonic()
+        with self._cond:
+            for frames in arrived:
+                self._file(frames)
+            self._cond.notify_all()
+
+    def _file(self, frames: list[bytes]) -> None:
+        try:
+            msg, payload = decode_frames(frames, SERVER_KINDS)
+        except ProtocolError:
+            return  # a reply we cannot read is dropped; the waiter times out or pings
+        if isinstance(msg, (Progress, Result)):
+            queue = self._events.get(msg.request_id)
+            if queue is not None:
+                queue.append((msg, payload))
+        elif msg.call_id in self._awaited:
+            self._replies[msg.call_id] = (msg, payload)
+
+    def close(self) -> None:
+        with self._io:
+            self.closed = True
+            self._sock.close(0)
+            self._ctx.term()
