@@ -1,0 +1,152 @@
+"""The client-facing ROUTER socket, on its own thread.
+
+The frontend decodes every client message (typed, no pickle), answers the ones
+it cannot accept itself — malformed, oversized, unknown kind, wrong token — with
+an `ErrorReply`, and hands the rest to the engine loop's inbox as `ClientCall`s.
+It never touches scheduler state. Replies from the engine loop come back through
+`send`, which any thread may call: frames go over an inproc pipe to this thread,
+the only one that uses the ROUTER socket.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from dataclasses import dataclass
+
+import msgspec
+import zmq
+
+from gfdit.protocol import (
+    CLIENT_KINDS,
+    MAX_BODY_BYTES,
+    MAX_FRAMES,
+    ClientMessage,
+    ErrorReply,
+    ProtocolError,
+    ServerMessage,
+    decode_frames,
+    encode_frames,
+)
+from gfdit.server.access import TokenCheck
+
+log = logging.getLogger("gfdit.server.frontend")
+MAX_MESSAGE_BYTES = 64 << 20  # beyond this zmq drops the peer; below, oversize gets an error reply
+POLL_MS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCall:
+    """A decoded client message and who sent it (the ROUTER identity)."""
+
+    peer: bytes
+    msg: ClientMessage
+    payload: tuple[bytes, ...] = ()
+
+
+class Frontend:
+    """Owns the ROUTER socket; feeds `inbox`; sends replies queued by other threads."""
+
+    def __init__(self, ctx: zmq.Context, address: str, inbox: "queue.Queue", token: str = "",
+                 wake=None):
+        self._ctx = ctx
+        self._inbox = inbox
+        self._wake = wake or (lambda: None)
+        self._tokens = TokenCheck(token)
+        self._router = ctx.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._router.bind(address)
+        self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
+        pipe = f"inproc://gfdit-frontend-{id(self)}"
+        self._out_pull = ctx.socket(zmq.PULL)
+        self._out_pull.bind(pipe)
+        self._out_push = ctx.socket(zmq.PUSH)
+        self._out_push.setsockopt(zmq.LINGER, 0)
+        self._out_push.connect(pipe)
+        self._push_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gfdit-frontend", daemon=True)
+        self.errors_answered = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def send(self, peer: bytes, msg: ServerMessage, payload: list[bytes] | tuple[bytes, ...] = ()) -> None:
+        """Queue a reply or event for one client (thread-safe)."""
+        frames = [peer, *encode_frames(msg, list(payload))]
+        with self._push_lock:
+            self._out_push.send_multipart(frames, copy=False)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        with self._push_lock:
+            self._out_push.close(0)
+
+    def _run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._router, zmq.POLLIN)
+        poller.register(self._out_pull, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                ready = dict(poller.poll(POLL_MS))
+                if self._out_pull in ready:
+                    self._flush_outgoing()
+                if self._router in ready:
+                    self._take_incoming()
+            self._flush_outgoing()
+        finally:
+            self._router.close(0)
+            self._out_pull.close(0)
+
+    def _flush_outgoing(self) -> None:
+        while self._out_pull.poll(0, zmq.POLLIN):
+            frames = self._out_pull.recv_multipart(copy=False)
+            try:
+                self._router.send_multipart(frames, zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                log.warning("client %r not reachable; dropped a %s", frames[0].bytes[:16], frames[1].bytes[:32])
+
+    def _take_incoming(self) -> None:
+        for _ in range(1000):  # bounded, so replies are flushed between bursts
+            if not self._router.poll(0, zmq.POLLIN):
+                return
+            frames = self._router.recv_multipart()
+            self._accept(frames[0], frames[1:])
+
+    def _accept(self, peer: bytes, frames: list[bytes]) -> None:
+        if len(frames) > MAX_FRAMES:
+            return self._refuse(peer, 0, "protocol", f"too many frames: {len(frames)} > {MAX_FRAMES}")
+        try:
+            msg, payload = decode_frames(frames, CLIENT_KINDS)
+        except ProtocolError as exc:
+            return self._refuse(peer, _call_id_of(frames), "protocol", str(exc))
+        if not self._tokens.allows(msg.token):
+            return self._refuse(peer, msg.call_id, "unauthorized", "missing or wrong token")
+        self._inbox.put(ClientCall(peer, msg, tuple(payload)))
+        self._wake()
+
+    def _refuse(self, peer: bytes, call_id: int, code: str, message: str) -> None:
+        self.errors_answered += 1
+        log.info("refused a client message (%s): %s", code, message[:200])
+        frames = [peer, *encode_frames(ErrorReply(call_id=call_id, code=code, message=message))]
+        try:
+            self._router.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+
+def _call_id_of(frames: list[bytes]) -> int:
+    """Best effort: the call id of an undecodable message, so its sender can match the error."""
+    if len(frames) < 2 or len(frames[1]) > MAX_BODY_BYTES:
+        return 0
+    try:
+        body = msgspec.msgpack.decode(frames[1])
+    except msgspec.DecodeError:
+        return 0
+    call_id = body.get("call_id") if isinstance(body, dict) else None
+    return call_id if isinstance(call_id, int) and 0 <= call_id < 1 << 63 else 0
