@@ -1,0 +1,383 @@
+"""A pool of local worker processes and the controller side of the worker plane.
+
+    pool = WorkerPool(4, "tiny", backend="p2p")       # starts 4 workers, one world
+    result = pool.run(RunTask(...))                   # blocking, for scripts/tests
+    pool.submit(task); events = pool.poll(0.05)       # non-blocking, for the engine loop
+    pool.drop("req-1"); pool.close()
+
+The pool binds a ROUTER on loopback, starts N ``python -m gfdit.workers.process``
+children and waits for their `WorkerReady`. `submit` sends a task to every rank
+that takes part (the group, then the migration senders outside it: see
+`gfdit.workers.migration.task_ranks`) in one global order — the pool is the single
+sequencer — and tells ranks that leave the request without sending to drop its
+state. `poll` gathers the members' `TaskDone`s into one `TaskFinished` per task
+(images from the group's index-0 member) and watches the workers: a process that
+exits or misses heartbeats yields one `WorkerDead` naming the rank and the tasks
+it had, and those tasks finish failed.
+
+Recovery: a torch.distributed world cannot lose a member, so a pool with a dead
+worker refuses new tasks until `restart()`, which tears every worker down and
+starts a fresh world (all request states are lost; the server retries or fails
+those requests). `close()` leaves no process behind.
+
+Emulated mode (`emulate=cost_model`): workers sleep instead of computing and
+join no world; a task without `emulate_s` gets it from the cost model.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import zmq
+
+from gfdit.protocol import DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError, WorkerReady
+from gfdit.workers import transport
+from gfdit.workers.emulated import task_seconds
+from gfdit.workers.migration import task_ranks
+
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+class PoolError(RuntimeError):
+    """The pool cannot do what was asked (start failed, dead worker, task failed)."""
+
+
+@dataclass(frozen=True)
+class TaskFinished:
+    """Every rank of a task answered (or one died). `images` come from group index 0."""
+
+    task_id: int
+    request_id: str
+    stage: str
+    ok: bool
+    error: str | None
+    ranks: tuple[int, ...]
+    timings: dict[int, dict[str, float]]
+    images: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkerDead:
+    """A worker process exited or went silent; `task_ids` were running on it."""
+
+    rank: int
+    reason: str
+    task_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class WorkerFault:
+    """A worker reported a problem outside any task (e.g. a malformed message)."""
+
+    rank: int
+    message: str
+    fatal: bool
+
+
+PoolEvent = TaskFinished | WorkerDead | WorkerFault
+
+
+@dataclass
+class _Pending:
+    task: RunTask
+    ranks: tuple[int, ...]
+    dones: dict[int, TaskDone] = field(default_factory=dict)
+    images: list[np.ndarray] = field(default_factory=list)
+
+
+@dataclass
+class _Child:
+    rank: int
+    process: subprocess.Popen
+    log: Path
+    last_seen: float
+    ready: bool = False
+    dead: bool = False
+
+
+class WorkerPool:
+    """N local worker processes in one world, driven over ZeroMQ. See the module doc."""
+
+    def __init__(self, num_workers: int, model: str = "tiny", *, backend: str = "p2p",
+                 emulate=None, device: str = "cpu", address: str | None = None,
+                 dtype: str = "float32", adapter: str = "", heartbeat_s: float = 1.0,
+                 heartbeat_timeout_s: float = 30.0, start_timeout_s: float = 600.0,
+                 collective_timeout_s: float = 120.0) -> None:
+        if num_workers < 1:
+            raise ValueError(f"a pool needs at least one worker, got {num_workers}")
+        self.num_workers = num_workers
+        self.model, self.backend, self.emulate = model, backend, emulate
+        self.device, self.dtype, self.adapter = device, dtype, adapter
+        self.heartbeat_s, self.heartbeat_timeout_s = heartbeat_s, heartbeat_timeout_s
+        self.start_timeout_s, self.collective_timeout_s = start_timeout_s, collective_timeout_s
+        self._address = address or "tcp://127.0.0.1:*"
+        self._context = zmq.Context()
+        self._router: zmq.Socket | None = None
+        self._children: dict[int, _Child] = {}
+        self._pending: dict[int, _Pending] = {}
+        self._backlog: list[PoolEvent] = []
+        self._seq = 0
+        self._dir: Path | None = None
+        self.dead_ranks: set[int] = set()
+        self.start()
+
+    # ---- life cycle ------------------------------------------------------
+    def start(self) -> None:
+        """Bind, start the workers, wait until every one is ready (or raise PoolError)."""
+        self._dir = Path(tempfile.mkdtemp(prefix="gfdit-pool-"))
+        self._router = self._context.socket(zmq.ROUTER)
+        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        self._router.bind(self._address)
+        self.address = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
+        init_method = f"file://{self._dir / 'world'}"
+        for rank in range(self.num_workers):
+            self._children[rank] = self._spawn(rank, init_method)
+        try:
+            self._await_ready()
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self, rank: int, init_method: str) -> _Child:
+        args = [sys.executable, "-m", "gfdit.workers.process", "--rank", str(rank),
+                "--world-size", str(self.num_workers), "--controller", self.address,
+                "--init-method", init_method, "--backend", self.backend, "--model", self.model,
+                "--device", self.device, "--dtype", self.dtype, "--heartbeat-s", str(self.heartbeat_s),
+                "--timeout-s", str(self.collective_timeout_s)]
+        if self.adapter:
+            args += ["--adapter", self.adapter]
+        if self.emulate is not None:
+            args.append("--emulate")
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
+        if sys.platform.startswith("linux"):
+            env.setdefault("GLOO_SOCKET_IFNAME", "lo")
+        log = self._dir / f"worker-{rank}.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL)
+        return _Child(rank, process, log, last_seen=time.monotonic())
+
+    def _await_ready(self) -> None:
+        deadline = time.monotonic() + self.start_timeout_s
+        while not all(c.ready for c in self._children.values()):
+            for child in self._children.values():
+                if child.process.poll() is not None:
+                    raise PoolError(f"worker {child.rank} exited with code {child.process.returncode} "
+                                    f"while starting:\n{self._tail(child)}")
+            if time.monotonic() > deadline:
+                waiting = [c.rank for c in self._children.values() if not c.ready]
+                raise PoolError(f"workers {waiting} not ready after {self.start_timeout_s:.0f} s")
+            self._receive(timeout=0.2)
+
+    def restart(self) -> None:
+        """Tear every worker down and start a fresh world; every state is lost."""
+        self.close()
+        self._context = zmq.Context()
+        self._children, self._pending, self.dead_ranks = {}, {}, set()
+        self.start()
+
+    def close(self, grace_s: float = 10.0) -> None:
+        """Ask every worker to shut down, kill what remains after `grace_s`, free everything."""
+        if self._router is not None:
+            for child in self._children.values():
+                if child.process.poll() is None:
+                    self._send(child.rank, Shutdown(reason="pool closing"), quiet=True)
+        deadline = time.monotonic() + grace_s
+        for child in self._children.values():
+            try:
+                child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        if self._router is not None:
+            self._router.close(linger=0)
+            self._router = None
+        self._context.term()
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def pids(self) -> dict[int, int]:
+        return {rank: child.process.pid for rank, child in self._children.items()}
+
+    # ---- tasks -----------------------------------------------------------
+    def submit(self, task: RunTask) -> int:
+        """Send `task` to every rank that takes part; return its sequence number.
+
+        Raises ValueError for a malformed task (nothing is sent) and PoolError
+        when the pool has a dead worker (call `restart`)."""
+        self._check_task(task)
+        if self.dead_ranks:
+            raise PoolError(f"ranks {sorted(self.dead_ranks)} are dead; restart() the pool")
+        self._seq += 1
+        changes = {"seq": self._seq}
+        if self.emulate is not None and task.emulate_s is None:
+            changes["emulate_s"] = task_seconds(self.emulate, task)
+        task = msgspec.structs.replace(task, **changes)
+        ranks = task_ranks(task.group, task.state_ranks)
+        self._pending[task.task_id] = _Pending(task, ranks)
+        for rank in ranks:
+            self._send(rank, task)
+        leaving = sorted(set(task.state_ranks) - set(ranks))
+        for rank in leaving:
+            self._send(rank, DropState(request_id=task.request_id))
+        return self._seq
+
+    def _check_task(self, task: RunTask) -> None:
+        if not isinstance(task, RunTask):
+            raise ValueError(f"expected a RunTask, got {type(task).__name__}")
+        if task.task_id in self._pending:
+            raise ValueError(f"task {task.task_id} is already running")
+        for name, ranks in (("group", task.group), ("state_ranks", task.state_ranks)):
+            bad = [r for r in ranks if not 0 <= r < self.num_workers]
+            if bad:
+                raise ValueError(f"task {task.task_id}: {name} ranks {bad} outside the pool of {self.num_workers}")
+            if len(set(ranks)) != len(ranks):
+                raise ValueError(f"task {task.task_id}: {name} {ranks} repeats a rank")
+        if not task.group:
+            raise ValueError(f"task {task.task_id}: empty group")
+        if task.stage != "encode" and not task.state_ranks:
+            raise ValueError(f"task {task.task_id}: a {task.stage} task needs state_ranks")
+        if not 0 <= task.step_begin <= task.step_end:
+            raise ValueError(f"task {task.task_id}: bad step range [{task.step_begin}, {task.step_end})")
+
+    def drop(self, request_id: str, ranks=None) -> None:
+        """Tell `ranks` (default: every live worker) to forget a request's state."""
+        targets = range(self.num_workers) if ranks is None else ranks
+        for rank in targets:
+            if rank not in self.dead_ranks:
+                self._send(rank, DropState(request_id=request_id))
+
+    def running(self) -> tuple[int, ...]:
+        return tuple(self._pending)
+
+    def poll(self, timeout: float = 0.0) -> list[PoolEvent]:
+        """Events since the last call, waiting up to `timeout` seconds for the first."""
+        if not self._backlog:
+            self._receive(timeout)
+        self._receive(0.0)
+        self._check_liveness()
+        events, self._backlog = self._backlog, []
+        return events
+
+    def run(self, task: RunTask, timeout: float | None = None, check: bool = True) -> TaskFinished:
+        """Submit `task` and wait for it; other events stay queued for `poll`.
+
+        Raises PoolError if it failed (with `check`), TimeoutError after `timeout`."""
+        self.submit(task)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            for i, event in enumerate(self._backlog):
+                if isinstance(event, TaskFinished) and event.task_id == task.task_id:
+                    del self._backlog[i]
+                    if check and not event.ok:
+                        raise PoolError(f"task {task.task_id} ({task.stage} of {task.request_id}) "
+                                        f"failed: {event.error}")
+                    return event
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"task {task.task_id} not finished after {timeout} s")
+            self._receive(0.1)
+            self._check_liveness()
+
+    # ---- receiving ---------------------------------------------------------
+    def _receive(self, timeout: float) -> None:
+        """Handle every message that arrives within `timeout` (at least those waiting)."""
+        wait_ms = int(timeout * 1000)
+        while self._router.poll(wait_ms):
+            frames = self._router.recv_multipart(copy=True)
+            self._handle(frames[0], frames[1:])
+            wait_ms = 0
+
+    def _handle(self, identity: bytes, frames: list[bytes]) -> None:
+        try:
+            msg, payload = transport.decode(frames, transport.TO_CONTROLLER)
+        except ProtocolError as exc:
+            self._backlog.append(WorkerFault(-1, f"bad message from {identity!r}: {exc}", False))
+            return
+        child = self._children.get(getattr(msg, "rank", -1))
+        if child is None:
+            self._backlog.append(WorkerFault(-1, f"message from unknown rank via {identity!r}", False))
+            return
+        child.last_seen = time.monotonic()
+        if isinstance(msg, WorkerReady):
+            child.ready = True
+        elif isinstance(msg, TaskDone):
+            self._task_done(msg, payload)
+        elif isinstance(msg, WorkerError):
+            self._backlog.append(WorkerFault(msg.rank, msg.message, msg.fatal))
+        elif not isinstance(msg, Heartbeat):
+            self._backlog.append(WorkerFault(msg.rank, f"unexpected {type(msg).__name__}", False))
+
+    def _task_done(self, done: TaskDone, payload: list[bytes]) -> None:
+        pending = self._pending.get(done.task_id)
+        if pending is None or done.rank not in pending.ranks:
+            self._backlog.append(WorkerFault(done.rank, f"TaskDone for unknown task {done.task_id}", False))
+            return
+        pending.dones[done.rank] = done
+        if done.ok and done.rank == pending.task.group[0] and done.outputs:
+            try:
+                pending.images = transport.images_from_payload(done.outputs, payload)
+            except ProtocolError as exc:
+                pending.dones[done.rank] = msgspec.structs.replace(done, ok=False, error=f"bad output: {exc}")
+        if len(pending.dones) == len(pending.ranks):
+            self._finish(pending)
+
+    def _finish(self, pending: _Pending, error: str | None = None) -> None:
+        del self._pending[pending.task.task_id]
+        errors = [f"rank {r}: {d.error}" for r, d in sorted(pending.dones.items()) if not d.ok]
+        if error:
+            errors.insert(0, error)
+        task = pending.task
+        self._backlog.append(TaskFinished(
+            task.task_id, task.request_id, task.stage, not errors, "; ".join(errors) or None,
+            pending.ranks, {r: dict(d.timings) for r, d in pending.dones.items()}, pending.images))
+
+    def _check_liveness(self) -> None:
+        now = time.monotonic()
+        for child in self._children.values():
+            if child.dead:
+                continue
+            code = child.process.poll()
+            if code is not None:
+                self._declare_dead(child, f"process exited with code {code}: {self._tail(child, 5)}")
+            elif now - child.last_seen > self.heartbeat_timeout_s:
+                self._declare_dead(child, f"no heartbeat for {now - child.last_seen:.1f} s")
+
+    def _declare_dead(self, child: _Child, reason: str) -> None:
+        child.dead = True
+        self.dead_ranks.add(child.rank)
+        hit = [p for p in self._pending.values() if child.rank in p.ranks and child.rank not in p.dones]
+        self._backlog.append(WorkerDead(child.rank, reason, tuple(p.task.task_id for p in hit)))
+        for pending in hit:
+            self._finish(pending, error=f"rank {child.rank} died ({reason})")
+
+    def _send(self, rank: int, msg, quiet: bool = False) -> None:
+        try:
+            self._router.send_multipart([f"w{rank}".encode(), *transport.encode(msg)])
+        except zmq.ZMQError as exc:
+            if not quiet:
+                raise PoolError(f"cannot reach worker {rank}: {exc}") from exc
+
+    def _tail(self, child: _Child, lines: int = 30) -> str:
+        try:
+            text = child.log.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(text[-lines:])

@@ -1,0 +1,294 @@
+"""The worker process: one per device, driven by the controller over ZeroMQ.
+
+Start-up: set one compute thread (CPU), join the pool's one torch.distributed
+world (`gfdit.comm.world.init_world`), load the model adapter, connect a DEALER
+(identity ``w<rank>``) to the controller's ROUTER and send `WorkerReady`. In
+emulated mode (`--emulate`) none of that torch work happens: see
+`gfdit.workers.emulated`.
+
+Then, strictly in the order received:
+  * `RunTask`: migrate the request's state per `plan_migration` (post sends
+    without waiting, receive what this rank lacks, drop it if this rank leaves
+    the request), compute this rank's part, answer `TaskDone` with timings
+    (``migrate``, ``compute``, ``total`` seconds; ``recv_bytes``/``sent_bytes``)
+    or with ``ok=False`` and the error; the worker goes on. The group's index-0
+    member of a decode task attaches the images as payload frames.
+  * `DropState`: forget a request's state.
+  * `Shutdown`: processed in order like any message (the tasks sent before it
+    run first), then the worker completes its posted sends and exits 0.
+A message that cannot be decoded is logged and answered with `WorkerError`;
+the worker goes on. A side thread sends `Heartbeat`s on its own DEALER
+(identity ``hb<rank>``). A worker whose parent (the controller) is gone exits.
+
+Run as ``python -m gfdit.workers.process --rank R --world-size N --controller ADDR ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import threading
+import time
+import traceback
+
+import zmq
+
+from gfdit.protocol import DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError, WorkerReady
+from gfdit.workers import transport
+from gfdit.workers.migration import PendingSends, plan_migration, post_send, receive
+
+STAGES = ("encode", "denoise", "decode")
+POLL_MS = 500
+
+
+class ModelRuntime:
+    """Real compute: the adapter's stages on this rank, state moved over the world."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        import torch
+
+        from gfdit.comm.world import init_world
+
+        torch.set_num_threads(1)
+        self.rank = args.rank
+        self.device = _device_for(args.device, args.rank)
+        self.comm = init_world(args.rank, args.world_size, init_method=args.init_method,
+                               backend=args.backend, device=self.device, timeout_s=args.timeout_s)
+        self.adapter = _load_adapter(args, self.device)
+        self.states: dict[str, object] = {}
+        self.pending = PendingSends()
+
+    def migrate(self, task: RunTask) -> dict[str, float]:
+        plan = plan_migration(task.group, task.state_ranks)
+        sent = 0
+        state = self.states.get(task.request_id)
+        for receiver in sorted(r for r, sender in plan.items() if sender == self.rank):
+            if state is None:
+                post_send(receiver, task.task_id, None, None, self.pending,
+                          missing_reason=f"rank {self.rank} holds no state for {task.request_id!r}")
+            else:
+                sent += post_send(receiver, task.task_id, state.tensors, state.meta, self.pending)
+        received = 0
+        if self.rank in plan:
+            tensors, meta = receive(plan[self.rank], task.task_id, device=self.device)
+            self.states[task.request_id] = _state_type()(tensors=tensors, meta=meta)
+            received = sum(t.numel() * t.element_size() for t in tensors.values())
+        if self.rank in task.state_ranks and self.rank not in task.group:
+            self.states.pop(task.request_id, None)
+        if state is None and any(s == self.rank for s in plan.values()):
+            raise KeyError(f"rank {self.rank} was to send state of {task.request_id!r} but holds none")
+        self.pending.reap()
+        return {"sent_bytes": float(sent), "recv_bytes": float(received)}
+
+    def compute(self, task: RunTask) -> list:
+        if task.stage == "encode":
+            self.states[task.request_id] = self.adapter.encode(task.params)
+            return []
+        state = self.states.get(task.request_id)
+        if state is None:
+            raise KeyError(f"rank {self.rank} holds no state for request {task.request_id!r}")
+        if task.stage == "denoise":
+            self.adapter.denoise(state, task.step_begin, task.step_end, self._sp(task.group))
+            return []
+        return self.adapter.decode(state) if task.group[0] == self.rank else []
+
+    def _sp(self, ranks):
+        if len(ranks) == 1:
+            return None
+        from gfdit.workers.adapter import SPContext
+
+        return SPContext(self.comm, self.comm.group(ranks))
+
+    def drop(self, request_id: str) -> None:
+        self.states.pop(request_id, None)
+
+    def close(self) -> None:
+        self.pending.wait_all()
+        self.comm.close()
+
+
+class Worker:
+    """The message loop of one worker process around a runtime (model or emulated)."""
+
+    def __init__(self, args: argparse.Namespace, runtime) -> None:
+        self.rank = args.rank
+        self.runtime = runtime
+        self.context = zmq.Context()
+        self.socket = _dealer(self.context, f"w{self.rank}", args.controller)
+        self.current_task: int | None = None
+        self.stopping = threading.Event()
+        self.parent = os.getppid()
+        self.heartbeat = threading.Thread(
+            target=self._beat, args=(args.controller, args.heartbeat_s), name="heartbeat", daemon=True)
+
+    def serve(self) -> int:
+        """Announce readiness, then run messages in order until `Shutdown`."""
+        self.heartbeat.start()
+        self._send(WorkerReady(rank=self.rank, pid=os.getpid(), device=str(self.runtime.device)))
+        handlers = {RunTask: self._run_task, DropState: self._drop, Shutdown: self._shutdown}
+        try:
+            while not self.stopping.is_set():
+                msg = self._next_message()
+                if msg is not None:
+                    handlers[type(msg)](msg)
+        finally:
+            self.stopping.set()
+            self.runtime.close()
+            self.heartbeat.join(timeout=2.0)
+            self.socket.close(linger=1000)
+            self.context.term()
+        return 0
+
+    def _next_message(self):
+        if not self.socket.poll(POLL_MS):
+            if os.getppid() != self.parent:
+                _log(self.rank, "controller process is gone; exiting")
+                self.stopping.set()
+            return None
+        frames = self.socket.recv_multipart()
+        try:
+            msg, _ = transport.decode(frames, transport.TO_WORKER)
+        except ProtocolError as exc:
+            _log(self.rank, f"ignored a malformed message: {exc}")
+            self._send(WorkerError(rank=self.rank, message=f"malformed message ignored: {exc}"))
+            return None
+        return msg
+
+    def _run_task(self, task: RunTask) -> None:
+        self.current_task = task.task_id
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+        payload: list[bytes] = []
+        outputs: list[dict[str, str]] = []
+        try:
+            if task.stage not in STAGES:
+                raise ValueError(f"unknown stage {task.stage!r}; known: {', '.join(STAGES)}")
+            if self.rank not in task.group and self.rank not in task.state_ranks:
+                raise ValueError(f"rank {self.rank} is neither in group {task.group} nor holds the state")
+            timings.update(self.runtime.migrate(task))
+            timings["migrate"] = time.perf_counter() - start
+            if self.rank in task.group:
+                begin = time.perf_counter()
+                images = self.runtime.compute(task)
+                timings["compute"] = time.perf_counter() - begin
+                outputs, payload = transport.images_to_payload(images)
+            error = None
+        except Exception as exc:  # the task's top level: report, keep serving
+            error = f"{type(exc).__name__}: {exc}"
+            _log(self.rank, f"task {task.task_id} ({task.stage} of {task.request_id}) failed:\n"
+                 + traceback.format_exc())
+        timings["total"] = time.perf_counter() - start
+        self.current_task = None
+        done = TaskDone(task_id=task.task_id, request_id=task.request_id, rank=self.rank,
+                        ok=error is None, timings=timings, error=error, outputs=outputs if error is None else [])
+        self._send(done, payload if error is None else [])
+
+    def _drop(self, msg: DropState) -> None:
+        self.runtime.drop(msg.request_id)
+
+    def _shutdown(self, msg: Shutdown) -> None:
+        _log(self.rank, f"shutting down ({msg.reason or 'asked'})")
+        self.stopping.set()
+
+    def _send(self, msg, payload=()) -> None:
+        self.socket.send_multipart(transport.encode(msg, payload), copy=False)
+
+    def _beat(self, controller: str, interval: float) -> None:
+        context = zmq.Context()
+        socket = _dealer(context, f"hb{self.rank}", controller)
+        try:
+            while not self.stopping.wait(interval):
+                beat = Heartbeat(rank=self.rank, time=time.time(), task_id=self.current_task)
+                socket.send_multipart(transport.encode(beat))
+        finally:
+            socket.close(linger=0)
+            context.term()
+
+
+def _dealer(context: zmq.Context, identity: str, address: str) -> zmq.Socket:
+    socket = context.socket(zmq.DEALER)
+    socket.setsockopt(zmq.IDENTITY, identity.encode())
+    socket.connect(address)
+    return socket
+
+
+def _device_for(device: str, rank: int) -> str:
+    """``cuda`` means this rank's GPU (rank modulo the visible devices)."""
+    if device != "cuda":
+        return device
+    import torch
+
+    return f"cuda:{rank % max(1, torch.cuda.device_count())}"
+
+
+def _load_adapter(args: argparse.Namespace, device: str):
+    """The model adapter: `load_adapter(model)`, or a factory ``module:callable``
+    named on the command line (tests and benchmarks; never network input)."""
+    import torch
+
+    dtype = getattr(torch, args.dtype)
+    if args.adapter:
+        module, _, name = args.adapter.partition(":")
+        factory = getattr(importlib.import_module(module), name)
+        return factory(args.model, device=device, dtype=dtype)
+    from gfdit.workers.adapter import load_adapter
+
+    return load_adapter(args.model, device=device, dtype=dtype)
+
+
+def _state_type():
+    from gfdit.workers.adapter import RequestState
+
+    return RequestState
+
+
+def _log(rank: int, text: str) -> None:
+    print(f"[gfdit worker {rank}] {text}", file=sys.stderr, flush=True)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m gfdit.workers.process", description=__doc__.splitlines()[0])
+    p.add_argument("--rank", type=int, required=True)
+    p.add_argument("--world-size", type=int, required=True)
+    p.add_argument("--controller", required=True, help="the controller's ROUTER address")
+    p.add_argument("--init-method", default="", help="torch.distributed init method (file:// or tcp://)")
+    p.add_argument("--backend", default="p2p", help="collectives backend: p2p, shm, newgroup")
+    p.add_argument("--model", default="tiny")
+    p.add_argument("--adapter", default="", help="adapter factory module:callable (tests, benchmarks)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
+    p.add_argument("--emulate", action="store_true", help="sleep RunTask.emulate_s; no model, no torch")
+    p.add_argument("--heartbeat-s", type=float, default=1.0)
+    p.add_argument("--timeout-s", type=float, default=120.0, help="collectives and world set-up time-out")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        if args.emulate:
+            from gfdit.workers.emulated import EmulatedRuntime
+
+            runtime = EmulatedRuntime(args.rank)
+        else:
+            runtime = ModelRuntime(args)
+        return Worker(args, runtime).serve()
+    except Exception as exc:  # the process's top level: tell the controller, exit non-zero
+        _log(args.rank, "fatal:\n" + traceback.format_exc())
+        _report_fatal(args, f"{type(exc).__name__}: {exc}")
+        return 1
+
+
+def _report_fatal(args: argparse.Namespace, message: str) -> None:
+    context = zmq.Context()
+    socket = _dealer(context, f"w{args.rank}", args.controller)
+    socket.send_multipart(transport.encode(WorkerError(rank=args.rank, message=message, fatal=True)))
+    socket.close(linger=2000)
+    context.term()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
