@@ -1,0 +1,96 @@
+"""A diffusers scheduler's and generator's state as tensors + msgspec-encodable facts.
+
+Generic over scheduler classes: the state is every instance attribute that
+differs from a freshly configured scheduler (timesteps, sigmas, step index,
+multistep buffers such as ``model_outputs``). Tensors go to ``sched.NAME`` (list
+items to ``sched.NAME.I``), everything else to ``meta["scheduler"]``. Restoring
+onto a fresh copy of the pristine scheduler continues bit-exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy
+import torch
+
+PREFIX = "sched."
+GENERATOR = "generator"
+_SCALARS = (int, float, bool, str, type(None))
+
+
+class SchedulerCodec:
+    """Captures and restores one scheduler class's per-request state."""
+
+    def __init__(self, scheduler) -> None:
+        self.pristine = scheduler.__class__.from_config(scheduler.config)
+
+    def fresh(self):
+        return copy.deepcopy(self.pristine)
+
+    def capture(self, scheduler, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        for name in [n for n in tensors if n.startswith(PREFIX)]:
+            del tensors[name]
+        facts: dict[str, Any] = {}
+        base = vars(self.pristine)
+        for name, value in vars(scheduler).items():
+            if name == "_internal_dict" or (name in base and _same(base[name], value)):
+                continue
+            facts[name] = _encode(value, PREFIX + name, tensors)
+        meta["scheduler"] = facts
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]):
+        scheduler = self.fresh()
+        for name, fact in meta["scheduler"].items():
+            setattr(scheduler, name, _decode(fact, tensors))
+        return scheduler
+
+
+def _same(a: Any, b: Any) -> bool:
+    if type(a) is not type(b):
+        return False
+    if torch.is_tensor(a):
+        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, numpy.ndarray):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(numpy.array_equal(a, b))
+    if isinstance(a, list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+def _encode(value: Any, key: str, tensors: dict[str, torch.Tensor]) -> Any:
+    """A msgspec-encodable fact for ``value``; tensor data goes to ``tensors``."""
+    if torch.is_tensor(value):
+        tensors[key] = value.detach().clone()
+        return {"tensor": key}
+    if isinstance(value, numpy.ndarray):
+        tensors[key] = torch.from_numpy(value.copy())
+        return {"ndarray": key}
+    if isinstance(value, list):
+        return {"list": [_encode(item, f"{key}.{i}", tensors) for i, item in enumerate(value)]}
+    if isinstance(value, (numpy.integer, numpy.floating, numpy.bool_)):
+        return {"value": value.item()}
+    if isinstance(value, _SCALARS):
+        return {"value": value}
+    raise TypeError(f"scheduler attribute {key!r} of type {type(value).__name__} cannot be carried")
+
+
+def _decode(fact: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    if "tensor" in fact:
+        return tensors[fact["tensor"]].clone()
+    if "ndarray" in fact:
+        return tensors[fact["ndarray"]].numpy().copy()
+    if "list" in fact:
+        return [_decode(item, tensors) for item in fact["list"]]
+    return fact["value"]
+
+
+def capture_generator(generator: torch.Generator, tensors: dict[str, torch.Tensor]) -> None:
+    tensors[GENERATOR] = generator.get_state().clone()
+
+
+def restore_generator(device: torch.device, tensors: dict[str, torch.Tensor]) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    generator.set_state(tensors[GENERATOR].cpu())
+    return generator
