@@ -1,0 +1,237 @@
+"""The cost model: how long each trajectory stage takes at each width.
+
+A cost model is a directory of JSON files, one per parallel layout, in the
+format of the GF-DiT research artifact (see docs/engine.md):
+
+    {"model", "parallelism": {"tp", "sp", "ulysses", "ring", "cfg"}, "options",
+     "stages": {STAGE: {"x_name", "coeffs": {"a", "b", "c"}, "r2", "samples"}}}
+
+Each stage takes ``max(0, a*x**2 + b*x + c)`` milliseconds of its variable x.
+The width of a layout is ``tp * ulysses * ring * cfg``. Trajectory tasks are
+priced from the stages like this:
+
+    encode  = text_encode(text_seq_len) + dit_prepare(latent_seq_len)
+              + timestep_prepare(num_steps)
+    step    = dit_step_chunk(latent_seq_len)   one denoise step; a CFG request
+              uses `dit_step_chunk_cfg`, a no-CFG one `dit_step_chunk_nocfg`,
+              each falling back to plain `dit_step_chunk` when absent
+    decode  = vae_decode(height*width*frames) + finalize(1)
+
+Every public estimate is in SECONDS (the engine clock's unit); the files are in
+milliseconds. A width or stage the model lacks is a `CostModelError` naming
+what is missing, never a silent zero.
+
+Migration (moving a request's state to ranks that do not hold it) costs
+``fixed_s + bytes / bandwidth`` per transfer round; see `Migration`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+ENCODE_STAGES = ("text_encode", "dit_prepare", "timestep_prepare")
+DECODE_STAGES = ("vae_decode", "finalize")
+STEP_VARIANTS = {True: ("dit_step_chunk_cfg", "dit_step_chunk"),
+                 False: ("dit_step_chunk_nocfg", "dit_step_chunk")}
+MIGRATION_FILE = "migration.json"
+
+
+class CostModelError(ValueError):
+    """A cost model file is malformed, or lacks a width or stage asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """What the cost of a request depends on (all the cost model's x variables)."""
+
+    tokens: int  # latent_seq_len
+    text_tokens: int  # text_seq_len
+    steps: int  # num_steps
+    voxels: int  # height * width * frames of the output
+    cfg: bool = False  # true classifier-free guidance (two passes per step)
+
+
+@dataclass(frozen=True, slots=True)
+class Curve:
+    """One stage: max(0, a*x^2 + b*x + c) milliseconds of its variable."""
+
+    x_name: str
+    a: float
+    b: float
+    c: float
+
+    def ms(self, x: float) -> float:
+        return max(0.0, (self.a * x + self.b) * x + self.c)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """Time to move a request's state to ranks that lack it.
+
+    The state is the latent, the prompt embeddings and a little scheduler/RNG
+    state: ``bytes = fixed_bytes + bytes_per_token * tokens
+    + bytes_per_text_token * text_tokens``. A move from group A to group B sends
+    the state to every rank of B not in A; A's members send in parallel, so it
+    takes ``ceil(|B - A| / |A|)`` transfer rounds of ``fixed_s + bytes /
+    bandwidth_Bps`` each. Defaults: fp32 latents of 64 values per token,
+    bf16 text embeddings of width 3584 (Qwen-Image), 25 GB/s, 1 ms.
+    """
+
+    bandwidth_Bps: float = 25e9
+    fixed_s: float = 0.001
+    bytes_per_token: int = 256
+    bytes_per_text_token: int = 7168
+    fixed_bytes: int = 4096
+
+    def state_bytes(self, shape: Shape) -> int:
+        return (self.fixed_bytes + self.bytes_per_token * shape.tokens
+                + self.bytes_per_text_token * shape.text_tokens)
+
+    def seconds(self, nbytes: int, senders: int, receivers: int) -> float:
+        """Time for `receivers` new ranks to get `nbytes` from `senders` holders."""
+        if receivers <= 0:
+            return 0.0
+        if senders <= 0:
+            raise CostModelError("migration needs at least one rank holding the state")
+        rounds = math.ceil(receivers / senders)
+        return rounds * (self.fixed_s + nbytes / self.bandwidth_Bps)
+
+
+class CostModel:
+    """Stage curves per width, and the estimates the engine and policies ask for."""
+
+    def __init__(self, layouts: dict[int, dict[str, Curve]], model: str = "",
+                 migration: Migration | None = None, source: str = ""):
+        if not layouts:
+            raise CostModelError(f"cost model {source or model!r} has no layouts")
+        self.layouts = dict(sorted(layouts.items()))
+        self.widths: tuple[int, ...] = tuple(self.layouts)
+        self.model = model
+        self.migration = migration or Migration()
+        self.source = source
+        self._cache: dict[tuple[Shape, int], tuple[float, float, float]] = {}
+
+    # ---- loading -------------------------------------------------------
+    @classmethod
+    def load(cls, directory: str | Path, migration: Migration | None = None) -> "CostModel":
+        """Read every layout file of a cost-model directory.
+
+        `migration.json` (optional, the fields of `Migration`) configures the
+        migration cost; an explicit `migration` argument wins over it.
+        """
+        path = Path(directory)
+        if not path.is_dir():
+            raise CostModelError(f"cost model directory not found: {path}")
+        layouts: dict[int, dict[str, Curve]] = {}
+        models: set[str] = set()
+        for file in sorted(path.glob("*.json")):
+            if file.name == MIGRATION_FILE:
+                continue
+            width, curves, model = _read_layout(file)
+            if width in layouts:
+                raise CostModelError(f"{file}: a second layout of width {width} in {path}")
+            layouts[width] = curves
+            models.add(model)
+        if migration is None and (path / MIGRATION_FILE).exists():
+            migration = _read_migration(path / MIGRATION_FILE)
+        return cls(layouts, model=", ".join(sorted(models)), migration=migration, source=str(path))
+
+    # ---- raw stages ----------------------------------------------------
+    def curve(self, stage: str, width: int) -> Curve:
+        layout = self.layouts.get(width)
+        if layout is None:
+            raise CostModelError(
+                f"cost model {self.source!r} has no layout of width {width}; widths: {list(self.widths)}")
+        curve = layout.get(stage)
+        if curve is None:
+            raise CostModelError(
+                f"cost model {self.source!r} width {width} has no stage {stage!r}; stages: {sorted(layout)}")
+        return curve
+
+    def step_curve(self, width: int, cfg: bool) -> Curve:
+        names = STEP_VARIANTS[cfg]
+        layout = self.layouts.get(width, {})
+        for name in names:
+            if name in layout:
+                return layout[name]
+        return self.curve(names[-1], width)  # raises the clear error
+
+    def stage_s(self, stage: str, x: float, width: int) -> float:
+        """One stage at one width, in seconds."""
+        return self.curve(stage, width).ms(x) / 1000.0
+
+    # ---- trajectory parts ----------------------------------------------
+    def parts(self, shape: Shape, width: int) -> tuple[float, float, float]:
+        """(encode, one denoise step, decode) seconds of `shape` at `width`; cached."""
+        key = (shape, width)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        xs = {"text_seq_len": shape.text_tokens, "latent_seq_len": shape.tokens,
+              "num_steps": shape.steps, "voxels": shape.voxels, "ones": 1}
+        encode = sum(self._stage_at(s, xs, width) for s in ENCODE_STAGES)
+        step = self.step_curve(width, shape.cfg).ms(shape.tokens) / 1000.0
+        decode = sum(self._stage_at(s, xs, width) for s in DECODE_STAGES)
+        self._cache[key] = result = (encode, step, decode)
+        return result
+
+    def _stage_at(self, stage: str, xs: dict[str, float], width: int) -> float:
+        curve = self.curve(stage, width)
+        if curve.x_name not in xs:
+            raise CostModelError(f"stage {stage!r} uses unknown variable {curve.x_name!r}")
+        return curve.ms(xs[curve.x_name]) / 1000.0
+
+    def encode_s(self, shape: Shape, width: int) -> float:
+        return self.parts(shape, width)[0]
+
+    def step_s(self, shape: Shape, width: int) -> float:
+        return self.parts(shape, width)[1]
+
+    def decode_s(self, shape: Shape, width: int) -> float:
+        return self.parts(shape, width)[2]
+
+    def remaining_s(self, shape: Shape, width: int, encoded: bool, steps_left: int,
+                    decoded: bool = False) -> float:
+        """Time of all remaining work at one width: encode if not done, the steps left, decode."""
+        encode, step, decode = self.parts(shape, width)
+        return (0.0 if encoded else encode) + steps_left * step + (0.0 if decoded else decode)
+
+    def t_single(self, shape: Shape) -> float:
+        """The whole trajectory on one rank, in seconds."""
+        return self.remaining_s(shape, 1, encoded=False, steps_left=shape.steps)
+
+    def check_widths(self, widths: tuple[int, ...]) -> None:
+        """Raise if any of `widths` has no layout."""
+        missing = [w for w in widths if w not in self.layouts]
+        if missing:
+            raise CostModelError(
+                f"cost model {self.source!r} lacks widths {missing}; it has {list(self.widths)}")
+
+
+def _read_layout(file: Path) -> tuple[int, dict[str, Curve], str]:
+    try:
+        data = json.loads(file.read_text())
+        par = data["parallelism"]
+        width = 1
+        for key in ("tp", "ulysses", "ring", "cfg"):
+            width *= int(par.get(key, 1))
+        curves = {}
+        for name, stage in data["stages"].items():
+            co = stage["coeffs"]
+            curves[name] = Curve(str(stage["x_name"]), float(co["a"]), float(co["b"]), float(co["c"]))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise CostModelError(f"{file}: not a cost-model layout file ({type(exc).__name__}: {exc})") from exc
+    if width < 1:
+        raise CostModelError(f"{file}: width {width} is not positive")
+    return width, curves, str(data.get("model", ""))
+
+
+def _read_migration(file: Path) -> Migration:
+    try:
+        fields = json.loads(file.read_text())
+        return Migration(**{k: type(getattr(Migration(), k))(v) for k, v in fields.items()})
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise CostModelError(f"{file}: bad migration settings ({exc})") from exc

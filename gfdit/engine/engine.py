@@ -1,0 +1,363 @@
+"""The engine: a state machine over requests, tasks and ranks, with no I/O and no clock.
+
+The simulator and the live server drive the very same engine: they feed it
+inputs (submit, cancel, task_done, ranks_lost, ranks_restored, set_policy),
+each stamped with the caller's `now`, and call `schedule(now)` to get the tasks
+to start. Every input method is cheap; only `schedule` asks the policy.
+
+Failure rules (docs/engine.md):
+- A failed task is retried from the request's last good state (the executor
+  must leave the state as it was; pass `state_intact=False` if it could not,
+  and the request restarts from encode). A request gets `max_attempts` tries
+  in all (restarts and retries count); then it fails with the last error.
+- Lost ranks: a task running on any of them is aborted and its request
+  restarts from scratch; a waiting request whose state lived only on lost ranks
+  restarts too; the lost ranks take no task until `ranks_restored`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+from .cluster import Cluster
+from .costmodel import CostModel
+from .decisions import DecisionLog
+from .placement import Allocator
+from .policy import Policy, Why
+from .policy_check import check_policy
+from .request import REJECTED, TERMINAL, Outcome, Request, State
+from .scheduling import Grant, RoundResult, run_round
+from .task import Dispatch, Task, cut_next_task
+from .tracked import Clock, Tracked
+from .view import Round
+
+
+class Engine:
+    """Requests, their trajectory tasks and the cluster's ranks, advanced by a policy."""
+
+    def __init__(self, policy: Policy, cost_model: CostModel, cluster: Cluster,
+                 decision_log: DecisionLog | None = None, max_attempts: int = 3):
+        check_policy(policy, cost_model, cluster.gpus)
+        self.policy = policy
+        self.cost_model = cost_model
+        self.cluster = cluster
+        self.log = decision_log
+        self.max_attempts = max_attempts
+        self.clock = Clock()
+        self.active: dict[str, Tracked] = {}  # accepted, not terminal (arrival order)
+        self.waiting: dict[str, Tracked] = {}  # active with no task in flight
+        self.tasks: dict[str, Tracked] = {}  # task id -> its request
+        self.outcomes: list[Outcome] = []
+        self.hook_errors: dict[str, int] = {}
+        self.rounds = 0
+        self.last_round: float | None = None
+        self._fresh: list[Outcome] = []
+        self._seen: set[str] = set()
+        self._pending: Policy | None = None
+        self._eligible: dict[tuple[bool, bool, bool], frozenset[int] | None] = {}
+        self._task_seq = 0
+
+    # ---- inputs ---------------------------------------------------------
+    def submit(self, request: Request, now: float) -> str | None:
+        """Admit or reject a request: None if accepted, else the rejection reason."""
+        self.clock.now = now
+        if request.id in self._seen:
+            return f"duplicate request id {request.id!r}"
+        spec = self.policy.classes.get(request.request_class) or self.policy.classes.get("default")
+        try:
+            tracked = Tracked(request, spec, self.cost_model, self.clock)
+        except ValueError as exc:
+            return f"cannot price request {request.id}: {exc}"
+        self._seen.add(request.id)
+        reason, why = self._admit(tracked, now)
+        if reason is not None:
+            self._record(Outcome(request.id, request.request_class, REJECTED, request.arrival,
+                                 tracked.deadline, None, tracked.t_single, reason))
+            self._note(now, "reject", tracked, rule=why.rule if why else None, reason=reason)
+            return reason
+        self.active[request.id] = tracked
+        self.waiting[request.id] = tracked
+        if self.log is not None:
+            self._note(now, "admit", tracked, rule=why.rule if why else None, deadline=tracked.deadline)
+        return None
+
+    def _admit(self, tracked: Tracked, now: float) -> tuple[str | None, Why | None]:
+        try:
+            return self.policy.admit(self._view(now), tracked)
+        except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: admit, count, log
+            self._hook_error(now, tracked, "admit", exc)
+            return None, None
+
+    def cancel(self, request_id: str, now: float) -> str:
+        """Cancel a request. Returns what happened: "cancelled" (it was waiting),
+        "cancelling" (its running task ends first, then its ranks free),
+        "already <state>", or "unknown"."""
+        self.clock.now = now
+        tracked = self.active.get(request_id)
+        if tracked is None:
+            done = next((o for o in self.outcomes if o.id == request_id), None)
+            return f"already {done.state}" if done else "unknown"
+        if tracked.task is not None:
+            tracked.cancel_requested = True
+            return "cancelling"
+        self._finish(tracked, State.CANCELLED, now, "cancelled by client")
+        return "cancelled"
+
+    def task_done(self, task_id: str, now: float, ok: bool = True, error: str | None = None,
+                  state_intact: bool = True) -> str:
+        """A task ended. Returns the request's resulting state, or "unknown task"
+        for a task the engine no longer tracks (e.g. aborted when its ranks were lost)."""
+        tracked = self.tasks.pop(task_id, None)
+        if tracked is None or tracked.task is None or tracked.task.id != task_id:
+            return "unknown task"
+        self.clock.now = now
+        task = tracked.task
+        self._end_task(tracked, task, now)
+        if ok:
+            tracked.encoded = tracked.encoded or task.encode
+            tracked.steps_done = task.step_end
+            tracked.holders = task.group
+            tracked.last_width = len(task.group)
+            if task.decode:
+                self._finish(tracked, State.COMPLETED, now, None)
+                return State.COMPLETED.value
+        if tracked.cancel_requested:
+            self._finish(tracked, State.CANCELLED, now, "cancelled by client")
+            return State.CANCELLED.value
+        if not ok:
+            why = f"task {task_id} ({task.stage}) failed: {error or 'no error given'}"
+            self._retry(tracked, now, why, restart=not state_intact)
+        return tracked.state.value
+
+    def ranks_lost(self, ranks: Iterable[int], reason: str, now: float) -> list[str]:
+        """Ranks died. Returns the ids of the requests it set back (restarted or failed)."""
+        self.clock.now = now
+        lost = tuple(sorted(set(ranks)))
+        self.cluster.lose(lost)
+        self._eligible.clear()
+        hit = []
+        for tracked in list(self.active.values()):
+            task = tracked.task
+            if task is not None and set(task.group) & set(lost):
+                self.tasks.pop(task.id, None)
+                self._end_task(tracked, task, now)
+                hit.append(tracked.id)
+                if tracked.cancel_requested:
+                    self._finish(tracked, State.CANCELLED, now, "cancelled by client")
+                    continue
+                self._retry(tracked, now, f"ranks {list(lost)} lost ({reason}) during task {task.id}", True)
+            elif task is None and tracked.holders:
+                left = tuple(r for r in tracked.holders if r not in lost)
+                if not left:
+                    hit.append(tracked.id)
+                    self._retry(tracked, now, f"its state was on lost ranks {list(lost)} ({reason})", True)
+                tracked.holders = left
+        if self.log is not None:
+            self.log.write(self._base(now, "lost") | {"ranks": list(lost), "reason": reason, "requests": hit})
+        return hit
+
+    def ranks_restored(self, ranks: Iterable[int], now: float | None = None) -> tuple[int, ...]:
+        """Lost ranks are usable again; returns those that were lost."""
+        back = self.cluster.restore(tuple(sorted(set(ranks))))
+        self._eligible.clear()
+        return back
+
+    def set_policy(self, policy: Policy) -> None:
+        """Swap the policy at the next round. Raises PolicyError (and keeps the old one) if it cannot run."""
+        check_policy(policy, self.cost_model, self.cluster.gpus)
+        self._pending = policy
+
+    def next_tick(self, now: float) -> float | None:
+        """When the next `tick` round is due, or None if the policy has no tick."""
+        policy = self._pending or self.policy
+        if policy.tick is None:
+            return None
+        return (self.last_round if self.last_round is not None else now) + policy.tick
+
+    def fail_waiting(self, now: float, reason: str) -> list[str]:
+        """Fail every accepted request with no task in flight (a stall, or a shutdown)."""
+        self.clock.now = now
+        ids = list(self.waiting)
+        for rid in ids:
+            self._finish(self.waiting[rid], State.FAILED, now, reason)
+        return ids
+
+    def take_finished(self) -> list[Outcome]:
+        """Outcomes of requests that ended (or were rejected) since the last call."""
+        fresh, self._fresh = self._fresh, []
+        return fresh
+
+    @property
+    def idle(self) -> bool:
+        """No accepted request is left unfinished."""
+        return not self.active
+
+    # ---- the round ------------------------------------------------------
+    def schedule(self, now: float) -> list[Dispatch]:
+        """Run one scheduling round; returns the tasks to start now."""
+        self.clock.now = now
+        self.rounds += 1
+        self.last_round = now
+        if self._pending is not None:
+            self._swap(now)
+        if not self.waiting or not self.cluster.free:
+            return []
+        candidates = list(self.waiting.values())
+        eligible = {t: self._eligible_for(t) for t in candidates}
+        alloc = Allocator(set(self.cluster.free), self.cluster.gpus - len(self.cluster.lost),
+                          self.cluster.ranks_per_node)
+        result = run_round(self.policy, self._view(now), candidates, alloc, eligible)
+        return self._apply(result, candidates, now)
+
+    def _apply(self, result: RoundResult, candidates: list[Tracked], now: float) -> list[Dispatch]:
+        for err in result.errors:
+            self._hook_error(now, err.req, err.hook, err.message, rule=err.rule)
+            self._hold(err.req, now, None)
+        for tracked, why in result.held:
+            self._hold(tracked, now, why)
+        if result.reserved is not None and self.log is not None:
+            tracked, why = result.reserved
+            self._note(now, "reserve", tracked, rule=why.rule, values=dict(why.values))
+        for tracked, reason in result.unplaceable:
+            self._finish(tracked, State.FAILED, now, reason)
+        dispatches = [self._start(grant, now) for grant in result.grants]
+        held_now = {id(err.req) for err in result.errors} | {id(t) for t, _ in result.held}
+        for tracked in candidates:
+            if tracked.state is State.HELD and id(tracked) not in held_now:
+                tracked.paused_total += now - tracked.held_since  # type: ignore[operator]
+                tracked.held_since = None
+                tracked.state = State.QUEUED
+        return dispatches
+
+    def _hold(self, tracked: Tracked, now: float, why: Why | None) -> None:
+        if tracked.held_since is None:
+            tracked.held_since = now
+        tracked.state = State.HELD
+        if why is not None and self.log is not None:
+            self._note(now, "hold", tracked, rule=why.rule, values=dict(why.values))
+
+    def _start(self, grant: Grant, now: float) -> Dispatch:
+        tracked = grant.req
+        self._task_seq += 1
+        task = cut_next_task(f"{tracked.id}/{self._task_seq}", tracked.id, tracked.encoded,
+                             tracked.steps_done, tracked.req.steps, self.policy.chunk)
+        task.group = grant.group
+        task.start = now
+        task.duration_est = tracked.task_s(task, len(grant.group))
+        holders = tracked.holders
+        receivers = sum(1 for r in grant.group if r not in holders)
+        nbytes, mig_s = 0, 0.0
+        if holders and receivers:
+            migration = self.cost_model.migration
+            nbytes = migration.state_bytes(tracked.req.shape)
+            mig_s = migration.seconds(nbytes, len(holders), receivers)
+            tracked.migrations += 1
+            tracked.migration_s += mig_s
+        task.migration_s = mig_s
+        self.cluster.take(grant.group)
+        if tracked.held_since is not None:
+            tracked.paused_total += now - tracked.held_since
+            tracked.held_since = None
+        tracked.state = State.RUNNING
+        tracked.task = task
+        self.tasks[task.id] = tracked
+        del self.waiting[tracked.id]
+        if self.log is not None:
+            self._note(now, "dispatch", tracked, task=task.id, stage=task.stage, width=len(grant.group),
+                       wanted=grant.wanted, action=grant.action, ranks=list(grant.group),
+                       state_ranks=list(holders), rule=grant.why.rule, values=dict(grant.why.values),
+                       grown=[w.rule for w in grant.grown], steps=[task.step_begin, task.step_end])
+        return Dispatch(task.id, tracked.id, task.stage, task.stages, (task.step_begin, task.step_end),
+                        grant.group, holders, nbytes, mig_s, task.duration_est)
+
+    def _swap(self, now: float) -> None:
+        old, self.policy, self._pending = self.policy, self._pending, None  # type: ignore[assignment]
+        self._eligible.clear()
+        if self.log is not None:
+            self.log.write(self._base(now, "policy") | {"previous": [old.name, old.revision]})
+
+    def _eligible_for(self, tracked: Tracked) -> frozenset[int] | None:
+        """Ranks the candidate's next task may use (its stages' pools, minus lost ranks)."""
+        chunk = self.policy.chunk
+        stages = ("encode" if not tracked.encoded else None,
+                  "denoise" if (chunk is None or tracked.encoded) and tracked.steps_left else None,
+                  "decode" if chunk is None or (tracked.encoded and not tracked.steps_left) else None)
+        key = tuple(s is not None for s in stages)
+        if key in self._eligible:
+            return self._eligible[key]
+        ranks: frozenset[int] | None = None
+        for stage in stages:
+            pool = self.policy.stage_pools.get(stage) if stage else None  # type: ignore[arg-type]
+            if pool is not None:
+                members = frozenset(self.policy.pools[pool])
+                ranks = members if ranks is None else ranks & members
+        if ranks is not None or self.cluster.lost:
+            ranks = (ranks if ranks is not None else frozenset(self.cluster.ranks)) - self.cluster.lost
+        self._eligible[key] = ranks  # type: ignore[index]
+        return ranks
+
+    # ---- endings ------------------------------------------------------------
+    def _end_task(self, tracked: Tracked, task: Task, now: float) -> None:
+        self.cluster.release(task.group)
+        tracked.busy_rank_s += len(task.group) * (now - task.start)
+        tracked.task = None
+        tracked.last_end = now
+        tracked.state = State.QUEUED
+        self.waiting[tracked.id] = tracked
+
+    def _retry(self, tracked: Tracked, now: float, why: str, restart: bool) -> None:
+        tracked.attempts += 1
+        if tracked.attempts > self.max_attempts:
+            self._finish(tracked, State.FAILED, now, f"{why}; gave up after {self.max_attempts} attempts")
+            return
+        if restart:
+            tracked.restart()
+        self._note(now, "restart" if restart else "retry", tracked, reason=why)
+
+    def _finish(self, tracked: Tracked, state: State, now: float, reason: str | None) -> None:
+        assert state in TERMINAL
+        tracked.state = state
+        tracked.reason = reason
+        tracked.finish = now
+        if tracked.held_since is not None:
+            tracked.paused_total += now - tracked.held_since
+            tracked.held_since = None
+        self.active.pop(tracked.id, None)
+        self.waiting.pop(tracked.id, None)
+        req = tracked.req
+        self._record(Outcome(req.id, req.request_class, state.value, req.arrival, tracked.deadline, now,
+                             tracked.t_single, reason, tracked.migrations, tracked.migration_s,
+                             tracked.busy_rank_s, tracked.attempts))
+        if self.log is not None:
+            self._note(now, {State.COMPLETED: "complete", State.FAILED: "fail",
+                             State.CANCELLED: "cancel"}[state], tracked, reason=reason)
+
+    def _record(self, outcome: Outcome) -> None:
+        self.outcomes.append(outcome)
+        self._fresh.append(outcome)
+
+    # ---- helpers --------------------------------------------------------
+    def _view(self, now: float) -> Round:
+        free = len(self.cluster.free)
+        return Round(now, self.cluster.gpus, free, self.cluster.busy, lambda: list(self.active.values()))
+
+    def _hook_error(self, now: float, tracked: Tracked, hook: str, exc: object, rule: str | None = None) -> None:
+        self.hook_errors[hook] = self.hook_errors.get(hook, 0) + 1
+        if self.log is not None:
+            rule = rule or getattr(exc, "rule", None) or f"{self.policy.name}.{hook}"
+            message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
+            self._note(now, "error", tracked, hook=hook, rule=rule, reason=message)
+
+    def _base(self, now: float, event: str) -> dict:
+        return {"t": now, "event": event, "policy": self.policy.name, "revision": self.policy.revision}
+
+    def _note(self, now: float, event: str, tracked: Tracked, **fields: object) -> None:
+        if self.log is None:
+            return
+        record = self._base(now, event)
+        record["request"] = tracked.id
+        record.update({k: v for k, v in fields.items() if v is not None})
+        if isinstance(record.get("deadline"), float) and math.isinf(record["deadline"]):
+            record["deadline"] = None
+        self.log.write(record)

@@ -1,0 +1,52 @@
+"""Checks a policy's configuration before the engine accepts it (at start or on a swap)."""
+
+from __future__ import annotations
+
+from .costmodel import CostModel
+from .policy import STAGES, Policy
+
+ON_SHORT = ("skip", "shrink", "reserve")
+PLACEMENTS = ("sticky", "compact", "lowest")
+
+
+class PolicyError(ValueError):
+    """A policy's configuration cannot run on this engine (the message lists every problem)."""
+
+
+def check_policy(policy: Policy, cost_model: CostModel, gpus: int) -> None:
+    """Raise `PolicyError` listing every problem with `policy` on `gpus` ranks."""
+    problems: list[str] = []
+    widths = tuple(policy.widths)
+    if not widths or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in widths):
+        problems.append(f"widths must be positive integers, got {list(widths)}")
+    elif list(widths) != sorted(set(widths)):
+        problems.append(f"widths must be ascending without repeats, got {list(widths)}")
+    else:
+        usable = [w for w in widths if w <= gpus]
+        if not usable:
+            problems.append(f"no width in {list(widths)} fits {gpus} GPUs")
+        missing = [w for w in usable if w not in cost_model.layouts]
+        if missing:
+            problems.append(f"the cost model has no layout for widths {missing} "
+                            f"(it has {list(cost_model.widths)})")
+    chunk = policy.chunk
+    if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
+        problems.append(f"chunk must be a positive integer or None (all), got {chunk!r}")
+    if policy.on_short not in ON_SHORT:
+        problems.append(f"on_short must be one of {list(ON_SHORT)}, got {policy.on_short!r}")
+    bad_place = [p for p in policy.placement if p not in PLACEMENTS]
+    if bad_place:
+        problems.append(f"unknown placement {bad_place}; known: {list(PLACEMENTS)}")
+    for name, ranks in policy.pools.items():
+        bad = sorted(r for r in ranks if not isinstance(r, int) or not 0 <= r < gpus)
+        if bad or not ranks:
+            problems.append(f"pool {name!r} must name ranks in 0..{gpus - 1}, got {sorted(ranks)}")
+    for stage, pool in policy.stage_pools.items():
+        if stage not in STAGES:
+            problems.append(f"stage_pools names unknown stage {stage!r}; stages: {list(STAGES)}")
+        if pool not in policy.pools:
+            problems.append(f"stage {stage!r} is placed in unknown pool {pool!r}; pools: {sorted(policy.pools)}")
+    if policy.tick is not None and not (isinstance(policy.tick, (int, float)) and policy.tick > 0):
+        problems.append(f"tick must be a positive number of seconds or None, got {policy.tick!r}")
+    if problems:
+        raise PolicyError(f"policy {getattr(policy, 'name', '?')!r}: " + "; ".join(problems))

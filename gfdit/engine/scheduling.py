@@ -1,0 +1,191 @@
+"""One scheduling round: hold -> order -> width -> allocate -> grow -> place.
+
+`run_round` asks the policy's hooks about the candidates (requests whose next
+task is ready and not running) and returns who runs on which ranks. It mutates
+nothing but the candidates' `width_override` (restored before it returns);
+the engine applies the result. Admission happens earlier, at submit.
+
+Semantics (docs/engine.md has the full account):
+- hold: a candidate whose `hold` hook returns a Why sits this round out.
+- order: sort by the policy's key, ties by arrival then id.
+- width: the wanted width must be in `policy.widths`; one larger than every
+  rank the candidate may use is capped to the largest allowed width that fits
+  its pool (logged as rule ``engine:cap``).
+- allocate: a width that fits the free ranks is granted; otherwise `on_short`:
+  skip (go on with the next), shrink (largest allowed width that fits, if any),
+  reserve (stop: nobody after it gets ranks this round, and nothing grows).
+- grow: while ranks stay free, the most urgent placed candidate whose `grow`
+  hook answers moves to the smallest allowed wider width that fits, stays within
+  the hook's bound and finishes strictly sooner by the cost model; then the
+  search restarts from the most urgent. The grow hook sees the tentative width
+  as `req.width`.
+- place: see `placement.py`.
+A hook that raises holds its candidate for the round and is reported as an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .placement import Allocator, place
+from .policy import Policy, Why
+from .tracked import Tracked
+from .view import Round
+
+
+@dataclass(slots=True)
+class Grant:
+    """A candidate given ranks this round."""
+
+    req: Tracked
+    width: int
+    eligible: frozenset[int] | None  # None: any rank
+    why: Why
+    action: str  # "fit", "shrink" or "cap+fit"/"cap+shrink"
+    wanted: int
+    grown: list[Why] = field(default_factory=list)
+    group: tuple[int, ...] = ()
+
+
+@dataclass(slots=True)
+class HookError:
+    req: Tracked
+    hook: str
+    rule: str
+    message: str
+
+
+@dataclass(slots=True)
+class RoundResult:
+    grants: list[Grant] = field(default_factory=list)
+    held: list[tuple[Tracked, Why]] = field(default_factory=list)
+    errors: list[HookError] = field(default_factory=list)
+    unplaceable: list[tuple[Tracked, str]] = field(default_factory=list)
+    reserved: tuple[Tracked, Why] | None = None  # the candidate `reserve` stopped the round for
+
+
+def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: Allocator,
+              eligible_of: dict[Tracked, frozenset[int] | None]) -> RoundResult:
+    """Decide one round. `alloc` holds the free ranks; `eligible_of` each candidate's pool."""
+    out = RoundResult()
+    competing = _hold(policy, view, candidates, out)
+    ordered = _order(policy, view, competing, out)
+    for req in ordered:
+        if alloc.free_count() == 0:
+            break
+        if not _allocate(policy, view, req, alloc, eligible_of[req], out):
+            break
+    if out.reserved is None:
+        _grow(policy, view, out.grants, alloc, out)
+    place(out.grants, alloc, policy.placement)
+    return out
+
+
+def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResult) -> list[Tracked]:
+    competing = []
+    for req in candidates:
+        try:
+            why = policy.hold(view, req)
+        except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: contain it
+            _error(policy, req, "hold", exc, out)
+            continue
+        if why is None:
+            competing.append(req)
+        else:
+            out.held.append((req, why))
+    return competing
+
+
+def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResult) -> list[Tracked]:
+    keyed: list[tuple[Any, float, str, Tracked]] = []
+    for req in competing:
+        try:
+            key = policy.order_key(view, req)
+        except Exception as exc:  # noqa: BLE001 -- contained hook error
+            _error(policy, req, "order", exc, out)
+            continue
+        keyed.append((key, req.req.arrival, req.req.id, req))
+    try:
+        keyed.sort(key=lambda item: item[:3])
+    except TypeError as exc:  # keys of different types cannot be compared
+        for item in keyed:
+            out.errors.append(HookError(item[3], "order", f"{policy.name}.order", f"incomparable keys: {exc}"))
+        keyed.sort(key=lambda item: item[1:3])
+    return [item[3] for item in keyed]
+
+
+def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
+              eligible: frozenset[int] | None, out: RoundResult) -> bool:
+    """Grant `req` a width if it fits; False means `reserve` stopped the round."""
+    try:
+        wanted, why = policy.width(view, req)
+        if wanted not in policy.widths:
+            raise ValueError(f"width {wanted!r} is not one of the policy's widths {list(policy.widths)}")
+    except Exception as exc:  # noqa: BLE001 -- contained hook error
+        _error(policy, req, "width", exc, out)
+        return True
+    width, action = wanted, "fit"
+    capacity = alloc.capacity(eligible)
+    if width > capacity:
+        fitting = [w for w in policy.widths if w <= capacity]
+        if not fitting:
+            out.unplaceable.append((req, f"no allowed width {list(policy.widths)} fits its "
+                                         f"{capacity} usable ranks"))
+            return True
+        width, action = fitting[-1], "cap+fit"
+    if not alloc.fits(eligible, width):
+        if policy.on_short == "reserve":
+            out.reserved = (req, Why("engine:reserve", {"wanted": width, "free": alloc.free_count()}))
+            return False
+        if policy.on_short != "shrink":
+            return True
+        smaller = [w for w in policy.widths if w < width and alloc.fits(eligible, w)]
+        if not smaller:
+            return True
+        width, action = smaller[-1], action.replace("fit", "shrink")
+    alloc.add(req, eligible, width)
+    out.grants.append(Grant(req, width, eligible, why, action, wanted))
+    return True
+
+
+def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, out: RoundResult) -> None:
+    failed: set[int] = set()  # grants whose grow hook raised: asked no more
+    while alloc.free_count() > 0:
+        for index, grant in enumerate(grants):
+            if index not in failed and _grow_one(policy, view, index, grant, alloc, failed, out):
+                break
+        else:
+            return
+
+
+def _grow_one(policy: Policy, view: Round, index: int, grant: Grant, alloc: Allocator,
+              failed: set[int], out: RoundResult) -> bool:
+    req = grant.req
+    req.width_override = grant.width
+    try:
+        answer = policy.grow(view, req)
+    except Exception as exc:  # noqa: BLE001 -- contained hook error
+        failed.add(index)
+        _error(policy, req, "grow", exc, out)
+        return False
+    finally:
+        req.width_override = 0
+    if answer is None:
+        return False
+    bound, why = answer
+    now_s = req.remaining_s(grant.width)
+    for w in policy.widths:
+        if w <= grant.width or w > bound:
+            continue
+        if alloc.fits_more(index, w) and req.remaining_s(w) < now_s:
+            alloc.grow(index, w)
+            grant.width = w
+            grant.grown.append(why)
+            return True
+    return False
+
+
+def _error(policy: Policy, req: Tracked, hook: str, exc: BaseException, out: RoundResult) -> None:
+    rule = getattr(exc, "rule", None) or f"{policy.name}.{hook}"
+    out.errors.append(HookError(req, hook, str(rule), f"{type(exc).__name__}: {exc}"))

@@ -1,0 +1,151 @@
+"""The engine's record of one accepted request: its progress, and its read-only view.
+
+`Tracked` is both what the engine mutates (only the engine) and the
+`RequestView` that policy hooks read: hooks see properties, never the
+underscore fields. Times are seconds; `clock.now` is the engine's current time.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .costmodel import CostModel
+from .policy import ClassSpec, Stage
+from .request import Request, State
+from .task import Task
+
+
+class Clock:
+    """The engine's notion of now, set at every engine entry point."""
+
+    __slots__ = ("now",)
+
+    def __init__(self, now: float = 0.0):
+        self.now = now
+
+
+class Tracked:
+    """An accepted request's progress through its trajectory (implements RequestView)."""
+
+    __slots__ = ("req", "_clock", "_cm", "_parts", "state", "deadline", "priority",
+                 "preemptible", "t_single", "encoded", "steps_done", "last_width",
+                 "width_override", "holders", "last_end", "paused_total", "held_since",
+                 "task", "cancel_requested", "attempts", "migrations", "migration_s",
+                 "busy_rank_s", "reason", "finish")
+
+    def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
+        self.req = req
+        self._clock = clock
+        self._cm = cm
+        self._parts: dict[int, tuple[float, float, float]] = {}
+        self.t_single = req.t_single if req.t_single is not None else cm.t_single(req.shape)
+        self.deadline = _deadline(req, spec, self.t_single)
+        self.priority = req.priority if req.priority is not None else (spec.priority if spec else 0)
+        self.preemptible = req.preemptible if req.preemptible is not None else bool(spec and spec.preemptible)
+        self.state = State.QUEUED
+        self.encoded = False
+        self.steps_done = 0
+        self.last_width = 0
+        self.width_override = 0  # the tentative width while a round grows it
+        self.holders: tuple[int, ...] = ()
+        self.last_end = req.arrival
+        self.paused_total = 0.0
+        self.held_since: float | None = None
+        self.task: Task | None = None
+        self.cancel_requested = False
+        self.attempts = 1
+        self.migrations = 0
+        self.migration_s = 0.0
+        self.busy_rank_s = 0.0
+        self.reason: str | None = None
+        self.finish: float | None = None
+
+    # ---- cost-model parts at a width (cached per request) ---------------
+    def parts(self, width: int) -> tuple[float, float, float]:
+        hit = self._parts.get(width)
+        if hit is None:
+            hit = self._parts[width] = self._cm.parts(self.req.shape, width)
+        return hit
+
+    def remaining_s(self, width: int) -> float:
+        encode, step, decode = self.parts(width)
+        return (0.0 if self.encoded else encode) + (self.req.steps - self.steps_done) * step + decode
+
+    def task_s(self, task: Task, width: int) -> float:
+        encode, step, decode = self.parts(width)
+        return ((encode if task.encode else 0.0) + (task.step_end - task.step_begin) * step
+                + (decode if task.decode else 0.0))
+
+    def restart(self) -> None:
+        """Lose all progress: the trajectory starts again from encode."""
+        self.encoded = False
+        self.steps_done = 0
+        self.holders = ()
+        self.last_width = 0
+
+    # ---- RequestView ----------------------------------------------------
+    @property
+    def id(self) -> str:
+        return self.req.id
+
+    @property
+    def request_class(self) -> str:
+        return self.req.request_class
+
+    @property
+    def arrival(self) -> float:
+        return self.req.arrival
+
+    @property
+    def age(self) -> float:
+        return self._clock.now - self.req.arrival
+
+    @property
+    def waited(self) -> float:
+        return self._clock.now - self.last_end if self.task is None else 0.0
+
+    @property
+    def paused(self) -> float:
+        held = self._clock.now - self.held_since if self.held_since is not None else 0.0
+        return self.paused_total + held
+
+    @property
+    def tokens(self) -> int:
+        return self.req.tokens
+
+    @property
+    def steps(self) -> int:
+        return self.req.steps
+
+    @property
+    def steps_left(self) -> int:
+        return self.req.steps - self.steps_done
+
+    @property
+    def stage(self) -> Stage:
+        if not self.encoded:
+            return "encode"
+        return "denoise" if self.steps_done < self.req.steps else "decode"
+
+    @property
+    def width(self) -> int:
+        return self.width_override or self.last_width
+
+    @property
+    def ranks(self) -> tuple[int, ...]:
+        return self.holders
+
+    def __repr__(self) -> str:
+        return f"Tracked({self.req.id}, {self.state.value}, {self.stage}, {self.steps_done}/{self.req.steps})"
+
+
+def _deadline(req: Request, spec: ClassSpec | None, t_single: float) -> float:
+    if req.deadline is not None:
+        return req.deadline
+    if spec is None:
+        return math.inf
+    if spec.slo_factor is not None:
+        return req.arrival + spec.slo_factor * t_single
+    if spec.slo_seconds is not None:
+        return req.arrival + spec.slo_seconds
+    return math.inf
