@@ -1,0 +1,16 @@
+"""The `.gfp` policy language: grammar, checks with located diagnostics, compiler, reload.
+
+Public API:
+    load_policy(path, params=None) -> CompiledPolicy     (raises PolicyError)
+    compile_policy(text, filename="<text>", params=None) -> CompiledPolicy
+    check(text, filename="<text>", params=None) -> Checked (diagnostics, never raises)
+    PolicyHolder                                          (hot reload, see reload.py)
+"""
+
+from gfdit.dsl.check import Checked, check
+from gfdit.dsl.diagnostics import Diagnostic, PolicyError
+from gfdit.dsl.load import compile_policy, load_policy, revision_of
+from gfdit.dsl.policy import CompiledPolicy
+
+__all__ = ["Checked", "CompiledPolicy", "Diagnostic", "PolicyError", "check", "compile_policy",
+           "load_policy", "revision_of"]

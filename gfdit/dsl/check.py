@@ -1,0 +1,47 @@
+"""The checker: named passes from text to a checked policy, collecting every diagnostic.
+
+    parse -> declarations -> resolve names -> type-check -> policy rules
+
+`check(text, filename, params)` returns a `Checked` (the declarations and the
+diagnostics); the compiler runs only when it has no errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gfdit.dsl import ast
+from gfdit.dsl.declarations import Declarations, collect
+from gfdit.dsl.diagnostics import Diagnostic, Report
+from gfdit.dsl.parse import parse_program
+from gfdit.dsl.resolve import resolve
+from gfdit.dsl.rules import check_rules
+from gfdit.dsl.typecheck import typecheck
+
+
+@dataclass
+class Checked:
+    program: ast.Program
+    decls: Declarations
+    diagnostics: list[Diagnostic]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def check(text: str, filename: str = "<text>", params: dict[str, str] | None = None) -> Checked:
+    """Run every pass over `text`; never raises for bad input (problems are diagnostics)."""
+    report = Report(filename, text)
+    program = parse_program(text, filename, report)
+    try:
+        decls = collect(program, report, dict(params or {}))
+        suppressed = program.failed_names | decls.failed_names
+        resolver = resolve(decls, report, suppressed)
+        typecheck(decls, report)
+        check_rules(decls, report, resolver.used, program.span)
+    except RecursionError:
+        report.add("E004", ast.Span(1, 1, 1, 2), "policy nested too deeply to check",
+                   "split deep expressions into `let` definitions")
+        decls = Declarations()
+    return Checked(program, decls, report.sorted())

@@ -1,0 +1,47 @@
+"""Loading a policy: text or file in, a `CompiledPolicy` out, or a `PolicyError` with every diagnostic.
+
+    load_policy("policies/edf_best_fit.gfp", {"queue_cap": "64"})
+    compile_policy(text, filename="<reload>")
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from gfdit.dsl.ast import Span
+from gfdit.dsl.check import check
+from gfdit.dsl.diagnostics import Diagnostic, PolicyError
+from gfdit.dsl.policy import CompiledPolicy
+
+
+def revision_of(text: str, params: dict[str, str] | None = None) -> str:
+    """A policy's revision: the first 12 hex digits of the SHA-256 of its text (and overrides)."""
+    digest = hashlib.sha256(text.encode())
+    for key, value in sorted((params or {}).items()):
+        digest.update(f"\0{key}={value}".encode())
+    return digest.hexdigest()[:12]
+
+
+def compile_policy(text: str, filename: str = "<text>",
+                   params: dict[str, str] | None = None) -> CompiledPolicy:
+    """Check and compile `text`; raises `PolicyError` carrying every diagnostic on any error."""
+    checked = check(text, filename, params)
+    if not checked.ok:
+        raise PolicyError(checked.diagnostics)
+    return CompiledPolicy(checked, revision_of(text, params))
+
+
+def load_policy(path: str | Path, params: dict[str, str] | None = None) -> CompiledPolicy:
+    """Read, check and compile a `.gfp` file; `params` override its `param`s (`--param k=v`)."""
+    return compile_policy(read_policy_text(path), str(path), params)
+
+
+def read_policy_text(path: str | Path) -> str:
+    """The file's text, or a `PolicyError` (E005) saying why it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise PolicyError([Diagnostic("E005", f"cannot read the policy: {reason}", str(path),
+                                      Span(1, 1, 1, 2))]) from None

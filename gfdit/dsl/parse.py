@@ -1,0 +1,325 @@
+"""Text to syntax tree: split into declarations, parse each with lark (LALR), build the AST.
+
+Each declaration starts with its own keyword at the start of a line, so the
+text is cut at those lines and every piece is parsed on its own: one syntax
+error does not hide the next. Parse errors become friendly diagnostics
+(`E001`-`E004`); the declarations that did parse still go through the checks.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+
+import lark
+from lark import Token, Transformer, v_args
+
+from gfdit.dsl import ast
+from gfdit.dsl.diagnostics import Report, did_you_mean
+
+DECL_KEYWORDS = ("policy", "param", "class", "let", "pool", "place", "admit", "hold",
+                 "order", "width", "grow", "on")
+_DECL_START = re.compile(r"^\s*(" + "|".join(DECL_KEYWORDS) + r")(?![A-Za-z0-9_])")
+# an unindented line starting with a word that cannot continue an expression starts a new piece
+_CONTINUATION = ("else", "where", "by", "and", "or", "then", "up", "to", "not", "if", "in",
+                 "asc", "desc", "min", "max", "argmin", "argmax")
+_NEW_PIECE = re.compile(r"^(?!(" + "|".join(_CONTINUATION) + r")(?![A-Za-z0-9_]))[A-Za-z_]")
+_NAMED_DECL = re.compile(r"^\s*(let|param|class|pool)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
+MAX_SOURCE_CHARS = 200_000
+UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
+
+TOKEN_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "DURATION": "a duration such as 2s",
+    "FACTOR": "an SLO factor such as 1.5x", "STRING": 'a quoted reason such as "queue full"',
+    "COMPARE": "a comparison", "CHOOSE": "min/max/argmin/argmax", "$END": "the end of the input",
+    "MINUS": "'-'", "PLUS": "'+'", "STAR": "'*'", "SLASH": "'/'",
+}
+
+
+@lru_cache(maxsize=1)
+def _parser() -> lark.Lark:
+    grammar = (Path(__file__).with_name("grammar.lark")).read_text()
+    return lark.Lark(grammar, parser="lalr", propagate_positions=True, cache=False)
+
+
+def parse_program(source: str, filename: str, report: Report) -> ast.Program:
+    """Parse `source`; syntax errors go to `report`, the declarations that parsed are returned."""
+    end = _end_span(source)
+    program = ast.Program(ast.Span(1, 1, end.line, end.col), filename, source, [])
+    if len(source) > MAX_SOURCE_CHARS:
+        report.add("E004", ast.Span(1, 1, 1, 2),
+                   f"policy text is {len(source)} characters; the limit is {MAX_SOURCE_CHARS}")
+        return program
+    for first_line, text in split_declarations(source):
+        padded = "\n" * (first_line - 1) + text
+        try:
+            tree = _parser().parse(padded)
+            program.decls.extend(_Builder().transform(tree).children)
+        except lark.exceptions.UnexpectedInput as error:
+            _report_syntax(error, report)
+            program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(text))
+        except RecursionError:
+            report.add("E004", ast.Span(first_line, 1, first_line, 2),
+                       "expression nested too deeply", "split it into `let` definitions")
+    return program
+
+
+def split_declarations(source: str) -> list[tuple[int, str]]:
+    """(first line number, text) for each run of lines starting with a declaration keyword."""
+    pieces: list[tuple[int, list[str]]] = []
+    for number, line in enumerate(source.splitlines(), start=1):
+        if not pieces or _DECL_START.match(line) or _NEW_PIECE.match(line):
+            pieces.append((number, [line]))
+        else:
+            pieces[-1][1].append(line)
+    return [(first, "\n".join(lines)) for first, lines in pieces]
+
+
+def parse_param_value(text: str) -> ast.ParamDecl:
+    """Parse the value of a `--param k=v` override as a `param` right-hand side."""
+    tree = _parser().parse(f"param override = {text}")
+    return _Builder().transform(tree).children[0]
+
+
+def _report_syntax(error: lark.exceptions.UnexpectedInput, report: Report) -> None:
+    line, col = max(1, error.line), max(1, error.column)
+    if isinstance(error, lark.exceptions.UnexpectedCharacters):
+        char = error.char if hasattr(error, "char") else "?"
+        report.add("E002", ast.Span(line, col, line, col + 1), f"unexpected character {char!r}",
+                   _char_hint(char))
+        return
+    if isinstance(error, lark.exceptions.UnexpectedEOF) or error.token.type == "$END":
+        expected = _describe(getattr(error, "expected", None) or ())
+        span = ast.Span(line, col, line, col + 1)
+        report.add("E003", span, f"the declaration ends too early; expected {expected}")
+        return
+    token: Token = error.token
+    span = ast.Span(token.line, token.column, token.end_line or token.line,
+                    token.end_column or token.column + 1)
+    expected = set(error.expected)
+    message = f"unexpected {_token_word(token)}; expected {_describe(expected)}"
+    lines = report.source.splitlines()
+    source_line = lines[token.line - 1] if 0 < token.line <= len(lines) else ""
+    report.add("E001", span, message, _token_hint(token, expected, source_line))
+
+
+def _describe(expected: object) -> str:
+    names = set(expected)
+    decl_starts = {k.upper() for k in DECL_KEYWORDS}
+    words = sorted({TOKEN_WORDS.get(name) or _literal(name) for name in names - decl_starts - {"$END"}})
+    if names & decl_starts:
+        words.append("the next declaration")
+    if len(words) > 6:
+        return ", ".join(words[:6]) + ", ..."
+    return " or ".join(words) if words else "something else"
+
+
+def _literal(name: str) -> str:
+    try:
+        pattern = _parser().get_terminal(name).pattern
+    except KeyError:
+        return name.lower()
+    return f"'{pattern.value}'" if pattern.type == "str" else name.lower()
+
+
+def _token_word(token: Token) -> str:
+    kinds = {"NAME": "name", "NUMBER": "number", "DURATION": "duration", "FACTOR": "factor",
+             "STRING": "string", "CHOOSE": "keyword", "COMPARE": "comparison"}
+    kind = kinds.get(token.type)
+    return f"{kind} '{token.value}'" if kind else f"'{token.value}'"
+
+
+def _token_hint(token: Token, expected: set[str], source_line: str) -> str | None:
+    glued = token.column > 1 and source_line[token.column - 2: token.column - 1].isdigit()
+    if token.type == "NAME" and glued:
+        if token.value == "x":
+            return "an SLO factor such as 1.5x is only valid as a class's `slo`"
+        return "durations are written like 250ms, 2s, 5min, 1h"
+    if token.value == "=" and ("COMPARE" in expected or "LET" in expected):
+        return "compare with '=='"
+    if token.type == "FACTOR":
+        return "an SLO factor such as 1.5x is only valid as a class's `slo`"
+    if token.type == "NAME" and token.column == 1:
+        return did_you_mean(str(token.value), DECL_KEYWORDS) or (
+            "a declaration starts with one of: " + ", ".join(DECL_KEYWORDS))
+    if "ELSE" in expected and "STRING" not in expected and token.type == "STRING":
+        return 'write `else "reason"`'
+    if "STRING" in expected:
+        return 'an admit rule ends with `else "reason"`'
+    return None
+
+
+def _char_hint(char: str) -> str | None:
+    hints = {"'": 'strings use double quotes: "reason"', "&": "use `and`", "|": "use `or`",
+             "!": "use `not` (or `!=` to compare)", ";": "declarations need no separator"}
+    return hints.get(char)
+
+
+def _end_span(source: str) -> ast.Span:
+    lines = source.splitlines() or [""]
+    return ast.Span(len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 1)
+
+
+def _span(meta) -> ast.Span:
+    return ast.Span(meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+def _tspan(token: Token) -> ast.Span:
+    return ast.Span(token.line, token.column, token.end_line, token.end_column)
+
+
+def _ident(token: Token) -> ast.Ident:
+    return ast.Ident(_tspan(token), str(token))
+
+
+def _number(text: str) -> float:
+    value = float(text)
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def _duration(text: str) -> float:
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|min|s|h)", text)
+    assert match is not None
+    return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
+
+
+@v_args(meta=True)
+class _Builder(Transformer):
+    """lark tree -> ast nodes (one method per grammar alias)."""
+
+    # declarations
+    def policy_decl(self, meta, c):
+        return ast.PolicyDecl(_span(meta), _ident(c[0]))
+
+    def param_decl(self, meta, c):
+        value, kind = c[1]
+        return ast.ParamDecl(_span(meta), _ident(c[0]), value, kind)
+
+    def param_value(self, meta, c):
+        item = c[0]
+        if isinstance(item, ast.SetLit):
+            return item.values, "set"
+        if isinstance(item, tuple):
+            return item[0], "number"
+        kinds = {"DURATION": lambda t: (_duration(t), "duration"), "ALL": lambda t: ("all", "all"),
+                 "TRUE": lambda t: (True, "bool"), "FALSE": lambda t: (False, "bool")}
+        return kinds[item.type](str(item))
+
+    def signed_number(self, meta, c):
+        sign = -1 if len(c) == 2 else 1
+        return (sign * _number(str(c[-1])), "number")
+
+    def class_decl(self, meta, c):
+        return ast.ClassDecl(_span(meta), _ident(c[0]), [i for i in c[1:] if i is not None])
+
+    def class_item(self, meta, c):
+        if len(c) == 1:
+            return ast.ClassItem(_span(meta), _ident(c[0]), None, "flag")
+        value, kind = c[1]
+        return ast.ClassItem(_span(meta), _ident(c[0]), value, kind)
+
+    def factor(self, meta, c):
+        return (float(str(c[0])[:-1]), "factor")
+
+    def let_decl(self, meta, c):
+        return ast.LetDecl(_span(meta), _ident(c[0]), c[1])
+
+    def pool_decl(self, meta, c):
+        ranks = c[1]
+        if isinstance(ranks, ast.Ident):
+            return ast.PoolDecl(_span(meta), _ident(c[0]), None, ranks)
+        return ast.PoolDecl(_span(meta), _ident(c[0]), ranks, None)
+
+    def pool_param(self, meta, c):
+        return _ident(c[0])
+
+    def place_decl(self, meta, c):
+        pool = c[-1]
+        return ast.PlaceDecl(_span(meta), list(c[:-1]), _ident(pool) if pool is not None else None)
+
+    def place_item(self, meta, c):
+        return _ident(c[0])
+
+    def stages(self, meta, c):
+        return list(c)
+
+    def admit_decl(self, meta, c):
+        return ast.AdmitDecl(_span(meta), c[0], str(c[1])[1:-1])
+
+    def hold_decl(self, meta, c):
+        return ast.HoldDecl(_span(meta), c[0], c[1])
+
+    def order_decl(self, meta, c):
+        return ast.OrderDecl(_span(meta), list(c))
+
+    def order_key(self, meta, c):
+        return ast.OrderKey(_span(meta), c[0], c[1] is not None and c[1].type == "DESC")
+
+    def width_decl(self, meta, c):
+        return ast.WidthDecl(_span(meta), c[0], c[1], c[2])
+
+    def grow_decl(self, meta, c):
+        return ast.GrowDecl(_span(meta), c[0], c[1], c[3])
+
+    def short_decl(self, meta, c):
+        return ast.ShortDecl(_span(meta), _ident(c[0]))
+
+    def set_lit(self, meta, c):
+        return ast.SetLit(_span(meta), tuple(_number(str(t)) for t in c))
+
+    # expressions
+    def if_expr(self, meta, c):
+        return ast.If(_span(meta), c[0], c[1], c[2])
+
+    def choice(self, meta, c):
+        kind, var, domain, where, by, orelse = c
+        return ast.Choice(_span(meta), str(kind), str(var), _tspan(var), domain, where, by, orelse)
+
+    def or_op(self, meta, c):
+        return ast.Binary(_span(meta), "or", c[0], c[1])
+
+    def and_op(self, meta, c):
+        return ast.Binary(_span(meta), "and", c[0], c[1])
+
+    def not_op(self, meta, c):
+        return ast.Unary(_span(meta), "not", c[0])
+
+    def compare(self, meta, c):
+        return ast.Binary(_span(meta), str(c[1]), c[0], c[2])
+
+    def binary(self, meta, c):
+        return ast.Binary(_span(meta), str(c[1]), c[0], c[2])
+
+    def neg(self, meta, c):
+        return ast.Unary(_span(meta), "-", c[1])
+
+    def number(self, meta, c):
+        return ast.Num(_span(meta), _number(str(c[0])))
+
+    def duration(self, meta, c):
+        text = str(c[0])
+        return ast.Dur(_span(meta), _duration(text), text)
+
+    def true(self, meta, c):
+        return ast.Bool(_span(meta), True)
+
+    def false(self, meta, c):
+        return ast.Bool(_span(meta), False)
+
+    def string(self, meta, c):
+        return ast.Str(_span(meta), str(c[0])[1:-1])
+
+    def name(self, meta, c):
+        return ast.Name(_span(meta), str(c[0]))
+
+    def field(self, meta, c):
+        return ast.Field(_span(meta), str(c[0]), str(c[1]), _tspan(c[0]))
+
+    def call(self, meta, c):
+        func, args = c[0], [a for a in c[1:] if a is not None]
+        wrapped = [a if isinstance(a, ast.Arg) else ast.Arg(a.span, a, None) for a in args]
+        return ast.Call(_span(meta), str(func), _tspan(func), wrapped)
+
+    def filtered(self, meta, c):
+        return ast.Arg(_span(meta), c[0], c[1])

@@ -1,0 +1,139 @@
+"""Pass 4, policy rules: what makes a typed policy a usable one.
+
+Each stage has an unconditional `width` rule; constant widths are members of
+`widths`; exactly one `order by`. Warnings: rules shadowed by an earlier
+unconditional rule for the same stages, constant conditions, unused lets/params.
+"""
+
+from __future__ import annotations
+
+from gfdit.dsl import ast
+from gfdit.dsl.declarations import Declarations, expand_stages
+from gfdit.dsl.diagnostics import Report
+from gfdit.dsl.names import RESERVED_PARAMS, STAGE_NAMES
+
+_NO_CONSTANT = object()
+
+
+def check_rules(decls: Declarations, report: Report, used: set[str], end: ast.Span) -> None:
+    """Report policy-rule errors and warnings into `report`."""
+    _order_count(decls, report, end)
+    _width_defaults(decls, report, end)
+    _constant_widths(decls, report)
+    _shadowed(decls.width_rules, "width", report)
+    _shadowed(decls.grows, "grow", report)
+    for rule in [*decls.holds, *decls.width_rules, *decls.grows, *decls.admits]:
+        _constant_condition(rule, report)
+    for name, let in decls.lets.items():
+        if name not in used:
+            report.add("W402", let.name.span, f"let '{name}' is never used")
+    for name, param in decls.params.items():
+        if name not in used and name not in RESERVED_PARAMS:
+            report.add("W402", param.name.span, f"param '{name}' is never used")
+
+
+def constant(node: ast.Expr | None) -> object:
+    """The value of an expression made of literals and params only, else `_NO_CONSTANT`."""
+    if isinstance(node, (ast.Num, ast.Dur, ast.Bool)):
+        return node.value
+    if isinstance(node, ast.Name) and node.ref is not None and node.ref.kind == "param":
+        value = node.ref.value.value
+        return value if isinstance(value, (int, float, bool)) else _NO_CONSTANT
+    if isinstance(node, ast.Unary):
+        inner = constant(node.operand)
+        if inner is _NO_CONSTANT:
+            return inner
+        return (not inner) if node.op == "not" else -inner
+    return _NO_CONSTANT
+
+
+def _order_count(decls: Declarations, report: Report, end: ast.Span) -> None:
+    if not decls.orders:
+        report.add("E303", end, "the policy has no `order by`",
+                   "add one, e.g. `order by req.arrival` (first come, first served)")
+    for extra in decls.orders[1:]:
+        report.add("E304", extra.span, f"a second `order by` (the first is on line "
+                   f"{decls.orders[0].span.line})", "give all keys in one: order by A, B, C")
+
+
+def _width_defaults(decls: Declarations, report: Report, end: ast.Span) -> None:
+    covered: set[str] = set()
+    for rule in decls.width_rules:
+        if rule.cond is None:
+            covered.update(expand_stages(rule.stages, Report(report.file, "")))
+    missing = [s for s in STAGE_NAMES if s not in covered]
+    if missing:
+        where = decls.width_rules[-1].span if decls.width_rules else end
+        report.add("E301", where, "no unconditional width rule for " + ", ".join(missing),
+                   f"add a default, e.g. `width {', '.join(missing)} = 1`")
+
+
+def _constant_widths(decls: Declarations, report: Report) -> None:
+    allowed = set(decls.widths)
+    for rule in decls.width_rules:
+        for node in _width_leaves(rule.expr):
+            value = constant(node)
+            if value is not _NO_CONSTANT and not isinstance(value, bool) and value not in allowed:
+                report.add("E302", node.span, f"width {value:g} is not in widths "
+                           f"{{{', '.join(map(str, decls.widths))}}}",
+                           "add it to `param widths` or pick an allowed width")
+    for node in _set_literals(decls):
+        bad = [v for v in node.values if v not in allowed]
+        if bad:
+            report.add("E302", node.span, f"{', '.join(f'{v:g}' for v in bad)} not in widths "
+                       f"{{{', '.join(map(str, decls.widths))}}}")
+
+
+def _width_leaves(node: ast.Expr) -> list[ast.Expr]:
+    """The expressions whose value can become the width: branches of ifs and choices' elses."""
+    if isinstance(node, ast.If):
+        return _width_leaves(node.then) + _width_leaves(node.orelse)
+    if isinstance(node, ast.Choice):
+        return _width_leaves(node.orelse) if node.orelse is not None else []
+    return [node]
+
+
+def _set_literals(decls: Declarations) -> list[ast.SetLit]:
+    """Set literals that choices range over (they stand for candidate widths)."""
+    found: list[ast.SetLit] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, ast.Choice) and isinstance(node.domain, ast.SetLit):
+            found.append(node.domain)
+        if isinstance(node, ast.Node):
+            for value in vars(node).values():
+                if isinstance(value, (ast.Node, list)) and value is not node:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk([*decls.width_rules, *decls.grows, *decls.lets.values()])
+    return found
+
+
+def _shadowed(rules: list, kind: str, report: Report) -> None:
+    done: dict[str, int] = {}
+    quiet = Report(report.file, "")
+    for rule in rules:
+        stages = expand_stages(rule.stages, quiet)
+        if stages and all(s in done for s in stages):
+            lines = sorted({done[s] for s in stages})
+            report.add("W401", rule.span, f"this {kind} rule can never match: line"
+                       f"{'s' if len(lines) > 1 else ''} {', '.join(map(str, lines))} already "
+                       f"decide{'s' if len(lines) == 1 else ''} {', '.join(stages)} unconditionally",
+                       "move it above the unconditional rule, or remove it")
+        if rule.cond is None:
+            for s in stages:
+                done.setdefault(s, rule.span.line)
+
+
+def _constant_condition(rule: ast.Node, report: Report) -> None:
+    cond = getattr(rule, "cond", None)
+    value = constant(cond)
+    if isinstance(value, bool):
+        what = "always true" if value else "always false"
+        effect = "the rule never applies" if not value else "it is the same as no condition"
+        if isinstance(rule, ast.AdmitDecl):
+            effect = "every request is rejected" if not value else "it admits every request"
+        report.add("W403", cond.span, f"this condition is {what}: {effect}")
