@@ -55,9 +55,10 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
     now, i, n = 0.0, 0, len(requests)
     idle_since: float | None = None
     while True:
-        now = max(now, _next_event(engine, executor, requests, i, now))
-        if math.isinf(now):
+        upcoming = _next_event(engine, executor, requests, i, now)
+        if math.isinf(upcoming):
             break
+        now = max(now, upcoming)
         for end in executor.ended(now):  # take inputs
             engine.task_done(end.task_id, end.at, end.ok, end.error)
         while i < n and requests[i].arrival <= now:
@@ -72,7 +73,7 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
         idle_since = _check_stall(engine, executor, i == n, now, idle_since)
     metrics = compute_metrics(engine.outcomes, gpus, costs if time_rounds else None)  # record
     return Result(metrics, engine.outcomes, executor.spans, gpus, engine.rounds, dict(engine.hook_errors),
-                  costs, now if not math.isinf(now) else 0.0, time.perf_counter() - wall0)
+                  costs, now, time.perf_counter() - wall0)
 
 
 def _next_event(engine: Engine, executor: SimExecutor, requests: Sequence[Request], i: int,

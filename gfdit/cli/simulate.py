@@ -1,0 +1,82 @@
+"""`gfdit simulate`: run a policy over a workload trace on simulated GPUs and print the metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from gfdit.engine.costmodel import CostModel, CostModelError
+from gfdit.engine.decisions import DecisionLog
+from gfdit.engine.policy_check import PolicyError
+from gfdit.engine.registry import resolve_policy
+from gfdit.engine.report import metrics_table
+from gfdit.engine.request import RequestError
+from gfdit.engine.simulator import simulate
+from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
+
+DEFAULT_WORKLOAD = "short-4gpu"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--policy", default="edf_best_fit", help="a .gfp file, a shipped policy or a built-in name")
+    parser.add_argument("--param", action="append", default=[], metavar="K=V", help="policy parameter (repeatable)")
+    parser.add_argument("--workload", default=DEFAULT_WORKLOAD, help="trace JSON, or a shipped trace name")
+    parser.add_argument("--cost-model", default=None, help="cost-model directory (default: the shipped qwen-h20)")
+    parser.add_argument("--gpus", type=int, default=4)
+    parser.add_argument("--ranks-per-node", type=int, default=None, help="ranks per node (default: all on one)")
+    parser.add_argument("--json", metavar="OUT", help='write {"overall": ..., "classes": ...} here')
+    parser.add_argument("--trace", metavar="OUT.json", help="write a Chrome trace, one lane per rank")
+    parser.add_argument("--plot", metavar="OUT.png", help="draw the rank timeline (needs matplotlib)")
+    parser.add_argument("--decision-log", metavar="OUT.jsonl", help="write every decision as a JSON line")
+
+
+def _params(pairs: list[str]) -> dict[str, str]:
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PolicyError(f"--param takes K=V, got {pair!r}")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def _workload(spec: str) -> Workload:
+    path = Path(spec)
+    return Workload.load(path if path.suffix == ".json" or path.exists() else shipped_workload(spec))
+
+
+def run(args: argparse.Namespace) -> int:
+    log = None
+    try:
+        policy = resolve_policy(args.policy, _params(args.param))
+        workload = _workload(args.workload)
+        cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+        log = DecisionLog(args.decision_log) if args.decision_log else None
+        result = simulate(policy, workload, cost_model, args.gpus, ranks_per_node=args.ranks_per_node,
+                          decision_log=log, record_spans=bool(args.trace or args.plot))
+    except (PolicyError, RequestError, CostModelError, ValueError, OSError) as exc:
+        print(f"gfdit simulate: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if log is not None:
+            log.close()
+    print(f"policy {policy.name} ({policy.revision}) on {args.gpus} GPUs, {len(workload.requests)} requests, "
+          f"cost model {cost_model.source}; simulated {result.end_time:.1f} s in {result.wall_s:.2f} s")
+    print(metrics_table(result.metrics))
+    if result.hook_errors:
+        print(f"policy hook errors (requests held for a round): {result.hook_errors}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result.metrics, indent=2, default=str) + "\n")
+    if args.trace:
+        from gfdit.engine.timeline import write_chrome_trace
+        write_chrome_trace(result.spans or [], args.gpus, args.trace)
+    if args.plot:
+        from gfdit.engine.timeline import plot_timeline
+        try:
+            plot_timeline(result.spans or [], args.gpus, args.plot, f"{policy.name} on {args.gpus} GPUs")
+        except RuntimeError as exc:
+            print(f"gfdit simulate: {exc}", file=sys.stderr)
+            return 2
+    return 0
