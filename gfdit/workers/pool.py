@@ -361,7 +361,10 @@ class WorkerPool:
                 self._declare_dead(child, f"no heartbeat for {now - child.last_seen:.1f} s")
 
     def _declare_dead(self, child: _Child, reason: str) -> None:
+        """Record the death and make it final: a silent worker is killed, never trusted again."""
         child.dead = True
+        if child.process.poll() is None:
+            child.process.kill()
         self.dead_ranks.add(child.rank)
         hit = [p for p in self._pending.values() if child.rank in p.ranks and child.rank not in p.dones]
         self._backlog.append(WorkerDead(child.rank, reason, tuple(p.task.task_id for p in hit)))
