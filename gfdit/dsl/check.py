@@ -39,7 +39,9 @@ def check(text: str, filename: str = "<text>", params: dict[str, str] | None = N
         suppressed = program.failed_names | decls.failed_names
         resolver = resolve(decls, report, suppressed)
         typecheck(decls, report)
-        check_rules(decls, report, resolver.used, program.span)
+        last = program.span
+        check_rules(decls, report, resolver.used,
+                    ast.Span(last.end_line, last.end_col, last.end_line, last.end_col + 1))
     except RecursionError:
         report.add("E004", ast.Span(1, 1, 1, 2), "policy nested too deeply to check",
                    "split deep expressions into `let` definitions")

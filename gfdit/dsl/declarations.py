@@ -46,6 +46,7 @@ class Declarations:
     grows: list[ast.GrowDecl] = field(default_factory=list)
     failed_names: set[str] = field(default_factory=set)
     cyclic_lets: set[str] = field(default_factory=set)
+    pool_params: set[str] = field(default_factory=set)  # params used as pool ranks
 
 
 def collect(program: ast.Program, report: Report, overrides: dict[str, str]) -> Declarations:
@@ -238,6 +239,7 @@ def _class_item(item: ast.ClassItem, spec: dict, report: Report, name: str) -> b
 def _pool_ranks(pool: ast.PoolDecl, decls: Declarations, report: Report) -> frozenset[int] | None:
     if pool.param is not None:
         param = decls.params.get(pool.param.name)
+        decls.pool_params.add(pool.param.name)
         if param is None or param.kind != "set":
             report.add("E305", pool.param.span, f"pool {pool.name.name}: '{pool.param.name}' is not a set param",
                        did_you_mean(pool.param.name, decls.params))

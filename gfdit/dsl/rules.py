@@ -28,7 +28,7 @@ def check_rules(decls: Declarations, report: Report, used: set[str], end: ast.Sp
         if name not in used:
             report.add("W402", let.name.span, f"let '{name}' is never used")
     for name, param in decls.params.items():
-        if name not in used and name not in RESERVED_PARAMS:
+        if name not in used and name not in RESERVED_PARAMS and name not in decls.pool_params:
             report.add("W402", param.name.span, f"param '{name}' is never used")
 
 
