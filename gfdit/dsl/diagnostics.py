@@ -104,7 +104,7 @@ class Diagnostic:
                 "hint": self.hint}
 
 
-class PolicyError(Exception):
+class PolicyError(ValueError):
     """A policy failed to compile. `diagnostics` holds every problem found, in source order."""
 
     def __init__(self, diagnostics: Iterable[Diagnostic]):

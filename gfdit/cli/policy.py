@@ -1,0 +1,166 @@
+"""`gfdit policy`: check .gfp files, explain a policy's decisions on a trace, reload a server's policy.
+
+    gfdit policy check FILE... [--param K=V] [--json]
+    gfdit policy explain --policy P --workload W --cost-model DIR --gpus N [--request ID]
+    gfdit policy reload FILE [--address ADDR] [--if-revision R]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from gfdit.dsl.check import check
+from gfdit.dsl.diagnostics import PolicyError
+from gfdit.dsl.load import read_policy_text, revision_of
+
+EXPLAINED_EVENTS = ("dispatch", "hold", "reject", "error")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    checker = sub.add_parser("check", help="check .gfp files; exit 1 on any error")
+    checker.add_argument("files", nargs="+", metavar="FILE")
+    checker.add_argument("--param", action="append", default=[], metavar="K=V")
+    checker.add_argument("--json", action="store_true", help="diagnostics as JSON lines")
+    explain = sub.add_parser("explain", help="why each decision was taken, on a simulated trace")
+    explain.add_argument("--policy", required=True, help="a .gfp file or a shipped policy name")
+    explain.add_argument("--param", action="append", default=[], metavar="K=V")
+    explain.add_argument("--workload", required=True, help="trace JSON or a shipped trace name")
+    explain.add_argument("--cost-model", default=None, help="cost-model directory")
+    explain.add_argument("--gpus", type=int, required=True)
+    explain.add_argument("--request", default=None, help="only this request's decisions")
+    explain.add_argument("--limit", type=int, default=200, help="at most this many lines (0: all)")
+    reload = sub.add_parser("reload", help="send a policy file to a running server")
+    reload.add_argument("file", metavar="FILE")
+    reload.add_argument("--address", default=None, help="the server's address")
+    reload.add_argument("--if-revision", default=None, help="refused unless this revision is running")
+
+
+def run(args: argparse.Namespace) -> int:
+    actions = {"check": run_check, "explain": run_explain, "reload": run_reload}
+    return actions[args.action](args)
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SystemExit(f"gfdit policy: --param takes K=V, got {pair!r}")
+        params[key.strip()] = value.strip()
+    return params
+
+
+def run_check(args: argparse.Namespace) -> int:
+    params, failed = parse_params(args.param), 0
+    for name in args.files:
+        try:
+            text = read_policy_text(name)
+        except PolicyError as error:
+            diagnostics, ok = error.diagnostics, False
+        else:
+            checked = check(text, name, params)
+            diagnostics, ok = checked.diagnostics, checked.ok
+        failed += not ok
+        for d in diagnostics:
+            print(json.dumps(d.to_dict()) if args.json else d.render(),
+                  file=sys.stdout if args.json else sys.stderr)
+        if not args.json:
+            errors = sum(d.severity == "error" for d in diagnostics)
+            warnings = len(diagnostics) - errors
+            status = f"ok, revision {revision_of(text, params)}" if ok else f"{errors} error(s)"
+            print(f"{name}: {status}" + (f", {warnings} warning(s)" if warnings else ""))
+    return 1 if failed else 0
+
+
+def run_explain(args: argparse.Namespace) -> int:
+    from gfdit.engine.costmodel import CostModel
+    from gfdit.engine.decisions import DecisionLog
+    from gfdit.engine.registry import resolve_policy
+    from gfdit.engine.simulator import simulate
+    from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
+
+    try:
+        policy = resolve_policy(args.policy, parse_params(args.param))
+        path = Path(args.workload)
+        workload = Workload.load(path if path.suffix == ".json" or path.exists()
+                                 else shipped_workload(args.workload))
+        cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+        log = DecisionLog()
+        simulate(policy, workload, cost_model, args.gpus, decision_log=log, time_rounds=False)
+    except (ValueError, OSError) as error:  # PolicyError, RequestError, CostModelError are ValueErrors
+        print(f"gfdit policy explain: {error}", file=sys.stderr)
+        return 1 if isinstance(error, PolicyError) else 2
+    records = [r for r in log.records or () if r.get("event") in EXPLAINED_EVENTS
+               and (args.request is None or r.get("request") == args.request)]
+    if args.request is not None and not records:
+        print(f"gfdit policy explain: no decisions for request {args.request!r}", file=sys.stderr)
+        return 2
+    print(f"policy {policy.name} ({policy.revision}) on {args.gpus} GPUs: "
+          f"{len(records)} decision(s)")
+    sources = _SourceLines()
+    shown = records if args.limit <= 0 else records[:args.limit]
+    for record in shown:
+        print(explain_line(record, sources))
+    if len(shown) < len(records):
+        print(f"... {len(records) - len(shown)} more (use --limit 0 or --request ID)")
+    return 0
+
+
+def explain_line(record: dict, sources: "_SourceLines") -> str:
+    """One decision: time, event, request, what it got, the rule (file:line and its text), the values."""
+    event, rid = record.get("event"), record.get("request", "")
+    head = f"t={record.get('t', 0):10.3f}  {event:8s} {rid}"
+    if event == "dispatch":
+        head += (f" {record.get('stage')} width {record.get('width')} (wanted {record.get('wanted')})"
+                 f" on ranks {record.get('ranks')}")
+    elif record.get("reason"):
+        head += f" ({record['reason']})"
+    rule = record.get("rule") or ""
+    lines = [head, f"      rule {rule}" + (f": {sources.get(rule)}" if sources.get(rule) else "")]
+    values = record.get("values") or {}
+    if values:
+        lines.append("      saw  " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
+    for grown in record.get("grown") or ():
+        lines.append(f"      grew {grown}")
+    return "\n".join(lines)
+
+
+def _short(value: object) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+class _SourceLines:
+    """The source text of `file:line` rule locations (cached per file)."""
+
+    def __init__(self) -> None:
+        self._files: dict[str, list[str]] = {}
+
+    def get(self, rule: str) -> str:
+        path, _, line = rule.rpartition(":")
+        if not line.isdigit() or not path.endswith(".gfp"):
+            return ""
+        if path not in self._files:
+            try:
+                self._files[path] = Path(path).read_text(encoding="utf-8").splitlines()
+            except OSError:
+                self._files[path] = []
+        lines = self._files[path]
+        return lines[int(line) - 1].strip() if 0 < int(line) <= len(lines) else ""
+
+
+def run_reload(args: argparse.Namespace) -> int:
+    """Delegates to the server client (`gfdit.client.reload_policy_cli`), when it is installed."""
+    try:
+        client = importlib.import_module("gfdit.client")
+    except ImportError:
+        client = None
+    reload_cli = getattr(client, "reload_policy_cli", None)
+    if reload_cli is None:
+        print("gfdit policy reload: server client not available", file=sys.stderr)
+        return 2
+    return int(reload_cli(args) or 0)
