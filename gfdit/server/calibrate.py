@@ -1,0 +1,98 @@
+"""A cost model measured on the running workers, for models without a profile.
+
+The engine needs stage times to price requests (t_single, deadlines from class
+SLOs, widths that meet them). The shipped cost models describe GPUs running
+Qwen-Image; a tiny model on CPU workers is nothing like them. So, when the real
+executor starts without `--cost-model`, the server times one request of the
+calibration shape through its own pool: encode and decode at width 1, denoise
+steps at every width it may use (each measured twice, the faster kept: the
+first run warms caches), and migration onto new ranks. Every stage is then a
+constant in that model (the `c` coefficient), exact for the calibration shape
+and an approximation for others; `gfdit profile` measures proper curves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from gfdit.engine.costmodel import CostModel, Curve, Migration
+from gfdit.protocol import GenParams, RunTask
+
+log = logging.getLogger("gfdit.server.calibrate")
+STEP_STAGES = ("dit_step_chunk",)
+
+
+def calibration_widths(num_gpus: int, policy_widths: tuple[int, ...]) -> tuple[int, ...]:
+    """Powers of two up to the pool size, plus any width the policy names that fits."""
+    widths = {1}
+    w = 2
+    while w <= num_gpus:
+        widths.add(w)
+        w *= 2
+    widths.update(x for x in policy_widths if x <= num_gpus)
+    return tuple(sorted(widths))
+
+
+def calibrate(pool, widths: tuple[int, ...], height: int, width: int, steps: int = 4) -> CostModel:
+    """Time the pool's model at `widths` on one (height x width, steps) request."""
+    params = GenParams(prompt="calibration", height=height, width=width, steps=steps, seed=0)
+    ids = iter(range(1, 1_000_000))
+    rid = "calibration"
+
+    def run(stage: str, a: int, b: int, group: tuple[int, ...], state: tuple[int, ...]) -> dict:
+        result = pool.run(RunTask(task_id=next(ids), request_id=rid, stage=stage, step_begin=a, step_end=b,
+                                  group=group, state_ranks=state, params=params), timeout=600)
+        return {rank: t for rank, t in result.timings.items()}
+
+    encode_s = run("encode", 0, 0, (0,), ())[0]["compute"]
+    holders: tuple[int, ...] = (0,)
+    step_s: dict[int, float] = {}
+    migrate_s = 0.0
+    for k in widths:
+        group = tuple(range(k))
+        best = float("inf")
+        for _ in range(2):
+            timings = run("denoise", 0, 1, group, holders)
+            migrate_s = max(migrate_s, max(t.get("migrate", 0.0) for t in timings.values()))
+            best = min(best, max(t["compute"] for t in timings.values()))
+            holders = group
+        step_s[k] = best
+    decode_s = run("decode", steps, steps, (0,), holders)[0]["compute"]
+    pool.drop(rid)
+    log.info("calibrated %dx%d: encode %.1f ms, step %s ms, decode %.1f ms, migration %.1f ms",
+             height, width, encode_s * 1e3, {k: round(v * 1e3, 1) for k, v in step_s.items()},
+             decode_s * 1e3, migrate_s * 1e3)
+    layouts = {k: _layout(encode_s, s, decode_s) for k, s in step_s.items()}
+    return CostModel(layouts, model=f"{pool.model} (calibrated)",
+                     migration=Migration(bandwidth_Bps=1e12, fixed_s=migrate_s), source="calibrated")
+
+
+def _layout(encode_s: float, step_s: float, decode_s: float) -> dict[str, Curve]:
+    def const(x_name: str, seconds: float) -> Curve:
+        return Curve(x_name, 0.0, 0.0, seconds * 1000.0)
+
+    return {
+        "text_encode": const("text_seq_len", encode_s),
+        "dit_prepare": const("latent_seq_len", 0.0),
+        "timestep_prepare": const("num_steps", 0.0),
+        "dit_step_chunk": const("latent_seq_len", step_s),
+        "vae_decode": const("voxels", decode_s),
+        "finalize": const("ones", 0.0),
+    }
+
+
+def write_cost_model(cost_model: CostModel, directory: str | Path) -> Path:
+    """Write `cost_model` in the cost-model directory format (one JSON per width)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    for k, curves in cost_model.layouts.items():
+        stages = {name: {"x_name": c.x_name, "coeffs": {"a": c.a, "b": c.b, "c": c.c}, "r2": 1.0, "samples": 1}
+                  for name, c in curves.items()}
+        doc = {"model": cost_model.model, "options": {"calibrated": True},
+               "parallelism": {"tp": 1, "sp": k, "ulysses": k, "ring": 1, "cfg": 1}, "stages": stages}
+        (out / f"sp{k}.json").write_text(json.dumps(doc, indent=2))
+    m = cost_model.migration
+    (out / "migration.json").write_text(json.dumps({"bandwidth_Bps": m.bandwidth_Bps, "fixed_s": m.fixed_s}))
+    return out

@@ -1,0 +1,390 @@
+"""The engine loop: the only thread that touches scheduler state.
+
+One iteration reads like the architecture says: take inputs (client calls and
+compiled policies from the inbox, task ends from the executor) -> run a
+scheduling round if anything changed (or a tick is due) -> start the dispatched
+tasks -> send the results of requests that ended. Socket, file-watch, reload
+and pool-restart threads only ever put items into the inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from typing import Callable
+
+from gfdit.engine.engine import Engine
+from gfdit.engine.policy_check import PolicyError
+from gfdit.engine.request import REJECTED
+from gfdit.engine.task import Dispatch
+from gfdit.protocol import (
+    Accepted,
+    Ack,
+    Cancel,
+    ErrorReply,
+    MetricsQuery,
+    MetricsReply,
+    Ping,
+    Pong,
+    Rejected,
+    ReloadPolicy,
+    ReloadReply,
+    StatusQuery,
+    StatusReply,
+    StopServer,
+    Submit,
+    Subscribe,
+)
+from gfdit.server import report
+from gfdit.server.clock import EngineClock
+from gfdit.server.config import ServerConfig
+from gfdit.server.executor import PoolGone, ProcessExecutor, RanksBack, RanksLost, StageEnded, TaskEnded
+from gfdit.server.frontend import ClientCall
+from gfdit.server.intake import InvalidSubmit, build_request
+from gfdit.server.progress import ProgressBook
+from gfdit.server.prometheus import ServerMetrics
+from gfdit.server.reload import PolicyCompiled, ReloadService, ReplyTo
+
+log = logging.getLogger("gfdit.server.loop")
+IDLE_WAIT_S = 0.05
+BUSY_POLL_S = 0.002
+STOP_GRACE_S = 120.0
+
+
+class EngineLoop:
+    """Owns the engine; answers client calls; drives the executor."""
+
+    def __init__(self, *, engine: Engine, executor: ProcessExecutor, book: ProgressBook,
+                 metrics: ServerMetrics, clock: EngineClock, inbox: queue.Queue,
+                 send: Callable, reloader: ReloadService, config: ServerConfig, info: dict):
+        self.engine, self.executor, self.book, self.metrics = engine, executor, book, metrics
+        self.clock, self.inbox, self.send, self.reloader = clock, inbox, send, reloader
+        self.config, self.info = config, info
+        self.requests: dict[str, tuple] = {}  # id -> (Request, GenParams), while active
+        self.running: dict[str, Dispatch] = {}
+        self.outputs: dict[str, tuple[list, list]] = {}
+        self.started: set[str] = set()
+        self.held: set[str] = set()
+        self.widths: dict[str, tuple[int, ...]] = {}  # ranks of each request's last running event
+        self.forced: dict[str, tuple[str, str]] = {}  # id -> (state, reason) overriding the engine's outcome
+        self.reloads = {"ok": 0, "refused": 0, "last": None}
+        self.revision = engine.policy.revision
+        self.pool_gone: str | None = None
+        self.dirty = True
+        self.stop_requested = threading.Event()
+        self._stop_deadline: float | None = None
+        self._ids = 0
+        self._set_revision_gauge(engine.policy)
+
+    HANDLERS = {
+        Submit: "_on_submit", Cancel: "_on_cancel", StatusQuery: "_on_status",
+        Subscribe: "_on_subscribe", ReloadPolicy: "_on_reload", MetricsQuery: "_on_metrics",
+        Ping: "_on_ping", StopServer: "_on_stop",
+    }
+    EVENTS = {
+        TaskEnded: "_on_task_ended", StageEnded: "_on_stage_ended", RanksLost: "_on_ranks_lost",
+        RanksBack: "_on_ranks_back", PoolGone: "_on_pool_gone",
+    }
+
+    # ---- the loop ---------------------------------------------------------
+    def run(self) -> None:
+        """Iterate until a stop is requested and every accepted request has ended."""
+        while not self._finished():
+            self._drain_inbox()
+            for event in self._wait():
+                getattr(self, self.EVENTS[type(event)])(event)
+            self._drain_inbox()
+            if self.dirty or self._tick_due():
+                self._round()
+            self._publish_outcomes()
+            if self.stop_requested.is_set() and self._stop_deadline is None:
+                self._begin_stop()
+
+    def _finished(self) -> bool:
+        if self._stop_deadline is None:
+            return False
+        return (self.engine.idle and not self.running) or time.monotonic() > self._stop_deadline
+
+    def _wait(self) -> list:
+        if not self.inbox.empty():
+            return self.executor.poll(0.0)
+        if self.executor.in_flight or self.executor.recovering:
+            return self.executor.poll(BUSY_POLL_S)
+        events = self.executor.poll(0.0)
+        if not events:
+            try:
+                self._take(self.inbox.get(timeout=self._idle_wait()))
+            except queue.Empty:
+                pass
+        return events
+
+    def _idle_wait(self) -> float:
+        tick = self.engine.next_tick(self.clock.now())
+        if tick is None:
+            return IDLE_WAIT_S
+        return max(0.0, min(IDLE_WAIT_S, self.clock.wall(tick - self.clock.now())))
+
+    def _tick_due(self) -> bool:
+        tick = self.engine.next_tick(self.clock.now())
+        return tick is not None and self.clock.now() >= tick and bool(self.engine.waiting)
+
+    def _drain_inbox(self) -> None:
+        for _ in range(10_000):
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._take(item)
+
+    def _take(self, item) -> None:
+        if isinstance(item, ClientCall):
+            getattr(self, self.HANDLERS[type(item.msg)])(item.peer, item.msg)
+        elif isinstance(item, PolicyCompiled):
+            self._on_compiled(item)
+
+    def _round(self) -> None:
+        self.dirty = False
+        now = self.clock.now()
+        t0 = time.perf_counter()
+        dispatches = self.engine.schedule(now)
+        with self.metrics.lock:
+            self.metrics.round_time.observe(time.perf_counter() - t0)
+        for dispatch in dispatches:
+            self._start(dispatch, now)
+        for rid, tracked in self.engine.waiting.items():
+            if tracked.state.value == "held" and rid not in self.held:
+                self.held.add(rid)
+                self.book.emit(rid, "held", now, stage=tracked.stage, step=tracked.steps_done,
+                               steps=tracked.steps, message="a hold rule paused it")
+        report.update_gauges(self.metrics, self.engine)
+
+    def _start(self, d: Dispatch, now: float) -> None:
+        request, params = self.requests[d.request_id]
+        self.running[d.task_id] = d
+        self.held.discard(d.request_id)
+        width, m = len(d.group), self.metrics
+        moved = bool(d.state_ranks) and bool(set(d.group) - set(d.state_ranks))
+        with m.lock:
+            m.tasks.inc(stage="+".join(d.stages), width=str(width))
+            m.widths.observe(width, stage=d.stage)
+            if moved:
+                m.migrations.inc()
+            if d.request_id not in self.started:
+                m.queue_time.observe(now - request.arrival, request_class=request.request_class)
+        self.started.add(d.request_id)
+        if moved:
+            self.book.emit(d.request_id, "migrated", now, stage=d.stage, ranks=d.group,
+                           from_ranks=d.state_ranks, width=width)
+        state = {"encode": "encoding", "denoise": "running", "decode": "decoding"}[d.stage]
+        if state != "running" or self.widths.get(d.request_id) != d.group:  # else the last event says it all
+            self.book.emit(d.request_id, state, now, stage=d.stage, step=d.steps[0], steps=request.steps,
+                           width=width, ranks=d.group)
+        self.widths[d.request_id] = d.group
+        self.executor.start(d, request, params)
+
+    # ---- executor events ----------------------------------------------------
+    def _on_task_ended(self, e: TaskEnded) -> None:
+        d = self.running.pop(e.task_id, None)
+        if d is None:
+            return
+        now = self.clock.now()
+        if e.ok and e.outputs:
+            self.outputs[e.request_id] = (e.outputs, e.payload)
+        with self.metrics.lock:
+            self.metrics.stage_time.observe(e.wall_s, stage="+".join(d.stages))
+            self.metrics.migration_time.inc(e.migrate_s)
+        state = self.engine.task_done(e.task_id, now, ok=e.ok, error=e.error, state_intact=False)
+        self.dirty = True
+        if e.ok and d.stages[-1] == "denoise":
+            request = self.requests[d.request_id][0]
+            self.book.emit(d.request_id, "running", now, stage="denoise", step=d.steps[1],
+                           steps=request.steps, width=len(d.group), ranks=d.group)
+        elif not e.ok and state in ("queued", "held"):
+            self.book.emit(d.request_id, "retrying", now, stage=d.stage, message=e.error or "task failed")
+
+    def _on_stage_ended(self, e: StageEnded) -> None:
+        request = self.requests[e.request_id][0]
+        now = self.clock.now()
+        if e.stage == "encode":
+            self.book.emit(e.request_id, "running", now, stage="denoise", step=e.step_end,
+                           steps=request.steps, width=e.width)
+        elif e.stage == "denoise":
+            self.book.emit(e.request_id, "running", now, stage="denoise", step=e.step_end,
+                           steps=request.steps, width=e.width)
+            self.book.emit(e.request_id, "decoding", now, stage="decode", steps=request.steps, width=e.width)
+
+    def _on_ranks_lost(self, e: RanksLost) -> None:
+        now = self.clock.now()
+        self.running.clear()
+        with self.metrics.lock:
+            self.metrics.worker_deaths.inc()
+        for rid in self.engine.ranks_lost(e.ranks, e.reason, now):
+            if rid in self.engine.active:
+                self.book.emit(rid, "retrying", now, message=e.reason)
+        self.dirty = True
+
+    def _on_ranks_back(self, e: RanksBack) -> None:
+        self.engine.ranks_restored(e.ranks, self.clock.now())
+        self.dirty = True
+
+    def _on_pool_gone(self, e: PoolGone) -> None:
+        self.pool_gone = e.reason
+        now = self.clock.now()
+        for rid in list(self.engine.active):
+            self.forced[rid] = ("failed", e.reason)
+            self.engine.cancel(rid, now)
+
+    # ---- endings ------------------------------------------------------------
+    def _publish_outcomes(self) -> None:
+        for outcome in self.engine.take_finished():
+            cls = outcome.request_class
+            if outcome.state == REJECTED:
+                with self.metrics.lock:
+                    self.metrics.requests.inc(state=REJECTED, request_class=cls)
+                continue
+            state, reason = self.forced.pop(outcome.id, (outcome.state, outcome.reason or ""))
+            outputs, payload = self.outputs.pop(outcome.id, ([], []))
+            latency = outcome.latency or 0.0
+            deadline = None if outcome.deadline == float("inf") else outcome.deadline - outcome.arrival
+            met = outcome.met_slo if state == "completed" else None
+            report.count_outcome(self.metrics, cls, state, latency, met)
+            self.book.finish(outcome.id, state, payload if state == "completed" else [],
+                             reason=reason, latency_s=latency, deadline_s=deadline, slo_met=met,
+                             outputs=outputs if state == "completed" else [])
+            self.requests.pop(outcome.id, None)
+            self.started.discard(outcome.id)
+            self.held.discard(outcome.id)
+            self.widths.pop(outcome.id, None)
+            self.executor.drop(outcome.id)
+
+    # ---- client calls ---------------------------------------------------------
+    def _on_submit(self, peer: bytes, msg: Submit) -> None:
+        if self.stop_requested.is_set():
+            return self.send(peer, ErrorReply(call_id=msg.call_id, code="shutting_down", message="server is stopping"))
+        if self.pool_gone or len(self.engine.active) >= self.config.max_queue:
+            reason = f"server cannot run requests: {self.pool_gone}" if self.pool_gone else "server queue full"
+            return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
+        now = self.clock.now()
+        self._ids += 1
+        try:
+            request, params = build_request(msg, now, self.config, f"r{self._ids:06d}")
+        except InvalidSubmit as exc:
+            return self.send(peer, Rejected(call_id=msg.call_id, reason=f"invalid request: {exc}"))
+        if self.book.known(request.id):
+            return self.send(peer, Rejected(call_id=msg.call_id, reason=f"duplicate request id {request.id!r}"))
+        reason = self.engine.submit(request, now)
+        if reason is not None:
+            return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
+        self.requests[request.id] = (request, params)
+        self.book.open(request.id, peer if msg.subscribe else None)
+        self.send(peer, Accepted(call_id=msg.call_id, request_id=request.id, revision=self.revision))
+        tracked = self.engine.active[request.id]
+        self.book.emit(request.id, "queued", now, stage="encode", steps=request.steps,
+                       message=f"deadline in {tracked.deadline - now:.3f}s" if tracked.deadline != float("inf") else "")
+        self.dirty = True
+
+    def _on_cancel(self, peer: bytes, msg: Cancel) -> None:
+        what = self.engine.cancel(msg.request_id, self.clock.now())
+        if what == "unknown":
+            latest = self.book.latest(msg.request_id)
+            if latest is None:
+                return self.send(peer, ErrorReply(call_id=msg.call_id, code="unknown_request",
+                                                  message=f"no request {msg.request_id!r}"))
+            what = f"already {latest.get('state')}"
+        self.dirty = True
+        self.send(peer, Ack(call_id=msg.call_id, state=what, message=f"cancel {msg.request_id}: {what}"))
+
+    def _on_status(self, peer: bytes, msg: StatusQuery) -> None:
+        server = report.server_status(self)
+        request = report.request_status(self, msg.request_id) if msg.request_id else None
+        self.send(peer, StatusReply(call_id=msg.call_id, server=server, request=request))
+
+    def _on_subscribe(self, peer: bytes, msg: Subscribe) -> None:
+        what = self.book.subscribe(msg.request_id, peer)
+        if what == "unknown":
+            return self.send(peer, ErrorReply(call_id=msg.call_id, code="unknown_request",
+                                              message=f"no request {msg.request_id!r}"))
+        self.send(peer, Ack(call_id=msg.call_id, state=what))
+
+    def _on_reload(self, peer: bytes, msg: ReloadPolicy) -> None:
+        text, source = msg.text, msg.path or "<client>"
+        if text is None:
+            if not msg.path:
+                return self._reload_reply(ReplyTo(peer, msg.call_id), False, "give the policy text or a path", [])
+            try:
+                with open(msg.path, encoding="utf-8") as f:
+                    text = f.read(1 << 20)
+            except (OSError, UnicodeDecodeError) as exc:
+                return self._reload_reply(ReplyTo(peer, msg.call_id), False, f"cannot read {msg.path}: {exc}", [])
+        self.reloader.propose(text, source, msg.if_revision, ReplyTo(peer, msg.call_id))
+
+    def _on_metrics(self, peer: bytes, msg: MetricsQuery) -> None:
+        summary = report.summary(self)
+        self.send(peer, MetricsReply(call_id=msg.call_id, summary=summary, prometheus=self.metrics.render()))
+
+    def _on_ping(self, peer: bytes, msg: Ping) -> None:
+        self.send(peer, Pong(call_id=msg.call_id, time=self.clock.now()))
+
+    def _on_stop(self, peer: bytes, msg: StopServer) -> None:
+        log.info("stop requested by a client: %s", msg.reason)
+        self.send(peer, Ack(call_id=msg.call_id, state="stopping"))
+        self.stop_requested.set()
+
+    def _begin_stop(self) -> None:
+        self._stop_deadline = time.monotonic() + STOP_GRACE_S
+        now = self.clock.now()
+        for rid in list(self.engine.active):
+            self.forced.setdefault(rid, ("cancelled", "server stopped"))
+            self.engine.cancel(rid, now)
+
+    # ---- hot reload -----------------------------------------------------------
+    def _on_compiled(self, c: PolicyCompiled) -> None:
+        if c.policy is None:
+            return self._refuse(c, f"{len(c.diagnostics)} problem(s) in {c.source}", c.diagnostics)
+        if c.if_revision is not None and c.if_revision != self.revision:
+            return self._refuse(c, f"running revision is {self.revision}, not {c.if_revision}", [])
+        if c.revision == self.revision:
+            if c.reply_to is not None:
+                self._reload_reply(c.reply_to, True, "unchanged: this revision is already running",
+                                   c.diagnostics, self.revision)
+            return
+        try:
+            self.engine.set_policy(c.policy)
+        except PolicyError as exc:
+            return self._refuse(c, "the policy cannot run on this server", [str(exc)])
+        previous, self.revision = self.revision, c.revision
+        self.reloads["ok"] += 1
+        self.reloads["last"] = {"ok": True, "revision": c.revision, "source": c.source}
+        with self.metrics.lock:
+            self.metrics.reloads.inc(result="ok")
+        self._set_revision_gauge(c.policy)
+        log.info("policy %s revision %s -> %s (from %s), in force from the next round",
+                 c.policy.name, previous, c.revision, c.source)
+        self.dirty = True
+        if c.reply_to is not None:
+            self._reload_reply(c.reply_to, True, f"({c.policy.name}, from the next round)", c.diagnostics, previous)
+
+    def _refuse(self, c: PolicyCompiled, message: str, diagnostics: list[str]) -> None:
+        self.reloads["refused"] += 1
+        self.reloads["last"] = {"ok": False, "revision": c.revision, "source": c.source,
+                                "message": message, "diagnostics": diagnostics}
+        with self.metrics.lock:
+            self.metrics.reloads.inc(result="refused")
+            self.metrics.reload_failures.inc()
+        log.error("policy reload from %s refused: %s; revision %s keeps running", c.source, message, self.revision)
+        for diagnostic in diagnostics:
+            log.error("%s", diagnostic)
+        if c.reply_to is not None:
+            self._reload_reply(c.reply_to, False, message, diagnostics)
+
+    def _reload_reply(self, to: ReplyTo, ok: bool, message: str, diagnostics: list[str],
+                      previous: str = "") -> None:
+        self.send(to.peer, ReloadReply(call_id=to.call_id, ok=ok, revision=self.revision,
+                                       previous_revision=previous, message=message, diagnostics=diagnostics))
+
+    def _set_revision_gauge(self, policy) -> None:
+        with self.metrics.lock:
+            self.metrics.revision.clear()
+            self.metrics.revision.set(1, policy=policy.name, revision=policy.revision)

@@ -1,0 +1,95 @@
+"""Hot reload: policy text compiled off the engine loop, outcome posted to its inbox.
+
+Proposals (a client's `ReloadPolicy`, or an edit the file watcher saw) are
+compiled one at a time on the reload thread. The result — a compiled policy, or
+every diagnostic rendered with file:line:col and a caret — goes to the engine
+loop's inbox as `PolicyCompiled`; only the loop swaps the policy in (through
+`Engine.set_policy`, which takes effect at the next round) and checks the
+compare-and-swap revision, so the swap is ordered with every other input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+log = logging.getLogger("gfdit.server.reload")
+
+
+@dataclass(frozen=True)
+class ReplyTo:
+    """Who asked for a reload (None for the file watcher)."""
+
+    peer: bytes
+    call_id: int
+
+
+@dataclass(frozen=True)
+class PolicyCompiled:
+    """The outcome of compiling one proposal."""
+
+    policy: object | None
+    revision: str
+    source: str
+    diagnostics: list[str] = field(default_factory=list)
+    if_revision: str | None = None
+    reply_to: ReplyTo | None = None
+
+
+def text_revision(text: str, params: dict[str, str]) -> str:
+    """The revision of a policy text (the language's own definition when installed)."""
+    try:
+        from gfdit.dsl.load import revision_of
+    except ImportError:
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return revision_of(text, params)
+
+
+def compile_policy(text: str, filename: str, params: dict[str, str]):
+    """Compile .gfp text: (policy, warnings rendered) or (None, every diagnostic rendered)."""
+    from gfdit.dsl import load
+    from gfdit.dsl.diagnostics import PolicyError
+
+    try:
+        policy = load.compile_policy(text, filename, params)
+    except PolicyError as exc:
+        return None, [d.render() for d in exc.diagnostics]
+    return policy, [d.render() for d in getattr(policy, "warnings", ())]
+
+
+class ReloadService:
+    """One thread compiling proposals in arrival order; results go to `post`."""
+
+    def __init__(self, post: Callable[[PolicyCompiled], None], params: dict[str, str],
+                 compile_fn: Callable = compile_policy):
+        self._post = post
+        self._params = dict(params)
+        self._compile = compile_fn
+        self._jobs: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="gfdit-reload", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def propose(self, text: str, source: str, if_revision: str | None = None,
+                reply_to: ReplyTo | None = None) -> None:
+        self._jobs.put((text, source, if_revision, reply_to))
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            text, source, if_revision, reply_to = job
+            try:
+                policy, diagnostics = self._compile(text, source, self._params)
+            except Exception as exc:  # noqa: BLE001 -- top of the reload thread: a compiler bug refuses the edit
+                log.exception("policy compiler crashed on %s", source)
+                policy, diagnostics = None, [f"{source}: internal compiler error: {type(exc).__name__}: {exc}"]
+            revision = getattr(policy, "revision", None) or text_revision(text, self._params)
+            self._post(PolicyCompiled(policy, revision, source, diagnostics, if_revision, reply_to))

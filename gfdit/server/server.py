@@ -1,0 +1,162 @@
+"""`Server`: builds the parts once, at start, and runs the engine loop.
+
+    server = Server(ServerConfig(model="tiny", num_gpus=4, policy="policies/edf_best_fit.gfp"))
+    server.start()          # pool up, sockets bound, threads running
+    server.serve_forever()  # the engine loop, on this thread, until stopped
+    # or: server.start_background(); ...; server.stop()
+
+Threads: the frontend (ROUTER socket), the policy watcher, the reload compiler,
+the Prometheus HTTP server, and a pool-restart thread when a worker dies. Only
+the engine loop mutates scheduler state; the others feed its inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from gfdit.engine.cluster import Cluster
+from gfdit.engine.costmodel import CostModel
+from gfdit.engine.decisions import DecisionLog
+from gfdit.engine.engine import Engine
+from gfdit.engine.registry import resolve_policy
+from gfdit.server.access import check_bind
+from gfdit.server.calibrate import calibrate, calibration_widths
+from gfdit.server.clock import EngineClock
+from gfdit.server.config import ServerConfig
+from gfdit.server.executor import ProcessExecutor
+from gfdit.server.frontend import Frontend
+from gfdit.server.loop import EngineLoop
+from gfdit.server.progress import ProgressBook
+from gfdit.server.prometheus import MetricsHTTP, ServerMetrics
+from gfdit.server.reload import ReloadService
+from gfdit.server.watcher import PolicyWatcher
+
+log = logging.getLogger("gfdit.server")
+TINY_DEFAULTS = {"default_height": 64, "default_width": 64, "default_steps": 8}
+MODEL_DEFAULTS = {"default_height": 1024, "default_width": 1024, "default_steps": 28}
+
+
+class Server:
+    """One gfdit server: workers, engine, sockets. See the module doc."""
+
+    def __init__(self, config: ServerConfig):
+        config.check()
+        check_bind(config.address, config.allow_remote, config.token)
+        defaults = TINY_DEFAULTS if config.model == "tiny" else MODEL_DEFAULTS
+        for name, value in defaults.items():
+            if not getattr(config, name):
+                setattr(config, name, value)
+        self.config = config
+        self.address: str | None = None
+        self.metrics_port: int | None = None
+        self._parts: list = []  # closed in reverse order
+        self._thread: threading.Thread | None = None
+        self.loop: EngineLoop | None = None
+        self.cost_model: CostModel | None = None
+
+    # ---- life cycle ----------------------------------------------------------
+    def start(self) -> "Server":
+        """Start workers and threads and bind the sockets; returns when ready to serve."""
+        cfg = self.config
+        policy = resolve_policy(cfg.policy, cfg.policy_params)
+        cost_model = CostModel.load(cfg.cost_model) if cfg.cost_model else None
+        emulated = cfg.executor == "emulated"
+        try:
+            from gfdit.workers.pool import WorkerPool
+
+            pool = WorkerPool(cfg.num_gpus, cfg.model, backend=cfg.backend, device=cfg.device,
+                              emulate=cost_model if emulated else None)
+            self._parts.append(pool)
+            if cost_model is None:
+                widths = calibration_widths(cfg.num_gpus, tuple(policy.widths))
+                cost_model = calibrate(pool, widths, *cfg.calibrate_shape, steps=cfg.calibrate_steps)
+            self.cost_model = cost_model
+            self._build(policy, cost_model, pool, emulated)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _build(self, policy, cost_model: CostModel, pool, emulated: bool) -> None:
+        cfg = self.config
+        clock = EngineClock(cfg.time_scale)
+        decisions = DecisionLog(cfg.decision_log) if cfg.decision_log else None
+        engine = Engine(policy, cost_model, Cluster(cfg.num_gpus), decisions)
+        inbox: queue.Queue = queue.Queue()
+        executor = ProcessExecutor(pool, cost_model, emulated=emulated, time_scale=cfg.time_scale)
+        self._parts[-1] = executor  # the executor closes the pool
+        ctx = zmq.Context()
+        self._parts.append(ctx)
+        frontend = Frontend(ctx, cfg.address, inbox, token=cfg.token)
+        self._parts.append(frontend)
+        self.address = frontend.address
+        reloader = ReloadService(inbox.put, cfg.policy_params)
+        self._parts.append(reloader)
+        metrics = ServerMetrics()
+        if cfg.metrics_port is not None:
+            http = MetricsHTTP(metrics, cfg.metrics_host, cfg.metrics_port)
+            self.metrics_port = http.port
+            self._parts.append(http)
+        info = {"executor": cfg.executor, "model": cfg.model, "address": self.address,
+                "metrics_port": self.metrics_port, "cost_model": cost_model.source or cost_model.model,
+                "policy_file": cfg.policy if cfg.policy.endswith(".gfp") else "",
+                "started_monotonic": time.monotonic(), "worker_pids": dict(pool.pids)}
+        self.loop = EngineLoop(engine=engine, executor=executor, book=ProgressBook(frontend.send),
+                               metrics=metrics, clock=clock, inbox=inbox, send=frontend.send,
+                               reloader=reloader, config=cfg, info=info)
+        if cfg.watch_policy and cfg.policy.endswith(".gfp") and Path(cfg.policy).is_file():
+            watcher = PolicyWatcher(cfg.policy, lambda text: reloader.propose(text, cfg.policy))
+            self._parts.append(watcher)
+            watcher.start()
+        for part in (frontend, reloader) + ((http,) if cfg.metrics_port is not None else ()):
+            part.start()
+        log.info("serving %s on %s with %d %s workers, policy %s (%s)", cfg.model, self.address,
+                 cfg.num_gpus, cfg.executor, policy.name, policy.revision)
+
+    def serve_forever(self) -> None:
+        """Run the engine loop on this thread until `stop()` (or a client's stop) completes."""
+        try:
+            self.loop.run()
+        finally:
+            self.close()
+
+    def start_background(self) -> "Server":
+        """`start()`, then the engine loop on a daemon thread (tests, the demo)."""
+        if self.loop is None:
+            self.start()
+        self._thread = threading.Thread(target=self.serve_forever, name="gfdit-engine-loop", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 150.0) -> None:
+        """Cancel what is queued, let running tasks end, close everything."""
+        if self.loop is not None:
+            self.loop.stop_requested.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        elif self.loop is None:
+            self.close()
+
+    @property
+    def worker_pids(self) -> dict[int, int]:
+        return dict(self.loop.executor.pool.pids) if self.loop else {}
+
+    def close(self) -> None:
+        while self._parts:
+            part = self._parts.pop()
+            if isinstance(part, zmq.Context):
+                part.term()
+            else:
+                part.close()
+
+    def __enter__(self) -> "Server":
+        return self.start_background()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
