@@ -71,6 +71,8 @@ class Connection:
         try:
             self.send(msg)
             return self.wait_for(lambda: self._replies.pop(call_id, None), timeout)
+        except TimeoutError as exc:
+            raise ServerGone(str(exc)) from None
         finally:
             with self._cond:
                 self._awaited.discard(call_id)

@@ -1,0 +1,42 @@
+"""`gfdit status [--request ID] [--json]`: a running server's state."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from gfdit.client.commands import add_client_arguments
+
+SHOWN = ("model", "executor", "address", "policy", "revision", "gpus", "free_ranks", "lost_ranks",
+         "queued", "running", "outcomes", "reloads", "pool_restarts", "metrics_port", "time")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--request", default="", help="also show this request")
+    parser.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    add_client_arguments(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    from gfdit.client import Client, GfditError
+
+    try:
+        with Client(args.address, token=args.token, timeout=args.timeout, gone_after_s=args.timeout) as client:
+            status = client.status(args.request)
+    except (GfditError, TimeoutError) as exc:
+        print(f"gfdit status: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    server = status["server"] if args.request else status
+    for key in SHOWN:
+        value = server.get(key)
+        if key == "reloads" and isinstance(value, dict):
+            value = f"{value.get('ok', 0)} ok, {value.get('refused', 0)} refused"
+        print(f"{key:>14}: {value}")
+    if args.request:
+        request = status["request"]
+        print(f"{'request':>14}: " + (json.dumps(request, default=str) if request else "unknown"))
+    return 0
