@@ -1,0 +1,73 @@
+"""The `p2p` backend: point-to-point messages on the one world group.
+
+Every collective is one `batch_isend_irecv` of envelopes (to check that both
+sides agree on sizes) followed by one of payloads. Nothing but the world is
+ever created: on NCCL with `device_id`, batched point-to-point runs on the
+world communicator; on gloo every pair already has a connection.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.distributed as dist
+
+from gfdit.comm.group import Group
+from gfdit.comm.transfer import ENVELOPE_LEN, Transfer, check_envelope, envelope, wire_bytes
+from gfdit.comm.wire import RECV, SEND, TagCounter, wait_all
+
+
+class P2PBackend:
+    """Group-free collectives over point-to-point messages on the world group."""
+
+    name = "p2p"
+
+    def __init__(self, device: torch.device, timeout_s: float) -> None:
+        self.device = device
+        self.timeout_s = timeout_s
+        self._tags = TagCounter()
+
+    def exchange(self, group: Group, transfer: Transfer) -> None:
+        """Move `transfer`'s messages; raise CommError kinds on mismatch, death, time-out."""
+        if not transfer.peers:
+            return
+        deadline = time.monotonic() + self.timeout_s
+        what = f"{transfer.op} on {group} at rank {group.rank}"
+        peer_ranks = tuple(group.ranks[p] for p in transfer.peers)
+        self._check_envelopes(group, transfer, deadline, what, peer_ranks)
+        ops = []
+        for index, t in transfer.sends:
+            ops.append(self._op(dist.isend, group, SEND, index, t))
+        for index, t in transfer.recvs:
+            ops.append(self._op(dist.irecv, group, RECV, index, t))
+        ops = [op for op in ops if op.tensor.numel() > 0]
+        if ops:
+            wait_all(dist.batch_isend_irecv(ops), deadline, what, peer_ranks)
+
+    def _check_envelopes(self, group, transfer, deadline, what, peer_ranks) -> None:
+        outgoing = {
+            p: torch.tensor(envelope(transfer, group, p), dtype=torch.int64, device=self.device)
+            for p in transfer.peers
+        }
+        incoming = {
+            p: torch.empty(ENVELOPE_LEN, dtype=torch.int64, device=self.device)
+            for p in transfer.peers
+        }
+        ops = [self._op(dist.isend, group, SEND, p, t) for p, t in outgoing.items()]
+        ops += [self._op(dist.irecv, group, RECV, p, t) for p, t in incoming.items()]
+        wait_all(dist.batch_isend_irecv(ops), deadline, what, peer_ranks)
+        for p, t in incoming.items():
+            check_envelope(transfer, group, p, t.tolist())
+
+    def _op(self, fn, group: Group, direction: int, index: int, t: torch.Tensor) -> dist.P2POp:
+        peer = group.ranks[index]
+        tag = self._tags.next(group.id, direction, peer)
+        return dist.P2POp(fn, wire_bytes(t), peer, group=self.process_group(group), tag=tag)
+
+    def process_group(self, group: Group):
+        """The torch process group messages travel on: always the world (None)."""
+        return None
+
+    def close(self) -> None:
+        self._tags = TagCounter()
