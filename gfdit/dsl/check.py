@@ -40,8 +40,10 @@ def check(text: str, filename: str = "<text>", params: dict[str, str] | None = N
         resolver = resolve(decls, report, suppressed)
         typecheck(decls, report)
         last = program.span
+        syntax_failed = any(d.code < "E100" for d in report.diagnostics)
         check_rules(decls, report, resolver.used,
-                    ast.Span(last.end_line, last.end_col, last.end_line, last.end_col + 1))
+                    ast.Span(last.end_line, last.end_col, last.end_line, last.end_col + 1),
+                    complete=not syntax_failed)
     except RecursionError:
         report.add("E004", ast.Span(1, 1, 1, 2), "policy nested too deeply to check",
                    "split deep expressions into `let` definitions")

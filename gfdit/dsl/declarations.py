@@ -61,6 +61,8 @@ def collect(program: ast.Program, report: Report, overrides: dict[str, str]) -> 
             if not _claim(decl.name, names, report):
                 continue
         _SORT[type(decl)](decl, decls, report, places, seen_config)
+    for rule in [*decls.holds, *decls.width_rules, *decls.grows]:
+        expand_stages(rule.stages, report)
     _apply_overrides(decls, overrides, report)
     _reserved_params(decls, report)
     _build_classes(decls, report)

@@ -15,6 +15,7 @@ from typing import Iterable, Literal
 from gfdit.dsl.ast import Span
 
 Severity = Literal["error", "warning"]
+MAX_SHOWN = 100  # characters of a source line shown under a diagnostic
 
 CODES: dict[str, str] = {
     # syntax
@@ -89,11 +90,11 @@ class Diagnostic:
         if self.source_line:
             number = str(self.span.line)
             gutter = " " * len(number)
-            text = self.source_line.expandtabs(1)
+            text, col = _window(self.source_line.expandtabs(1), self.span.col)
             width = self.span.end_col - self.span.col if self.span.end_line == self.span.line else 1
-            width = max(1, min(width, len(text) - self.span.col + 1))
+            width = max(1, min(width, len(text) - col + 1, MAX_SHOWN))
             lines.append(f" {number} | {text}")
-            lines.append(f" {gutter} | {' ' * (self.span.col - 1)}{'^' * width}")
+            lines.append(f" {gutter} | {' ' * (col - 1)}{'^' * width}")
         if self.hint:
             lines.append(f"   = hint: {self.hint}")
         return "\n".join(lines)
@@ -138,6 +139,16 @@ class Report:
 
     def sorted(self) -> list[Diagnostic]:
         return sorted(self.diagnostics, key=_order)
+
+
+def _window(text: str, col: int) -> tuple[str, int]:
+    """A long source line cut to MAX_SHOWN characters around column `col` (1-based)."""
+    if len(text) <= MAX_SHOWN:
+        return text, col
+    start = max(0, min(col - 1 - MAX_SHOWN // 4, len(text) - MAX_SHOWN))
+    cut = text[start:start + MAX_SHOWN]
+    prefix = "..." if start else ""
+    return prefix + cut + ("..." if start + MAX_SHOWN < len(text) else ""), col - start + len(prefix)
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:

@@ -27,6 +27,7 @@ _CONTINUATION = ("else", "where", "by", "and", "or", "then", "up", "to", "not", 
 _NEW_PIECE = re.compile(r"^(?!(" + "|".join(_CONTINUATION) + r")(?![A-Za-z0-9_]))[A-Za-z_]")
 _NAMED_DECL = re.compile(r"^\s*(let|param|class|pool)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 MAX_SOURCE_CHARS = 200_000
+MAX_DEPTH = 120  # syntax-tree levels; keeps every later (recursive) pass far from Python's limit
 UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "min": 60.0, "h": 3600.0}
 
 TOKEN_WORDS = {
@@ -55,14 +56,35 @@ def parse_program(source: str, filename: str, report: Report) -> ast.Program:
         padded = "\n" * (first_line - 1) + text
         try:
             tree = _parser().parse(padded)
-            program.decls.extend(_Builder().transform(tree).children)
+            decls = _Builder().transform(tree).children
+            if _too_deep(decls):
+                report.add("E004", ast.Span(first_line, 1, first_line, 2),
+                           f"expression nested more than {MAX_DEPTH} levels deep",
+                           "split it into `let` definitions")
+                program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(text))
+                continue
+            program.decls.extend(decls)
         except lark.exceptions.UnexpectedInput as error:
             _report_syntax(error, report)
             program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(text))
-        except RecursionError:
+        except (RecursionError, lark.exceptions.VisitError):
             report.add("E004", ast.Span(first_line, 1, first_line, 2),
                        "expression nested too deeply", "split it into `let` definitions")
     return program
+
+
+def _too_deep(decls: list) -> bool:
+    """Whether any tree is deeper than MAX_DEPTH (checked without recursion)."""
+    stack = [(d, 1) for d in decls]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        children = vars(node).values() if isinstance(node, ast.Node) else node
+        for child in children:
+            if isinstance(child, (ast.Node, list)):
+                stack.append((child, depth + 1))
+    return False
 
 
 def split_declarations(source: str) -> list[tuple[int, str]]:
@@ -221,6 +243,9 @@ class _Builder(Transformer):
 
     def factor(self, meta, c):
         return (float(str(c[0])[:-1]), "factor")
+
+    def class_duration(self, meta, c):
+        return (_duration(str(c[0])), "duration")
 
     def let_decl(self, meta, c):
         return ast.LetDecl(_span(meta), _ident(c[0]), c[1])

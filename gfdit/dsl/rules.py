@@ -8,6 +8,7 @@ unconditional rule for the same stages, constant conditions, unused lets/params.
 from __future__ import annotations
 
 from gfdit.dsl import ast
+from gfdit.dsl.compile import FOLD
 from gfdit.dsl.declarations import Declarations, expand_stages
 from gfdit.dsl.diagnostics import Report
 from gfdit.dsl.names import RESERVED_PARAMS, STAGE_NAMES
@@ -15,10 +16,19 @@ from gfdit.dsl.names import RESERVED_PARAMS, STAGE_NAMES
 _NO_CONSTANT = object()
 
 
-def check_rules(decls: Declarations, report: Report, used: set[str], end: ast.Span) -> None:
-    """Report policy-rule errors and warnings into `report`."""
-    _order_count(decls, report, end)
-    _width_defaults(decls, report, end)
+def check_rules(decls: Declarations, report: Report, used: set[str], end: ast.Span,
+                complete: bool = True) -> None:
+    """Report policy-rule errors and warnings into `report`.
+
+    With `complete=False` (some declarations did not parse) the checks for
+    missing rules are skipped: the missing rule may be the one that failed.
+    """
+    if complete:
+        _order_count(decls, report, end)
+        _width_defaults(decls, report, end)
+    else:
+        for extra in decls.orders[1:]:
+            report.add("E304", extra.span, "a second `order by`")
     _constant_widths(decls, report)
     _shadowed(decls.width_rules, "width", report)
     _shadowed(decls.grows, "grow", report)
@@ -39,6 +49,11 @@ def constant(node: ast.Expr | None) -> object:
     if isinstance(node, ast.Name) and node.ref is not None and node.ref.kind == "param":
         value = node.ref.value.value
         return value if isinstance(value, (int, float, bool)) else _NO_CONSTANT
+    if isinstance(node, ast.Binary):
+        left, right = constant(node.left), constant(node.right)
+        if left is _NO_CONSTANT or right is _NO_CONSTANT:
+            return _NO_CONSTANT
+        return FOLD[node.op](left, right)
     if isinstance(node, ast.Unary):
         inner = constant(node.operand)
         if inner is _NO_CONSTANT:

@@ -45,7 +45,7 @@ class TypeChecker:
     def expect(self, node: ast.Expr | None, wanted: tuple[str, ...], code: str, what: str) -> None:
         ty = self.of(node)
         if node is not None and ty is not None and ty not in wanted:
-            hint = "compare it: e.g. `count(waiting) > 0`" if BOOL in wanted else None
+            hint = "compare it: e.g. `count(waiting) > 0`" if wanted == (BOOL,) else None
             self.report.add(code, node.span, f"{what} must be a {' or '.join(wanted)}, not a {ty}",
                             hint)
 

@@ -1,0 +1,75 @@
+"""Golden files: every `cases/*.gfp` against its `.out` (AST dump, or rendered diagnostics).
+
+A case's first line may be `# params: k=v, k2=v2` (load-time overrides).
+Regenerate after an intended change with `GFDIT_REGEN_GOLDEN=1 python3 -m pytest tests/dsl`.
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from gfdit.dsl.ast import dump
+from gfdit.dsl.check import check
+from gfdit.dsl.diagnostics import CODES, render_all
+
+CASES = Path(__file__).with_name("cases")
+REGEN = os.environ.get("GFDIT_REGEN_GOLDEN") == "1"
+ALL_CASES = sorted(CASES.glob("*.gfp"))
+
+
+def params_of(text: str) -> dict[str, str]:
+    match = re.match(r"# params: (.*)\n", text)
+    if not match:
+        return {}
+    return dict(pair.split("=", 1) for pair in match.group(1).split(", "))
+
+
+def render_case(path: Path) -> str:
+    text = path.read_text()
+    checked = check(text, f"cases/{path.name}", params_of(text))
+    out = render_all(checked.diagnostics)
+    if checked.ok:
+        out = dump(checked.program) + ("\n" + out if out else "")
+    return out.rstrip("\n") + "\n"
+
+
+@pytest.mark.parametrize("path", ALL_CASES, ids=[p.stem for p in ALL_CASES])
+def test_golden_case(path):
+    expected_file = path.with_suffix(".out")
+    actual = render_case(path)
+    if REGEN or not expected_file.exists():
+        expected_file.write_text(actual)
+    assert actual == expected_file.read_text()
+
+
+@pytest.mark.parametrize("path", ALL_CASES, ids=[p.stem for p in ALL_CASES])
+def test_case_name_announces_its_code(path):
+    """A case named eNNN_/wNNN_ must produce that code; an ok_ case must compile."""
+    text = path.read_text()
+    checked = check(text, path.name, params_of(text))
+    codes = {d.code for d in checked.diagnostics}
+    prefix = path.stem.split("_")[0]
+    if prefix == "ok":
+        assert checked.ok, render_all(checked.diagnostics)
+    elif prefix[0] in "ew" and prefix[1:].isdigit():
+        assert prefix.upper() in codes, render_all(checked.diagnostics)
+        assert checked.ok == (prefix[0] == "w"), render_all(checked.diagnostics)
+
+
+def test_broken_cases_cover_every_code():
+    broken = [p for p in ALL_CASES if not p.stem.startswith("ok")]
+    assert len(broken) >= 40
+    seen = set()
+    for path in broken:
+        text = path.read_text()
+        seen |= {d.code for d in check(text, path.name, params_of(text)).diagnostics}
+    missing = set(CODES) - seen - {"E005"}  # E005 (unreadable file) is covered in test_dsl_load
+    assert not missing, sorted(missing)
+
+
+def test_many_problems_are_all_reported():
+    text = (CASES / "mix_many_problems.gfp").read_text()
+    codes = [d.code for d in check(text, "x.gfp").diagnostics]
+    assert {"E112", "E111", "E104", "E107", "E208", "E106", "E302", "E110"} <= set(codes)
