@@ -18,8 +18,8 @@ TOLERANCE = 1e-5
 FAMILIES = ["flux", "wan", "qwenimage", "pixart"]
 PARAMS = {
     "flux": dict(prompt="a red fox", height=20, width=28, steps=3, seed=7),
-    "wan": dict(prompt="a red fox", height=24, width=20, steps=3, seed=7, frames=5),
-    "qwenimage": dict(prompt="a red fox", height=40, width=56, steps=3, seed=7),
+    "wan": dict(prompt="a red fox", height=48, width=80, steps=3, seed=7, frames=5),
+    "qwenimage": dict(prompt="a red fox", height=40, width=56, steps=3, seed=7, negative_prompt="blurry"),
     "pixart": dict(prompt="a red fox", height=20, width=28, steps=3, seed=7),
 }
 LAYOUTS = [
