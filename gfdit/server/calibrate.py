@@ -37,6 +37,7 @@ def calibration_widths(num_gpus: int, policy_widths: tuple[int, ...]) -> tuple[i
 
 def calibrate(pool, widths: tuple[int, ...], height: int, width: int, steps: int = 4) -> CostModel:
     """Time the pool's model at `widths` on one (height x width, steps) request."""
+    steps = max(steps, 2 * len(widths))  # each width times two steps, in trajectory order
     params = GenParams(prompt="calibration", height=height, width=width, steps=steps, seed=0)
     ids = iter(range(1, 1_000_000))
     rid = "calibration"
@@ -50,15 +51,20 @@ def calibrate(pool, widths: tuple[int, ...], height: int, width: int, steps: int
     holders: tuple[int, ...] = (0,)
     step_s: dict[int, float] = {}
     migrate_s = 0.0
+    step = 0
     for k in widths:
         group = tuple(range(k))
         best = float("inf")
         for _ in range(2):
-            timings = run("denoise", 0, 1, group, holders)
+            timings = run("denoise", step, step + 1, group, holders)
+            step += 1
             migrate_s = max(migrate_s, max(t.get("migrate", 0.0) for t in timings.values()))
             best = min(best, max(t["compute"] for t in timings.values()))
             holders = group
         step_s[k] = best
+    if step < steps:
+        run("denoise", step, steps, (0,), holders)
+        holders = (0,)
     decode_s = run("decode", steps, steps, (0,), holders)[0]["compute"]
     pool.drop(rid)
     log.info("calibrated %dx%d: encode %.1f ms, step %s ms, decode %.1f ms, migration %.1f ms",
