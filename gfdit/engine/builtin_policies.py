@@ -88,14 +88,17 @@ class EDFBestFit(_Base):
     def width(self, view: RoundView, req: RequestView) -> tuple[int, Why]:
         if req.stage != "denoise":
             return 1, Why("python:edf_best_fit.width[encode,decode]", {})
-        usable = [k for k in self.widths if k <= view.gpus] or [self.widths[0]]
-        for k in usable:
+        deadline = req.deadline
+        best, best_finish = 0, 0.0
+        for k in self.widths:  # ascending: the first that meets the deadline is the smallest
+            if k > view.gpus and best:
+                break
             finish = view.finish(req, k)
-            if finish <= req.deadline:
-                return k, Why("python:edf_best_fit.width[meets]", {"finish": finish, "deadline": req.deadline})
-        best = min(usable, key=lambda k: (view.finish(req, k), k))
-        return best, Why("python:edf_best_fit.width[fastest]",
-                         {"finish": view.finish(req, best), "deadline": req.deadline})
+            if finish <= deadline:
+                return k, Why("python:edf_best_fit.width[meets]", {"finish": finish, "deadline": deadline})
+            if not best or finish < best_finish:
+                best, best_finish = k, finish
+        return best, Why("python:edf_best_fit.width[fastest]", {"finish": best_finish, "deadline": deadline})
 
     def grow(self, view: RoundView, req: RequestView) -> tuple[int, Why] | None:
         if req.stage != "denoise":

@@ -57,6 +57,7 @@ class Engine:
         self._pending: Policy | None = None
         self._eligible: dict[tuple[bool, bool, bool], frozenset[int] | None] = {}
         self._task_seq = 0
+        self._held: dict[str, Tracked] = {}  # held at the last round they competed in
 
     # ---- inputs ---------------------------------------------------------
     def submit(self, request: Request, now: float) -> str | None:
@@ -204,7 +205,7 @@ class Engine:
         if not self.waiting or not self.cluster.free:
             return []
         candidates = list(self.waiting.values())
-        eligible = {t: self._eligible_for(t) for t in candidates}
+        eligible = self._eligible_for if self.policy.stage_pools or self.cluster.lost else _anywhere
         alloc = Allocator(set(self.cluster.free), self.cluster.gpus - len(self.cluster.lost),
                           self.cluster.ranks_per_node)
         result = run_round(self.policy, self._view(now), candidates, alloc, eligible)
@@ -222,18 +223,21 @@ class Engine:
         for tracked, reason in result.unplaceable:
             self._finish(tracked, State.FAILED, now, reason)
         dispatches = [self._start(grant, now) for grant in result.grants]
-        held_now = {id(err.req) for err in result.errors} | {id(t) for t, _ in result.held}
-        for tracked in candidates:
-            if tracked.state is State.HELD and id(tracked) not in held_now:
-                tracked.paused_total += now - tracked.held_since  # type: ignore[operator]
-                tracked.held_since = None
-                tracked.state = State.QUEUED
+        if self._held:
+            held_now = {err.req.id for err in result.errors} | {t.id for t, _ in result.held}
+            for rid in [rid for rid in self._held if rid not in held_now]:
+                tracked = self._held.pop(rid)
+                if tracked.state is State.HELD:  # released: back in the queue
+                    tracked.paused_total += now - tracked.held_since  # type: ignore[operator]
+                    tracked.held_since = None
+                    tracked.state = State.QUEUED
         return dispatches
 
     def _hold(self, tracked: Tracked, now: float, why: Why | None) -> None:
         if tracked.held_since is None:
             tracked.held_since = now
         tracked.state = State.HELD
+        self._held[tracked.id] = tracked
         if why is not None and self.log is not None:
             self._note(now, "hold", tracked, rule=why.rule, values=dict(why.values))
 
@@ -259,6 +263,7 @@ class Engine:
         if tracked.held_since is not None:
             tracked.paused_total += now - tracked.held_since
             tracked.held_since = None
+            self._held.pop(tracked.id, None)
         tracked.state = State.RUNNING
         tracked.task = task
         self.tasks[task.id] = tracked
@@ -323,6 +328,7 @@ class Engine:
         if tracked.held_since is not None:
             tracked.paused_total += now - tracked.held_since
             tracked.held_since = None
+        self._held.pop(tracked.id, None)
         self.active.pop(tracked.id, None)
         self.waiting.pop(tracked.id, None)
         req = tracked.req
@@ -361,3 +367,8 @@ class Engine:
         if isinstance(record.get("deadline"), float) and math.isinf(record["deadline"]):
             record["deadline"] = None
         self.log.write(record)
+
+
+def _anywhere(tracked: Tracked) -> None:
+    """No pools and no lost ranks: every candidate may use any rank."""
+    return None

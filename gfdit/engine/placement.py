@@ -32,17 +32,17 @@ class Allocator:
         self.usable = usable
         self.ranks_per_node = ranks_per_node
         self.demands: list[tuple[frozenset[int] | None, int]] = []
-        self.granted = 0
+        self.left = len(free)  # free ranks not yet granted
         self.pooled = False
 
     def free_count(self) -> int:
-        return len(self.free) - self.granted
+        return self.left
 
     def capacity(self, eligible: frozenset[int] | None) -> int:
         return self.usable if eligible is None else len(eligible)
 
     def fits(self, eligible: frozenset[int] | None, width: int) -> bool:
-        if width > self.free_count():
+        if width > self.left:
             return False
         if eligible is None and not self.pooled:
             return True
@@ -50,12 +50,12 @@ class Allocator:
 
     def add(self, req: object, eligible: frozenset[int] | None, width: int) -> None:
         self.demands.append((eligible, width))
-        self.granted += width
+        self.left -= width
         self.pooled = self.pooled or eligible is not None
 
     def fits_more(self, index: int, width: int) -> bool:
         eligible, old = self.demands[index]
-        if width - old > self.free_count():
+        if width - old > self.left:
             return False
         if not self.pooled:
             return True
@@ -66,7 +66,7 @@ class Allocator:
     def grow(self, index: int, width: int) -> None:
         eligible, old = self.demands[index]
         self.demands[index] = (eligible, width)
-        self.granted += width - old
+        self.left -= width - old
 
 
 def feasible(demands: Sequence[tuple[frozenset[int] | None, int]], free: set[int]) -> bool:

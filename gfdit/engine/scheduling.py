@@ -26,7 +26,7 @@ A hook that raises holds its candidate for the round and is reported as an error
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from .placement import Allocator, place
 from .policy import Policy, Why
@@ -66,15 +66,17 @@ class RoundResult:
 
 
 def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: Allocator,
-              eligible_of: dict[Tracked, frozenset[int] | None]) -> RoundResult:
-    """Decide one round. `alloc` holds the free ranks; `eligible_of` each candidate's pool."""
+              eligible_of: Callable[[Tracked], frozenset[int] | None]) -> RoundResult:
+    """Decide one round. `alloc` holds the free ranks; `eligible_of` gives a candidate's usable ranks
+    (None: any rank)."""
     out = RoundResult()
     competing = _hold(policy, view, candidates, out)
     ordered = _order(policy, view, competing, out)
+    smallest = policy.widths[0]
     for req in ordered:
-        if alloc.free_count() == 0:
+        if alloc.left < smallest:  # nothing more can fit
             break
-        if not _allocate(policy, view, req, alloc, eligible_of[req], out):
+        if not _allocate(policy, view, req, alloc, eligible_of(req), out):
             break
     if out.reserved is None:
         _grow(policy, view, out.grants, alloc, out)
@@ -84,9 +86,10 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
 
 def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResult) -> list[Tracked]:
     competing = []
+    hold = policy.hold
     for req in candidates:
         try:
-            why = policy.hold(view, req)
+            why = hold(view, req)
         except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: contain it
             _error(policy, req, "hold", exc, out)
             continue
@@ -98,21 +101,23 @@ def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResu
 
 
 def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResult) -> list[Tracked]:
-    keyed: list[tuple[Any, float, str, Tracked]] = []
-    for req in competing:
+    keyed: list[tuple[Any, float, str, int]] = []  # ids are unique: the index is never compared
+    order_key = policy.order_key
+    for index, req in enumerate(competing):
         try:
-            key = policy.order_key(view, req)
+            key = order_key(view, req)
         except Exception as exc:  # noqa: BLE001 -- contained hook error
             _error(policy, req, "order", exc, out)
             continue
-        keyed.append((key, req.req.arrival, req.req.id, req))
+        keyed.append((key, req.req.arrival, req.req.id, index))
     try:
-        keyed.sort(key=lambda item: item[:3])
+        keyed.sort()
     except TypeError as exc:  # keys of different types cannot be compared
         for item in keyed:
-            out.errors.append(HookError(item[3], "order", f"{policy.name}.order", f"incomparable keys: {exc}"))
-        keyed.sort(key=lambda item: item[1:3])
-    return [item[3] for item in keyed]
+            out.errors.append(HookError(competing[item[3]], "order", f"{policy.name}.order",
+                                        f"incomparable keys: {exc}"))
+        keyed.sort(key=lambda item: item[1:])
+    return [competing[item[3]] for item in keyed]
 
 
 def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
@@ -151,7 +156,7 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
 
 def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, out: RoundResult) -> None:
     failed: set[int] = set()  # grants whose grow hook raised: asked no more
-    while alloc.free_count() > 0:
+    while alloc.left > 0:
         for index, grant in enumerate(grants):
             if index not in failed and _grow_one(policy, view, index, grant, alloc, failed, out):
                 break

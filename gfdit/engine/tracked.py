@@ -68,7 +68,7 @@ class Tracked:
         return hit
 
     def remaining_s(self, width: int) -> float:
-        encode, step, decode = self.parts(width)
+        encode, step, decode = self._parts.get(width) or self.parts(width)
         return (0.0 if self.encoded else encode) + (self.req.steps - self.steps_done) * step + decode
 
     def task_s(self, task: Task, width: int) -> float:
