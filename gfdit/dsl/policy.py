@@ -82,8 +82,7 @@ class CompiledPolicy:
             if rule.cond is None or rule.cond(view, req, frame):
                 wanted = rule.value(view, req, frame)
                 width = self._allowed(wanted)
-                values = {"width": width, "free": view.free,
-                          "finish": _plain(view.finish(req, width)),
+                values = {"width": width, "free": view.free, **_finish(view, req, width),
                           **_observe(rule, view, req, frame)}
                 if width != wanted:
                     values["computed"] = wanted
@@ -153,11 +152,10 @@ def _leaves(node: ast.Expr) -> list[ast.Expr]:
         return _leaves(node.left) + _leaves(node.right)
     if isinstance(node, ast.Unary):
         return _leaves(node.operand)
-    if isinstance(node, ast.If):
-        return _leaves(node.cond) + _leaves(node.then) + _leaves(node.orelse)
+    if isinstance(node, ast.If):  # branches may not have been evaluated: observe the condition
+        return _leaves(node.cond)
     if isinstance(node, ast.Choice):
-        inner = [x for part in (node.where, node.by, node.orelse) if part is not None
-                 for x in _leaves(part)]
+        inner = [x for part in (node.where, node.by) if part is not None for x in _leaves(part)]
         return [x for x in inner if not _uses_variables(x)]
     if isinstance(node, ast.Field) and node.ref is not None and node.ref.kind == "req":
         return [node]
@@ -180,7 +178,21 @@ def _uses_variables(node: object) -> bool:
 
 
 def _observe(rule: Rule, view, req, frame: list) -> dict[str, object]:
-    return {label: _plain(fn(view, req, frame)) for label, fn in rule.observed}
+    """The rule's observed terms, for `Why.values`; a term that cannot be evaluated is left out."""
+    values: dict[str, object] = {}
+    for label, fn in rule.observed:
+        try:
+            values[label] = _plain(fn(view, req, frame))
+        except (ValueError, ArithmeticError):  # e.g. a cost-model width the rule itself never asked
+            continue
+    return values
+
+
+def _finish(view, req, width: int) -> dict[str, object]:
+    try:
+        return {"finish": _plain(view.finish(req, width))}
+    except (ValueError, ArithmeticError):  # no cost-model layout for this width: the engine decides
+        return {}
 
 
 def _plain(value: object) -> object:

@@ -99,7 +99,8 @@ class TypeChecker:
             return BOOL
         if left is None or right is None:
             return BOOL if node.op in ("<", "<=", ">", ">=", "==", "!=") else None
-        left, right = _zero_adopts(node.left, left, right), _zero_adopts(node.right, right, left)
+        if node.op not in ("*", "/"):
+            left, right = _zero_adopts(node.left, left, right), _zero_adopts(node.right, right, left)
         if node.op in ("+", "-", "*", "/"):
             result = ARITHMETIC.get((node.op, left, right))
             if result is None:

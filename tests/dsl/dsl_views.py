@@ -42,6 +42,8 @@ class Round:
     running: list = field(default_factory=list)
 
     def step(self, req, k):
+        if k not in (1, 2, 4, 8):
+            raise ValueError(f"no cost-model layout for width {k}")  # like the engine's CostModelError
         return req.tokens / 1000 / k + 0.02 * (k - 1)
 
     def est(self, req, k):
