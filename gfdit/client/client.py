@@ -78,17 +78,18 @@ class Client:
             params=params, request_class=request_class or "", deadline_s=deadline, priority=priority,
             request_id=request_id, text_seq_len=text_seq_len, latent_seq_len=latent_seq_len,
         )
-        self._conn.track(request_id)
-        reply = self._call(msg, expect=(Accepted, Rejected), untrack=request_id)
+        mine = self._conn.track(request_id)  # before sending: the first event may beat the reply
+        reply = self._call(msg, expect=(Accepted, Rejected), untrack=request_id if mine else None)
         if isinstance(reply, Rejected):
-            self._conn.untrack(request_id)
+            if mine:
+                self._conn.untrack(request_id)
             raise RequestRejected(reply.reason)
         return RequestHandle(self._conn, request_id)
 
     def follow(self, request_id: str) -> RequestHandle:
         """A handle on a request submitted elsewhere: its progress from now on, and result."""
-        self._conn.track(request_id)
-        self._call(Subscribe(request_id=request_id), expect=(Ack,), untrack=request_id)
+        mine = self._conn.track(request_id)
+        self._call(Subscribe(request_id=request_id), expect=(Ack,), untrack=request_id if mine else None)
         return RequestHandle(self._conn, request_id)
 
     def status(self, request_id: str = "") -> dict:

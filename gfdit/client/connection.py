@@ -79,10 +79,13 @@ class Connection:
                 self._replies.pop(call_id, None)
 
     # -- receiving ---------------------------------------------------------
-    def track(self, request_id: str) -> None:
-        """Start keeping progress and results for `request_id`."""
+    def track(self, request_id: str) -> bool:
+        """Start keeping progress and results for `request_id`; False if already kept."""
         with self._cond:
-            self._events.setdefault(request_id, deque())
+            if request_id in self._events:
+                return False
+            self._events[request_id] = deque()
+            return True
 
     def untrack(self, request_id: str) -> None:
         with self._cond:

@@ -38,6 +38,7 @@ def server_status(loop: "EngineLoop") -> dict:
         "reloads": {k: v for k, v in loop.reloads.items()},
         "hook_errors": dict(engine.hook_errors),
         "pool_restarts": loop.executor.restarts,
+        "worker_pids": {} if loop.executor.recovering or loop.executor.gone else dict(loop.executor.pool.pids),
         "recovering": loop.executor.recovering,
         "pool_gone": loop.pool_gone or "",
         "stopping": loop.stop_requested.is_set(),

@@ -106,7 +106,7 @@ class Server:
         info = {"executor": cfg.executor, "model": cfg.model, "address": self.address,
                 "metrics_port": self.metrics_port, "cost_model": cost_model.source or cost_model.model,
                 "policy_file": cfg.policy if cfg.policy.endswith(".gfp") else "",
-                "started_monotonic": time.monotonic(), "worker_pids": dict(pool.pids)}
+                "started_monotonic": time.monotonic()}
         self.loop = EngineLoop(engine=engine, executor=executor, book=ProgressBook(frontend.send),
                                metrics=metrics, clock=clock, inbox=inbox, send=frontend.send,
                                reloader=reloader, config=cfg, info=info)
