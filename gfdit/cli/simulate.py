@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from gfdit.engine.costmodel import CostModel, CostModelError
@@ -30,6 +31,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trace", metavar="OUT.json", help="write a Chrome trace, one lane per rank")
     parser.add_argument("--plot", metavar="OUT.png", help="draw the rank timeline (needs matplotlib)")
     parser.add_argument("--decision-log", metavar="OUT.jsonl", help="write every decision as a JSON line")
+    parser.add_argument("--migration-gbps", type=float, default=None,
+                        help="state-migration bandwidth in GB/s (default: the cost model's, else 25)")
+    parser.add_argument("--migration-fixed-ms", type=float, default=None,
+                        help="fixed cost per migration round in ms (default: the cost model's, else 1)")
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -47,12 +52,28 @@ def _workload(spec: str) -> Workload:
     return Workload.load(path if path.suffix == ".json" or path.exists() else shipped_workload(spec))
 
 
+def _cost_model(args: argparse.Namespace) -> CostModel:
+    cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+    changes = {}
+    if args.migration_gbps is not None:
+        if args.migration_gbps <= 0:
+            raise ValueError("--migration-gbps must be positive")
+        changes["bandwidth_Bps"] = args.migration_gbps * 1e9
+    if args.migration_fixed_ms is not None:
+        if args.migration_fixed_ms < 0:
+            raise ValueError("--migration-fixed-ms must be >= 0")
+        changes["fixed_s"] = args.migration_fixed_ms / 1000.0
+    if changes:
+        cost_model.migration = replace(cost_model.migration, **changes)
+    return cost_model
+
+
 def run(args: argparse.Namespace) -> int:
     log = None
     try:
         policy = resolve_policy(args.policy, _params(args.param))
         workload = _workload(args.workload)
-        cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+        cost_model = _cost_model(args)
         log = DecisionLog(args.decision_log) if args.decision_log else None
         result = simulate(policy, workload, cost_model, args.gpus, ranks_per_node=args.ranks_per_node,
                           decision_log=log, record_spans=bool(args.trace or args.plot))

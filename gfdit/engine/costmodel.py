@@ -31,6 +31,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 ENCODE_STAGES = ("text_encode", "dit_prepare", "timestep_prepare")
 DECODE_STAGES = ("vae_decode", "finalize")
@@ -52,6 +53,11 @@ class Shape:
     steps: int  # num_steps
     voxels: int  # height * width * frames of the output
     cfg: bool = False  # true classifier-free guidance (two passes per step)
+
+
+class HasShape(Protocol):
+    @property
+    def shape(self) -> Shape: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,8 +205,9 @@ class CostModel:
         encode, step, decode = self.parts(shape, width)
         return (0.0 if encoded else encode) + steps_left * step + (0.0 if decoded else decode)
 
-    def t_single(self, shape: Shape) -> float:
-        """The whole trajectory on one rank, in seconds."""
+    def t_single(self, what: "Shape | HasShape") -> float:
+        """The whole trajectory on one rank, in seconds (of a Shape or anything with `.shape`, e.g. a Request)."""
+        shape = what if isinstance(what, Shape) else what.shape
         return self.remaining_s(shape, 1, encoded=False, steps_left=shape.steps)
 
     def check_widths(self, widths: tuple[int, ...]) -> None:

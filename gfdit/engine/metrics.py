@@ -15,8 +15,10 @@ gpus)` returns ``{"overall": {...}, "classes": {NAME: {...}}}``. Per block:
   span, so class figures add up to the overall one).
 - gpu_utilization: busy rank-seconds / (gpus * span) (classes: their share).
 - migrations, migration_s: count and total seconds of state moves.
-Scheduler cost per round (p50 / p99 seconds) is added to "overall" by
-`round_costs`, when the caller measured it.
+Scheduler cost per round (p50 / p99 seconds) is added to "overall" from
+`round_costs`, when the caller measured it, and split by the queue length the
+round saw (`round_queues`: waiting requests at the round's start) into
+buckets 0-9, 10-99, 100+.
 """
 
 from __future__ import annotations
@@ -83,8 +85,22 @@ def block(outcomes: Sequence[Outcome], gpus: int, span: float) -> dict:
     }
 
 
-def compute_metrics(outcomes: Iterable[Outcome], gpus: int,
-                    round_costs: Sequence[float] | None = None) -> dict:
+QUEUE_BUCKETS = ((0, 9), (10, 99), (100, None))
+
+
+def round_cost_by_queue(costs: Sequence[float], queues: Sequence[int]) -> dict:
+    """p50 / p99 round seconds per queue-length bucket."""
+    out = {}
+    for low, high in QUEUE_BUCKETS:
+        picked = [c for c, q in zip(costs, queues) if q >= low and (high is None or q <= high)]
+        if picked:
+            out[f"{low}-{high}" if high is not None else f"{low}+"] = {
+                "rounds": len(picked), "p50_s": percentile(picked, 50), "p99_s": percentile(picked, 99)}
+    return out
+
+
+def compute_metrics(outcomes: Iterable[Outcome], gpus: int, round_costs: Sequence[float] | None = None,
+                    round_queues: Sequence[int] | None = None) -> dict:
     """``{"overall": {...}, "classes": {NAME: {...}}}`` over the given outcomes."""
     items = list(outcomes)
     span = span_of(items)
@@ -96,5 +112,7 @@ def compute_metrics(outcomes: Iterable[Outcome], gpus: int,
         overall["rounds"] = len(round_costs)
         overall["round_p50_s"] = percentile(round_costs, 50)
         overall["round_p99_s"] = percentile(round_costs, 99)
+        if round_queues is not None:
+            overall["round_cost_by_queue"] = round_cost_by_queue(round_costs, round_queues)
     return {"overall": overall,
             "classes": {name: block(group, gpus, span) for name, group in sorted(classes.items())}}

@@ -96,7 +96,7 @@ def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResu
         if why is None:
             competing.append(req)
         else:
-            out.held.append((req, why))
+            out.held.append((req, why if isinstance(why, Why) else Why(f"{policy.name}.hold")))
     return competing
 
 
@@ -125,7 +125,7 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
     """Grant `req` a width if it fits; False means `reserve` stopped the round."""
     try:
         wanted, why = policy.width(view, req)
-        if wanted not in policy.widths:
+        if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted not in policy.widths:
             raise ValueError(f"width {wanted!r} is not one of the policy's widths {list(policy.widths)}")
     except Exception as exc:  # noqa: BLE001 -- contained hook error
         _error(policy, req, "width", exc, out)
@@ -150,6 +150,7 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
             return True
         width, action = smaller[-1], action.replace("fit", "shrink")
     alloc.add(req, eligible, width)
+    why = why if isinstance(why, Why) else Why(f"{policy.name}.width")
     out.grants.append(Grant(req, width, eligible, why, action, wanted))
     return True
 
@@ -179,6 +180,7 @@ def _grow_one(policy: Policy, view: Round, index: int, grant: Grant, alloc: Allo
     if answer is None:
         return False
     bound, why = answer
+    why = why if isinstance(why, Why) else Why(f"{policy.name}.grow")
     now_s = req.remaining_s(grant.width)
     for w in policy.widths:
         if w <= grant.width or w > bound:

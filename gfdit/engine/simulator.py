@@ -51,6 +51,7 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
     engine = Engine(policy, cost_model, Cluster(gpus, ranks_per_node), decision_log)
     executor = SimExecutor(record=record_spans, fail_rate=fail_rate, seed=seed)
     costs: list[float] = []
+    queues: list[int] = []
     wall0 = time.perf_counter()
     now, i, n = 0.0, 0, len(requests)
     idle_since: float | None = None
@@ -64,14 +65,17 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
         while i < n and requests[i].arrival <= now:
             engine.submit(requests[i], now)
             i += 1
-        t0 = time.perf_counter() if time_rounds else 0.0
+        if time_rounds:
+            queues.append(len(engine.waiting))
+            t0 = time.perf_counter()
         dispatches = engine.schedule(now)  # one round
         if time_rounds:
             costs.append(time.perf_counter() - t0)
         for dispatch in dispatches:  # dispatch
             executor.start(dispatch, now)
         idle_since = _check_stall(engine, executor, i == n, now, idle_since)
-    metrics = compute_metrics(engine.outcomes, gpus, costs if time_rounds else None)  # record
+    metrics = compute_metrics(engine.outcomes, gpus, costs if time_rounds else None,
+                              queues if time_rounds else None)  # record
     return Result(metrics, engine.outcomes, executor.spans, gpus, engine.rounds, dict(engine.hook_errors),
                   costs, now, time.perf_counter() - wall0)
 
