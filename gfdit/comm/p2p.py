@@ -36,11 +36,9 @@ class P2PBackend:
         what = f"{transfer.op} on {group} at rank {group.rank}"
         peer_ranks = tuple(group.ranks[p] for p in transfer.peers)
         self._check_envelopes(group, transfer, deadline, what, peer_ranks)
-        ops = []
-        for index, t in transfer.sends:
-            ops.append(self._op(dist.isend, group, SEND, index, t))
-        for index, t in transfer.recvs:
-            ops.append(self._op(dist.irecv, group, RECV, index, t))
+        # receives first: a dead peer shows at once, not after a send times out
+        ops = [self._op(dist.irecv, group, RECV, i, t) for i, t in transfer.recvs]
+        ops += [self._op(dist.isend, group, SEND, i, t) for i, t in transfer.sends]
         ops = [op for op in ops if op.tensor.numel() > 0]
         if ops:
             wait_all(dist.batch_isend_irecv(ops), deadline, what, peer_ranks)
@@ -54,8 +52,8 @@ class P2PBackend:
             p: torch.empty(ENVELOPE_LEN, dtype=torch.int64, device=self.device)
             for p in transfer.peers
         }
-        ops = [self._op(dist.isend, group, SEND, p, t) for p, t in outgoing.items()]
-        ops += [self._op(dist.irecv, group, RECV, p, t) for p, t in incoming.items()]
+        ops = [self._op(dist.irecv, group, RECV, p, t) for p, t in incoming.items()]
+        ops += [self._op(dist.isend, group, SEND, p, t) for p, t in outgoing.items()]
         wait_all(dist.batch_isend_irecv(ops), deadline, what, peer_ranks)
         for p, t in incoming.items():
             check_envelope(transfer, group, p, t.tolist())

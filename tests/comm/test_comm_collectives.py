@@ -11,7 +11,7 @@ from gfdit.comm.launch import LocalPool
 
 pytestmark = pytest.mark.slow
 
-BACKENDS = ("p2p", "newgroup")
+BACKENDS = ("p2p", "shm", "newgroup")
 
 
 @pytest.fixture(scope="module")

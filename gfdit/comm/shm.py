@@ -1,0 +1,292 @@
+"""The `shm` backend: collectives through per-rank shared-memory arenas (one host, CPU).
+
+The CPU twin of symmetric memory. At start every rank maps every rank's arena
+(`arena.py`); nothing is created afterwards. A collective is a few *rounds* per
+direction: the writer copies a chunk into a lane of its own arena, fills the
+descriptor of the peer's sub-slot and raises that pair's epoch flag; the reader
+waits for the flag, copies the chunk out and raises its ack flag. Each stream
+has two lanes, so the writer fills round t+1 while readers copy round t.
+
+Round 0 of every pair also carries the envelope (`transfer.py`): both sides check
+it and a mismatch raises SizeMismatch on both, after round 0 has completed, so
+the epochs stay in step. Waits poll with back-off, watch the deadline and the
+peers' pids, and raise CommTimeout or PeerFailure.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import torch
+import torch.distributed as dist
+
+from gfdit.comm.arena import ACK, ENV, ERR, NBYTES, OFFSET, READY, SUB0, SUB_WORDS, Arena
+from gfdit.comm.arena import shm_path, track, untrack
+from gfdit.comm.errors import CommError, SizeMismatch
+from gfdit.comm.group import Group
+from gfdit.comm.poll import Waiter
+from gfdit.comm.transfer import Transfer, check_envelope, envelope, wire_bytes
+
+DEFAULT_ARENA_BYTES = 32 << 20
+LANE_ALIGN = 64
+
+
+class ShmBackend:
+    """Group-free collectives through shared-memory arenas; every rank on one host."""
+
+    name = "shm"
+
+    def __init__(self, device: torch.device, timeout_s: float, *,
+                 arena_bytes: int = DEFAULT_ARENA_BYTES) -> None:
+        if device.type != "cpu":
+            raise CommError(f"the shm backend runs on CPU only, not on {device}")
+        if arena_bytes < 4 * LANE_ALIGN:
+            raise ValueError(f"arena_bytes={arena_bytes} is too small")
+        self.device = device
+        self.timeout_s = timeout_s
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self.arena_bytes = arena_bytes // LANE_ALIGN * LANE_ALIGN
+        self._out_epoch = [0] * self.world_size  # rounds posted to each peer
+        self._in_epoch = [0] * self.world_size  # rounds consumed from each peer
+        self._broken = ""
+        self._map_arenas()
+
+    def _map_arenas(self) -> None:
+        token = torch.tensor([secrets.randbits(62) if self.rank == 0 else 0])
+        dist.broadcast(token, 0)
+        tag = f"{int(token):x}"
+        own = shm_path(tag, self.rank)
+        track(own)
+        try:
+            self.own = Arena(own, self.world_size, self.arena_bytes, create=True)
+            dist.barrier()
+            self.peers: list[Arena] = []
+            for r in range(self.world_size):
+                if r == self.rank:
+                    self.peers.append(self.own)
+                    continue
+                try:
+                    self.peers.append(Arena(shm_path(tag, r), self.world_size,
+                                            self.arena_bytes, create=False))
+                except FileNotFoundError:
+                    raise CommError(f"shm: rank {r}'s arena is not on this host; "
+                                    "the shm backend needs every rank on one host") from None
+            dist.barrier()
+        finally:
+            _unlink(own)
+            untrack(own)
+
+    def exchange(self, group: Group, transfer: Transfer) -> None:
+        """Move `transfer`'s messages through the arenas (see the module docstring)."""
+        if not transfer.peers:
+            return
+        if self._broken:
+            raise CommError(f"{transfer.op} on {group}: the shm comm is broken ({self._broken})")
+        what = f"{transfer.op} on {group} at rank {self.rank}"
+        peer_ranks = [group.ranks[p] for p in transfer.peers]
+        waiter = Waiter(what, self.timeout_s, {r: self.peers[r].pid for r in peer_ranks})
+        streams = self._plan_streams(group, transfer)
+        incoming = [_Incoming(self, group, transfer, p) for p in transfer.peers]
+        try:
+            self._round_zero(streams, incoming, waiter, what)
+            self._drive(streams, incoming, waiter)
+        except SizeMismatch:
+            raise
+        except CommError as e:
+            self._broken = str(e)
+            raise
+
+    def _plan_streams(self, group: Group, transfer: Transfer) -> list["_Stream"]:
+        by_peer: dict[int, list[torch.Tensor]] = {p: [] for p in transfer.peers}
+        for index, t in transfer.sends:
+            by_peer[index].append(wire_bytes(t))
+        shared: dict[tuple, list[int]] = {}
+        for p, msgs in by_peer.items():
+            key = tuple((m.data_ptr(), m.numel()) for m in msgs if m.numel())
+            shared.setdefault(key, []).append(p)
+        with_data = sum(1 for key in shared if key)
+        lane = max(LANE_ALIGN, self.arena_bytes // (2 * max(1, with_data)))
+        lane = lane // LANE_ALIGN * LANE_ALIGN
+        streams, slot = [], 0
+        for key, peers in shared.items():
+            base = slot * 2 * lane if key else 0
+            slot += 1 if key else 0
+            envs = {group.ranks[p]: envelope(transfer, group, p) for p in peers}
+            streams.append(_Stream(self, by_peer[peers[0]], envs, (base, base + lane), lane))
+        return streams
+
+    def _round_zero(self, streams, incoming, waiter, what) -> None:
+        """Post and consume round 0 everywhere, then raise any envelope mismatch."""
+        for s in streams:
+            s.post()
+        pending = list(incoming)
+        while pending or not all(s.acked() for s in streams):
+            progressed = False
+            for inc in list(pending):
+                if inc.consume():
+                    pending.remove(inc)
+                    progressed = True
+            if not progressed:
+                waiter.pause()
+        problems = [inc.mismatch for inc in incoming if inc.mismatch]
+        problems += [s.rejection() for s in streams if s.rejection()]
+        if problems:
+            raise SizeMismatch(problems[0])
+
+    def _drive(self, streams, incoming, waiter) -> None:
+        """The remaining rounds, double-buffered, until every peer has acked."""
+        while True:
+            progressed = False
+            for s in streams:
+                progressed |= s.step()
+            for inc in incoming:
+                progressed |= inc.consume()
+            if all(s.finished() for s in streams) and all(i.finished() for i in incoming):
+                return
+            if not progressed:
+                waiter.pause()
+
+    def close(self) -> None:
+        for arena in getattr(self, "peers", []):
+            arena.close()
+        self.peers = []
+
+
+class _Stream:
+    """Bytes this rank sends (one copy, even when several peers read them)."""
+
+    def __init__(self, backend: ShmBackend, msgs, envs: dict[int, list[int]],
+                 lanes: tuple[int, int], lane: int) -> None:
+        self.b = backend
+        self.msgs = msgs
+        self.nbytes = sum(m.numel() for m in msgs)
+        self.envs = envs  # peer rank -> envelope
+        self.lanes = lanes
+        self.lane = lane
+        self.rounds = max(1, -(-self.nbytes // lane))
+        self.posted = 0
+        self.first = {r: backend._out_epoch[r] + 1 for r in envs}
+
+    def post(self) -> None:
+        """Copy round `posted` into its lane and raise every reader's flag."""
+        t = self.posted
+        start, end = t * self.lane, min(self.nbytes, (t + 1) * self.lane)
+        offset = self.lanes[t % 2]
+        _copy_out(self.msgs, start, end, self.b.own.data, offset)
+        words, own = self.b.own.words, self.b.own
+        for r, env in self.envs.items():
+            epoch = self.first[r] + t
+            sub = own.slot(r) + SUB0 + (epoch % 2) * SUB_WORDS
+            words[sub + OFFSET] = offset
+            words[sub + NBYTES] = end - start
+            if t == 0:
+                words[sub + ENV: sub + ENV + 9] = memoryview(_pack(env)).cast("q")
+            words[sub + READY] = epoch
+            self.b._out_epoch[r] = epoch
+        self.posted += 1
+
+    def acked(self, rounds_back: int = 0) -> bool:
+        """Has every reader acked round posted-1-rounds_back?"""
+        t = self.posted - 1 - rounds_back
+        if t < 0:
+            return True
+        return all(self._ack(r) >= self.first[r] + t for r in self.envs)
+
+    def _ack(self, r: int) -> int:
+        peer = self.b.peers[r]
+        return peer.words[peer.slot(self.b.rank) + ACK]
+
+    def rejection(self) -> str:
+        for r in self.envs:
+            peer = self.b.peers[r]
+            if peer.words[peer.slot(self.b.rank) + ERR] == self.first[r]:
+                return f"rank {r} rejected what rank {self.b.rank} sent (see rank {r}'s error)"
+        return ""
+
+    def step(self) -> bool:
+        if self.posted < self.rounds and self.acked(rounds_back=1):
+            self.post()
+            return True
+        return False
+
+    def finished(self) -> bool:
+        return self.posted == self.rounds and self.acked()
+
+
+class _Incoming:
+    """Bytes this rank receives from one peer, into exact buffers."""
+
+    def __init__(self, backend: ShmBackend, group: Group, transfer: Transfer, index: int) -> None:
+        self.b, self.group, self.transfer, self.index = backend, group, transfer, index
+        self.peer = group.ranks[index]
+        self.bufs = [wire_bytes(t) for t in transfer.from_(index)]
+        self.nbytes = sum(m.numel() for m in self.bufs)
+        self.received = 0
+        self.rounds = 0
+        self.mismatch = ""
+
+    def finished(self) -> bool:
+        return self.rounds > 0 and (self.received == self.nbytes or bool(self.mismatch))
+
+    def consume(self) -> bool:
+        """Copy the next round out if its flag is up; ack it. True if it did."""
+        if self.finished():
+            return False
+        epoch = self.b._in_epoch[self.peer] + 1
+        src = self.b.peers[self.peer]
+        sub = src.slot(self.b.rank) + SUB0 + (epoch % 2) * SUB_WORDS
+        if src.words[sub + READY] != epoch:
+            return False
+        own = self.b.own
+        if self.rounds == 0:
+            theirs = list(src.words[sub + ENV: sub + ENV + 9])
+            try:
+                check_envelope(self.transfer, self.group, self.index, theirs)
+            except SizeMismatch as e:
+                self.mismatch = str(e)
+                own.words[own.slot(self.peer) + ERR] = epoch
+        if not self.mismatch:
+            n = src.words[sub + NBYTES]
+            if self.received + n > self.nbytes:
+                raise SizeMismatch(f"{self.transfer.op} on {self.group}: rank {self.peer} "
+                                   f"sent more than the {self.nbytes} bytes expected")
+            _copy_in(src.data, src.words[sub + OFFSET], n, self.bufs, self.received)
+            self.received += n
+        self.rounds += 1
+        self.b._in_epoch[self.peer] = epoch
+        own.words[own.slot(self.peer) + ACK] = epoch
+        return True
+
+
+def _pack(values: list[int]) -> bytes:
+    return b"".join(int(v).to_bytes(8, "little", signed=True) for v in values)
+
+
+def _copy_out(msgs, start: int, end: int, arena: torch.Tensor, offset: int) -> None:
+    """Copy bytes [start, end) of the concatenated messages into arena[offset:]."""
+    pos = 0
+    for m in msgs:
+        lo, hi = max(start, pos), min(end, pos + m.numel())
+        if lo < hi:
+            arena[offset + lo - start: offset + hi - start].copy_(m[lo - pos: hi - pos])
+        pos += m.numel()
+
+
+def _copy_in(arena: torch.Tensor, offset: int, n: int, bufs, at: int) -> None:
+    """Copy arena[offset:offset+n] into the concatenated buffers from byte `at`."""
+    pos = 0
+    for b in bufs:
+        lo, hi = max(at, pos), min(at + n, pos + b.numel())
+        if lo < hi:
+            b[lo - pos: hi - pos].copy_(arena[offset + lo - at: offset + hi - at])
+        pos += b.numel()
+
+
+def _unlink(path: str) -> None:
+    import os
+
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
