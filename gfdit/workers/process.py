@@ -56,6 +56,7 @@ class ModelRuntime:
         self.device = _device_for(args.device, args.rank)
         self.comm = init_world(args.rank, args.world_size, init_method=args.init_method,
                                backend=args.backend, device=self.device, timeout_s=args.timeout_s)
+        _prepare_static_groups(self.comm)
         self.adapter = _load_adapter(args, self.device)
         self.states: dict[str, object] = {}
         self.pending = PendingSends()
@@ -212,6 +213,22 @@ def _dealer(context: zmq.Context, identity: str, address: str) -> zmq.Socket:
     socket.setsockopt(zmq.IDENTITY, identity.encode())
     socket.connect(address)
     return socket
+
+
+def _prepare_static_groups(comm) -> None:
+    """The `newgroup` baseline creates its communicators up front, as a static
+    server does: every subset of 2+ ranks in a world of up to 6, else the aligned
+    power-of-two blocks (0-1, 2-3, 0-3, ...). Group-free backends need nothing."""
+    prepare = getattr(comm.backend, "prepare", None)
+    if prepare is None:
+        return
+    n = comm.world_size
+    if n <= 6:
+        sets = [tuple(r for r in range(n) if mask >> r & 1) for mask in range(1, 1 << n)]
+    else:
+        sizes = [1 << k for k in range(1, n.bit_length()) if 1 << k <= n]
+        sets = [tuple(range(start, start + size)) for size in sizes for start in range(0, n - size + 1, size)]
+    prepare([ranks for ranks in sets if len(ranks) >= 2])
 
 
 def _device_for(device: str, rank: int) -> str:
