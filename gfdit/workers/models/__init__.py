@@ -52,7 +52,7 @@ def adapter_from_pretrained(model: str, *, device="cpu", dtype=torch.float32):
     if index.is_file():
         family_of(json.loads(index.read_text())["_class_name"])  # refuse before loading weights
     try:
-        pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype)
+        pipe = DiffusionPipeline.from_pretrained(model, dtype=dtype)
     except (OSError, ValueError) as error:
         raise AdapterError(f"cannot load pipeline {model!r}: {error}") from error
     return adapter_for_pipeline(pipe, device=device, dtype=dtype)
