@@ -360,5 +360,5 @@ def decode_frames(frames: list[bytes], kinds: dict[bytes, type]) -> tuple[Messag
         decoder = _DECODERS[msg_type] = msgspec.msgpack.Decoder(msg_type)
     try:
         return decoder.decode(body), payload
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.MsgspecError, ValueError) as exc:  # ValueError: e.g. invalid UTF-8 in a string
         raise ProtocolError(f"bad {kind.decode()} body: {exc}") from None

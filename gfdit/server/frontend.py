@@ -116,7 +116,11 @@ class Frontend:
             if not self._router.poll(0, zmq.POLLIN):
                 return
             frames = self._router.recv_multipart()
-            self._accept(frames[0], frames[1:])
+            try:
+                self._accept(frames[0], frames[1:])
+            except Exception as exc:  # noqa: BLE001 -- top of the frontend thread: answer, log, go on
+                log.exception("frontend failed on a client message")
+                self._refuse(frames[0], 0, "protocol", f"message not accepted: {type(exc).__name__}")
 
     def _accept(self, peer: bytes, frames: list[bytes]) -> None:
         if len(frames) > MAX_FRAMES:
@@ -146,7 +150,7 @@ def _call_id_of(frames: list[bytes]) -> int:
         return 0
     try:
         body = msgspec.msgpack.decode(frames[1])
-    except msgspec.DecodeError:
+    except (msgspec.MsgspecError, ValueError):
         return 0
     call_id = body.get("call_id") if isinstance(body, dict) else None
     return call_id if isinstance(call_id, int) and 0 <= call_id < 1 << 63 else 0

@@ -55,3 +55,19 @@ def client(emulated_server):
 def policy_texts():
     """(narrow, wide): width 1 everywhere, or denoise at width 2; both chunk 2."""
     return NARROW, WIDE
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    """start(policy_text, **config) -> a fresh emulated server, stopped at teardown."""
+    servers = []
+
+    def start(policy_text: str = NARROW, **overrides):
+        policy = tmp_path / f"policy{len(servers)}.gfp"
+        policy.write_text(policy_text)
+        servers.append(start_emulated(policy, **overrides))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,6 +1,8 @@
 """The client plane's wire format: typed, size-limited, never unpickled."""
 
 import msgspec
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import pytest
 
 from gfdit.protocol import (
@@ -72,3 +74,25 @@ def test_pickle_is_never_accepted():
     frames = [b"submit", pickle.dumps({"kind": "submit", "params": {}})]
     with pytest.raises(ProtocolError):
         decode_frames(frames, CLIENT_KINDS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=300), min_size=0, max_size=5), st.sampled_from(sorted(CLIENT_KINDS)))
+def test_random_frames_raise_only_protocol_error(frames, kind):
+    for candidate in (frames, [kind] + frames):
+        try:
+            decode_frames(candidate, CLIENT_KINDS)
+        except ProtocolError:
+            pass
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20) | st.binary(max_size=20),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+                    max_leaves=20),
+       st.sampled_from(sorted(CLIENT_KINDS)))
+def test_well_formed_msgpack_of_the_wrong_shape_raises_only_protocol_error(body, kind):
+    try:
+        decode_frames([kind, msgspec.msgpack.encode(body)], CLIENT_KINDS)
+    except ProtocolError:
+        pass
