@@ -26,33 +26,33 @@ class Interpreter:
 
     def admit(self, view, req):
         for rule in self.decls.admits:
-            if not self.eval(rule.cond, view, req, {}):
+            if not self.evaluate(rule.cond, view, req, {}):
                 return rule.reason, self._where(rule)
         return None, None
 
     def hold(self, view, req):
         for rule in self._for_stage(self.decls.holds, req):
-            if self.eval(rule.cond, view, req, {}):
+            if self.evaluate(rule.cond, view, req, {}):
                 return self._where(rule)
         return None
 
     def order_key(self, view, req) -> tuple:
         keys = []
         for key in self.decls.orders[0].keys:
-            value = self.eval(key.expr, view, req, {})
+            value = self.evaluate(key.expr, view, req, {})
             keys.append(-value if key.desc else value)
         return tuple(keys)
 
     def width(self, view, req):
         for rule in self._for_stage(self.decls.width_rules, req):
-            if rule.cond is None or self.eval(rule.cond, view, req, {}):
-                return self._allowed(self.eval(rule.expr, view, req, {})), self._where(rule)
+            if rule.cond is None or self.evaluate(rule.cond, view, req, {}):
+                return self._allowed(self.evaluate(rule.expr, view, req, {})), self._where(rule)
         raise AssertionError("no width rule")
 
     def grow(self, view, req):
         for rule in self._for_stage(self.decls.grows, req):
-            if rule.cond is None or self.eval(rule.cond, view, req, {}):
-                bound = self.decls.widths[-1] if rule.bound is None else self.eval(
+            if rule.cond is None or self.evaluate(rule.cond, view, req, {}):
+                bound = self.decls.widths[-1] if rule.bound is None else self.evaluate(
                     rule.bound, view, req, {})
                 return self._allowed(bound), self._where(rule)
         return None
@@ -71,7 +71,7 @@ class Interpreter:
 
     # ---- expressions ----------------------------------------------------
 
-    def eval(self, node: ast.Expr, view, req, env: dict):
+    def evaluate(self, node: ast.Expr, view, req, env: dict):
         method = getattr(self, "_" + type(node).__name__.lower())
         return method(node, view, req, env)
 
@@ -88,7 +88,7 @@ class Interpreter:
         if n in env:
             return env[n]
         if n in d.lets:
-            return self.eval(d.lets[n].expr, view, req, {})
+            return self.evaluate(d.lets[n].expr, view, req, {})
         if n in d.params:
             p = d.params[n]
             return tuple(sorted(int(v) for v in p.value)) if p.kind == "set" else p.value
@@ -101,18 +101,18 @@ class Interpreter:
         return getattr(target, REQUEST_FIELDS[node.name][1])
 
     def _unary(self, node, view, req, env):
-        value = self.eval(node.operand, view, req, env)
+        value = self.evaluate(node.operand, view, req, env)
         return (not value) if node.op == "not" else -value
 
     def _binary(self, node, view, req, env):
         op = node.op
         if op == "and":
-            return bool(self.eval(node.left, view, req, env)) and bool(
-                self.eval(node.right, view, req, env))
+            return bool(self.evaluate(node.left, view, req, env)) and bool(
+                self.evaluate(node.right, view, req, env))
         if op == "or":
-            return bool(self.eval(node.left, view, req, env)) or bool(
-                self.eval(node.right, view, req, env))
-        a, b = self.eval(node.left, view, req, env), self.eval(node.right, view, req, env)
+            return bool(self.evaluate(node.left, view, req, env)) or bool(
+                self.evaluate(node.right, view, req, env))
+        a, b = self.evaluate(node.left, view, req, env), self.evaluate(node.right, view, req, env)
         if op == "/":
             return a / b if b else (0.0 if a == 0 else math.copysign(math.inf, a))
         return {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b, "<": lambda: a < b,
@@ -120,20 +120,20 @@ class Interpreter:
                 "==": lambda: a == b, "!=": lambda: a != b}[op]()
 
     def _if(self, node, view, req, env):
-        branch = node.then if self.eval(node.cond, view, req, env) else node.orelse
-        return self.eval(branch, view, req, env)
+        branch = node.then if self.evaluate(node.cond, view, req, env) else node.orelse
+        return self.evaluate(branch, view, req, env)
 
     def _choice(self, node, view, req, env):
-        domain = self.eval(node.domain, view, req, env)
+        domain = self.evaluate(node.domain, view, req, env)
         matches = [k for k in domain if node.where is None or
-                   self.eval(node.where, view, req, {**env, node.var: k})]
+                   self.evaluate(node.where, view, req, {**env, node.var: k})]
         if not matches:
-            return self.eval(node.orelse, view, req, env) if node.orelse is not None else None
+            return self.evaluate(node.orelse, view, req, env) if node.orelse is not None else None
         if node.kind == "min":
             return min(matches)
         if node.kind == "max":
             return max(matches)
-        scored = [(self.eval(node.by, view, req, {**env, node.var: k}), k) for k in matches]
+        scored = [(self.evaluate(node.by, view, req, {**env, node.var: k}), k) for k in matches]
         best = scored[0]
         for value, k in scored[1:]:
             if (value < best[0]) if node.kind == "argmin" else (value > best[0]):
@@ -143,19 +143,19 @@ class Interpreter:
     def _call(self, node, view, req, env):
         f = node.func
         if f in ("step", "est", "finish", "slack", "gpu_time"):
-            k = self.eval(node.args[0].value, view, req, env)
+            k = self.evaluate(node.args[0].value, view, req, env)
             return getattr(view, f)(req, int(k) if float(k).is_integer() else k)
-        first = self.eval(node.args[0].value, view, req, env)
+        first = self.evaluate(node.args[0].value, view, req, env)
         if f in ("min", "max") and isinstance(first, (int, float)):  # min(a, b) of two values
-            second = self.eval(node.args[1].value, view, req, env)
+            second = self.evaluate(node.args[1].value, view, req, env)
             return min(first, second) if f == "min" else max(first, second)
         cond = node.args[0].where
-        chosen = [x for x in first if cond is None or self.eval(cond, view, req, {**env, "r": x})]
+        chosen = [x for x in first if cond is None or self.evaluate(cond, view, req, {**env, "r": x})]
         if f == "count":
             return len(chosen)
         if f == "any":
             return bool(chosen)
-        values = [self.eval(node.args[1].value, view, req, {**env, "r": x}) for x in chosen]
+        values = [self.evaluate(node.args[1].value, view, req, {**env, "r": x}) for x in chosen]
         folds = {"sum": lambda: sum(values, 0), "min": lambda: min(values, default=math.inf),
                  "max": lambda: max(values, default=-math.inf)}
         return folds[f]()
