@@ -103,7 +103,7 @@ class EDFBestFit(_Base):
     def grow(self, view: RoundView, req: RequestView) -> tuple[int, Why] | None:
         if req.stage != "denoise":
             return None
-        slack = view.slack(req, req.width)
+        slack = view.slack(req, max(req.width, 1))
         if slack < 0:
             return self.widths[-1], Why("python:edf_best_fit.grow", {"slack": slack})
         return None

@@ -2,8 +2,7 @@
 
 `run_round` asks the policy's hooks about the candidates (requests whose next
 task is ready and not running) and returns who runs on which ranks. It mutates
-nothing but the candidates' `width_override` (restored before it returns);
-the engine applies the result. Admission happens earlier, at submit.
+no request; the engine applies the result. Admission happens earlier, at submit.
 
 Semantics (docs/engine.md has the full account):
 - hold: a candidate whose `hold` hook returns a Why sits this round out.
@@ -17,8 +16,9 @@ Semantics (docs/engine.md has the full account):
 - grow: while ranks stay free, the most urgent placed candidate whose `grow`
   hook answers moves to the smallest allowed wider width that fits, stays within
   the hook's bound and finishes strictly sooner by the cost model; then the
-  search restarts from the most urgent. The grow hook sees the tentative width
-  as `req.width`.
+  search restarts from the most urgent. `req.width` stays the width of the
+  request's last task throughout (as for every hook), so a request keeps
+  growing while it gains, up to the bound.
 - place: see `placement.py`.
 A hook that raises holds its candidate for the round and is reported as an error.
 """
@@ -168,15 +168,12 @@ def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, ou
 def _grow_one(policy: Policy, view: Round, index: int, grant: Grant, alloc: Allocator,
               failed: set[int], out: RoundResult) -> bool:
     req = grant.req
-    req.width_override = grant.width
     try:
         answer = policy.grow(view, req)
     except Exception as exc:  # noqa: BLE001 -- contained hook error
         failed.add(index)
         _error(policy, req, "grow", exc, out)
         return False
-    finally:
-        req.width_override = 0
     if answer is None:
         return False
     bound, why = answer

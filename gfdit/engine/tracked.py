@@ -29,7 +29,7 @@ class Tracked:
 
     __slots__ = ("req", "_clock", "_cm", "_parts", "state", "deadline", "priority",
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
-                 "width_override", "holders", "last_end", "paused_total", "held_since",
+                 "holders", "last_end", "paused_total", "held_since",
                  "task", "cancel_requested", "attempts", "migrations", "migration_s",
                  "busy_rank_s", "reason", "finish")
 
@@ -46,7 +46,6 @@ class Tracked:
         self.encoded = False
         self.steps_done = 0
         self.last_width = 0
-        self.width_override = 0  # the tentative width while a round grows it
         self.holders: tuple[int, ...] = ()
         self.last_end = req.arrival
         self.paused_total = 0.0
@@ -129,7 +128,7 @@ class Tracked:
 
     @property
     def width(self) -> int:
-        return self.width_override or self.last_width
+        return self.last_width
 
     @property
     def ranks(self) -> tuple[int, ...]:

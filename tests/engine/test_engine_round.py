@@ -78,13 +78,13 @@ def test_grow_gives_spare_ranks_to_the_most_urgent_then_the_next(cm):
 def test_grow_alone_goes_to_the_widest_that_still_gains(cm):
     seen = []
     def grow(view, r):
-        seen.append(r.width)  # the grow hook sees the tentative width
+        seen.append(r.width)  # the width of its last task: 0, it never ran
         return 4, Why("test.grow", {})
     policy = TestPolicy(widths=(1, 2, 4), width_fn=wants({"A": 1}), grow_fn=grow)
     engine = engine_with(policy, cm)
     engine.submit(req("A", 0, 5), 0)
     (d,) = engine.schedule(0)
-    assert len(d.group) == 4 and seen[:2] == [1, 2]
+    assert len(d.group) == 4 and seen[:2] == [0, 0]
 
 
 def test_grow_respects_its_bound_and_needs_a_real_gain(tmp_path):
