@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
     except (GfditError, TimeoutError) as exc:
         print(f"\ngfdit generate: {exc}", file=sys.stderr)
         return 1
-    written = result.save(args.out)
     slo = "" if result.slo_met is None else (" (SLO met)" if result.slo_met else " (SLO missed)")
+    if not result.outputs:
+        print(f"done in {result.latency_s:.2f}s{slo}: no image (the server runs emulated workers)")
+        return 0
+    written = result.save(args.out)
     print(f"done in {result.latency_s:.2f}s{slo}: " + ", ".join(str(p) for p in written))
     return 0
