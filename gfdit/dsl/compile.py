@@ -28,6 +28,14 @@ REQ_READERS: dict[str, Code] = {
     "stage": lambda v, q, e: q.stage, "width": lambda v, q, e: q.width,
     "t_single": lambda v, q, e: q.t_single, "preemptible": lambda v, q, e: q.preemptible,
 }
+NEG_REQ_READERS: dict[str, Code] = {  # -req.FIELD in one call (numeric fields)
+    "priority": lambda v, q, e: -q.priority, "arrival": lambda v, q, e: -q.arrival,
+    "deadline": lambda v, q, e: -q.deadline, "age": lambda v, q, e: -q.age,
+    "waited": lambda v, q, e: -q.waited, "paused": lambda v, q, e: -q.paused,
+    "tokens": lambda v, q, e: -q.tokens, "steps": lambda v, q, e: -q.steps,
+    "steps_done": lambda v, q, e: -q.steps_done, "steps_left": lambda v, q, e: -q.steps_left,
+    "width": lambda v, q, e: -q.width, "t_single": lambda v, q, e: -q.t_single,
+}
 CLUSTER_READERS: dict[str, Code] = {
     "now": lambda v, q, e: v.now, "gpus": lambda v, q, e: v.gpus, "free": lambda v, q, e: v.free,
     "busy": lambda v, q, e: v.busy, "waiting": lambda v, q, e: v.waiting,
@@ -100,6 +108,13 @@ class ExprCompiler:
     def compile(self, node: ast.Expr) -> Compiled:
         return _COMPILE[type(node)](self, node)
 
+    def compile_sized(self, node: ast.Expr) -> tuple[Compiled, int]:
+        """Compile `node`; also return the frame size its closure needs (0: pass any list)."""
+        outer, self.frame_size = self.frame_size, 0
+        compiled = self.compile(node)
+        size, self.frame_size = self.frame_size, max(outer, self.frame_size)
+        return compiled, size
+
     def let(self, name: str) -> Compiled:
         if name not in self._done:
             outer, self.frame_size = self.frame_size, 0
@@ -141,6 +156,9 @@ class ExprCompiler:
             return Compiled(lambda v, q, e: not f(v, q, e))
         if inner.is_const:
             return const(-inner.const)
+        operand = node.operand
+        if isinstance(operand, ast.Field) and operand.ref.kind == "req":
+            return Compiled(NEG_REQ_READERS[operand.ref.key])
         f = inner.fn
         return Compiled(lambda v, q, e: -f(v, q, e))
 

@@ -51,12 +51,19 @@ def compile_choice(compiler, node: ast.Choice) -> Compiled:
 
 def compile_aggregate(compiler, node: ast.Call) -> Compiled:
     """count/any/sum/min/max over `waiting` or `running`, the element `r` at its slot."""
+    first = node.args[0]
+    if node.func == "count" and first.where is None and isinstance(first.value, ast.Name):
+        if first.value.id in COUNT_OF:  # count(waiting): one call, no loop
+            return Compiled(COUNT_OF[first.value.id])
     source = compiler.compile(node.args[0].value).fn
     where_node = node.args[0].where
     where = compiler.compile(where_node).fn if where_node is not None else None
     value = compiler.compile(node.args[1].value).fn if len(node.args) > 1 else None
     slot = node.ref.slot
     return Compiled(AGGREGATE_BUILDERS[node.func](source, where, value, slot))
+
+
+COUNT_OF = {"waiting": lambda v, q, e: len(v.waiting), "running": lambda v, q, e: len(v.running)}
 
 
 def _count(source, where, value, slot):

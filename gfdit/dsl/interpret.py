@@ -15,6 +15,7 @@ from gfdit.dsl import ast
 from gfdit.dsl.declarations import Declarations, expand_stages
 from gfdit.dsl.diagnostics import Report
 from gfdit.dsl.names import CLUSTER_NAMES, REQUEST_FIELDS, STAGE_NAMES
+from gfdit.dsl.policy import significant_keys
 
 
 @dataclass
@@ -38,7 +39,7 @@ class Interpreter:
 
     def order_key(self, view, req) -> tuple:
         keys = []
-        for key in self.decls.orders[0].keys:
+        for key in significant_keys(self.decls.orders[0].keys):
             value = self.evaluate(key.expr, view, req, {})
             keys.append(-value if key.desc else value)
         return tuple(keys)

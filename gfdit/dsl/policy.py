@@ -20,16 +20,23 @@ from gfdit.dsl.names import STAGE_NAMES
 from gfdit.engine.policy import Why
 
 MAX_OBSERVED = 6
+_NO_FRAME: list = []  # shared by hooks of policies with no choice or aggregate: nothing writes it
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One compiled rule: condition (None: always), value, location, observed terms."""
+    """One compiled rule: condition (None: always), value, location, observed terms.
+
+    `frame` is the frame size its closures need (0: none); `fixed` is its
+    width when the value is a constant (no call needed at run time).
+    """
 
     cond: object
     value: object
     where: str
     observed: tuple
+    frame: int = 0
+    fixed: int | None = None
 
 
 class CompiledPolicy:
@@ -46,29 +53,26 @@ class CompiledPolicy:
         self.source, self.path = checked.program.source, checked.program.filename
         self.warnings: list[Diagnostic] = [x for x in checked.diagnostics if x.severity == "warning"]
         self._width_set = frozenset(self.widths)
-        builder = _RuleBuilder(ExprCompiler(d.lets), checked.program)
-        self._admits = [builder.rule(a.cond, a.reason, a.span) for a in d.admits]
+        builder = _RuleBuilder(ExprCompiler(d.lets), checked.program, self._allowed)
+        self._admits = [builder.rule(a.cond, None, a.span, a.reason) for a in d.admits]
         self._holds = builder.by_stage(d.holds, lambda r: None)
         self._widths = builder.by_stage(d.width_rules, lambda r: r.expr)
         self._grows = builder.by_stage(d.grows, lambda r: r.bound)
-        self._order = [(builder.compiler.compile(k.expr).fn, k.desc) for k in d.orders[0].keys]
-        self._order_why = builder.where(d.orders[0].span)
-        self._frame = builder.compiler.frame_size
-        self.order_key = _order_function(self._order, self._frame)
+        self.order_key = builder.order_function(significant_keys(d.orders[0].keys))
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.name!r}, revision={self.revision!r}, path={self.path!r})"
 
     def admit(self, view, req) -> tuple[str | None, Why | None]:
-        frame = [None] * self._frame
         for rule in self._admits:
+            frame = [None] * rule.frame if rule.frame else _NO_FRAME
             if not rule.cond(view, req, frame):
                 return rule.value, Why(rule.where, _observe(rule, view, req, frame))
         return None, None
 
     def hold(self, view, req) -> Why | None:
-        frame = [None] * self._frame
         for rule in self._holds[req.stage]:
+            frame = [None] * rule.frame if rule.frame else _NO_FRAME
             if rule.cond(view, req, frame):
                 return Why(rule.where, _observe(rule, view, req, frame))
         return None
@@ -77,21 +81,26 @@ class CompiledPolicy:
         raise NotImplementedError
 
     def width(self, view, req) -> tuple[int, Why]:
-        frame = [None] * self._frame
         for rule in self._widths[req.stage]:
+            frame = [None] * rule.frame if rule.frame else _NO_FRAME
             if rule.cond is None or rule.cond(view, req, frame):
-                wanted = rule.value(view, req, frame)
-                width = self._allowed(wanted)
-                values = {"width": width, "free": view.free, **_finish(view, req, width),
-                          **_observe(rule, view, req, frame)}
-                if width != wanted:
-                    values["computed"] = wanted
+                if rule.fixed is not None:
+                    width = rule.fixed
+                    values = {"width": width, "free": view.free}
+                else:
+                    wanted = rule.value(view, req, frame)
+                    width = self._allowed(wanted)
+                    values = {"width": width, "free": view.free}
+                    if width != wanted:
+                        values["computed"] = wanted
+                if rule.observed:
+                    values.update(_observe(rule, view, req, frame))
                 return width, Why(rule.where, values)
         raise AssertionError("the checker guarantees a default width rule per stage")
 
     def grow(self, view, req) -> tuple[int, Why] | None:
-        frame = [None] * self._frame
         for rule in self._grows[req.stage]:
+            frame = [None] * rule.frame if rule.frame else _NO_FRAME
             if rule.cond is None or rule.cond(view, req, frame):
                 bound = self.widths[-1] if rule.value is None else rule.value(view, req, frame)
                 values = {"up_to": bound, **_observe(rule, view, req, frame)}
@@ -107,43 +116,91 @@ class CompiledPolicy:
 
 
 class _RuleBuilder:
-    def __init__(self, compiler: ExprCompiler, program: ast.Program):
-        self.compiler, self.program = compiler, program
+    def __init__(self, compiler: ExprCompiler, program: ast.Program, allowed):
+        self.compiler, self.program, self.allowed = compiler, program, allowed
         self.lines = program.source.splitlines()
 
     def where(self, span: ast.Span) -> str:
         return f"{self.program.filename}:{span.line}"
 
-    def rule(self, cond: ast.Expr | None, value: object, span: ast.Span) -> Rule:
-        compiled_cond = self.compiler.compile(cond).fn if cond is not None else None
-        return Rule(compiled_cond, value, self.where(span), self._observed(cond, value))
+    def rule(self, cond: ast.Expr | None, value_node: ast.Expr | None, span: ast.Span,
+             payload: object = None) -> Rule:
+        """A rule from its condition and value expression (`payload`: a fixed value, e.g. a reason)."""
+        frame, compiled_cond, value, fixed = 0, None, payload, None
+        if cond is not None:
+            c, frame = self.compiler.compile_sized(cond)
+            compiled_cond = c.fn
+        if value_node is not None:
+            v, size = self.compiler.compile_sized(value_node)
+            frame, value = max(frame, size), v.fn
+            if v.is_const and isinstance(v.const, (int, float)) and not isinstance(v.const, bool):
+                fixed = self.allowed(v.const) if v.const == self.allowed(v.const) else None
+        observed = self._observed(cond, value_node)
+        frame = max([frame] + [size for _, _, size in observed])
+        return Rule(compiled_cond, value, self.where(span),
+                    tuple((label, fn) for label, fn, _ in observed), frame, fixed)
 
     def by_stage(self, decls: list, value_of) -> dict[str, list[Rule]]:
         table: dict[str, list[Rule]] = {s: [] for s in STAGE_NAMES}
         quiet = Report(self.program.filename, "")
         for decl in decls:
-            node = value_of(decl)
-            value = self.compiler.compile(node).fn if node is not None else None
-            rule = self.rule(decl.cond, value, decl.span)
-            rule = Rule(rule.cond, value, rule.where, self._observed(decl.cond, node))
+            rule = self.rule(decl.cond, value_of(decl), decl.span)
             for stage in expand_stages(decl.stages, quiet):
                 table[stage].append(rule)
         return table
 
-    def _observed(self, *nodes: object) -> tuple:
-        terms: dict[str, object] = {}
+    def order_function(self, keys: list[ast.OrderKey]):
+        """A specialised sort-key closure: ascending keys, `desc` ones negated."""
+        fns, frame = [], 0
+        for key in keys:
+            compiled, size = self.compiler.compile_sized(key.expr)
+            frame = max(frame, size)
+            f = compiled.fn
+            fns.append((lambda f: (lambda v, q, e: -f(v, q, e)))(f) if key.desc else f)
+        return _order_closure(fns, frame)
+
+    def _observed(self, *nodes: object) -> list[tuple[str, object, int]]:
+        terms: dict[str, tuple[object, int]] = {}
         for node in nodes:
             if isinstance(node, ast.Expr):
                 for leaf in _leaves(node):
                     label = self._text(leaf.span)
                     if label and label not in terms and len(terms) < MAX_OBSERVED:
-                        terms[label] = self.compiler.compile(leaf).fn
-        return tuple(terms.items())
+                        compiled, size = self.compiler.compile_sized(leaf)
+                        terms[label] = (compiled.fn, size)
+        return [(label, fn, size) for label, (fn, size) in terms.items()]
 
     def _text(self, span: ast.Span) -> str:
         if span.line != span.end_line or not 0 < span.line <= len(self.lines):
             return ""
         return self.lines[span.line - 1][span.col - 1: span.end_col - 1]
+
+
+def significant_keys(keys: list[ast.OrderKey]) -> list[ast.OrderKey]:
+    """The order keys without trailing `req.arrival` ones: the engine breaks ties by arrival anyway."""
+    keys = list(keys)
+    while keys and not keys[-1].desc and isinstance(keys[-1].expr, ast.Field) and (
+            keys[-1].expr.base == "req" and keys[-1].expr.name == "arrival"):
+        keys.pop()
+    return keys
+
+
+def _order_closure(fns: list, frame_size: int):
+    if not fns:
+        return lambda view, req: ()
+    if frame_size:
+        return lambda view, req: tuple(f(view, req, [None] * frame_size) for f in fns)
+    e = _NO_FRAME
+    if len(fns) == 1:
+        (a,) = fns
+        return lambda view, req: (a(view, req, e),)
+    if len(fns) == 2:
+        a, b = fns
+        return lambda view, req: (a(view, req, e), b(view, req, e))
+    if len(fns) == 3:
+        a, b, c = fns
+        return lambda view, req: (a(view, req, e), b(view, req, e), c(view, req, e))
+    return lambda view, req: tuple(f(view, req, e) for f in fns)
 
 
 def _leaves(node: ast.Expr) -> list[ast.Expr]:
@@ -188,37 +245,5 @@ def _observe(rule: Rule, view, req, frame: list) -> dict[str, object]:
     return values
 
 
-def _finish(view, req, width: int) -> dict[str, object]:
-    try:
-        return {"finish": _plain(view.finish(req, width))}
-    except (ValueError, ArithmeticError):  # no cost-model layout for this width: the engine decides
-        return {}
-
-
 def _plain(value: object) -> object:
     return round(value, 6) if isinstance(value, float) else value
-
-
-def _order_function(keys: list, frame_size: int):
-    """A specialised sort-key closure: ascending keys, `desc` ones negated."""
-    fns = [(lambda f: (lambda v, q, e: -f(v, q, e)))(f) if desc else f for f, desc in keys]
-    if len(fns) == 1:
-        (a,) = fns
-        return lambda view, req: (a(view, req, [None] * frame_size),)
-    if len(fns) == 2:
-        a, b = fns
-
-        def key2(view, req):
-            e = [None] * frame_size
-            return (a(view, req, e), b(view, req, e))
-
-        return key2
-    if len(fns) == 3:
-        a, b, c = fns
-
-        def key3(view, req):
-            e = [None] * frame_size
-            return (a(view, req, e), b(view, req, e), c(view, req, e))
-
-        return key3
-    return lambda view, req: tuple(f(view, req, [None] * frame_size) for f in fns)

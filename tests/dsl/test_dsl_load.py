@@ -61,7 +61,7 @@ def test_why_names_the_rule_line_and_the_values_it_saw():
     line = next(i for i, l in enumerate(p.source.splitlines(), 1) if l.startswith("width denoise"))
     assert why.rule == f"{ROOT / 'policies' / 'edf_best_fit.gfp'}:{line}"
     assert why.values["width"] == width and why.values["req.deadline"] == 20.0
-    assert "finish" in why.values and why.values["free"] == 4
+    assert why.values["free"] == 4
 
 
 def test_hold_and_admit_explanations():
