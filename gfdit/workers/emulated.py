@@ -54,6 +54,9 @@ class EmulatedRuntime:
             self.states.add(task.request_id)
         return []
 
+    def stage_timings(self) -> dict[str, float]:
+        return {}
+
     def drop(self, request_id: str) -> None:
         self.states.discard(request_id)
 

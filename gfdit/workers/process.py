@@ -11,7 +11,8 @@ Then, strictly in the order received:
     without waiting, receive what this rank lacks, drop it if this rank leaves
     the request), compute this rank's part, answer `TaskDone` with timings
     (``migrate``, ``compute``, ``total`` seconds; ``recv_bytes``/``sent_bytes``)
-    or with ``ok=False`` and the error; the worker goes on. The group's index-0
+    or with ``ok=False`` and the error; the worker goes on. An empty denoise
+    chunk (``step_begin == step_end``) only moves the state. The group's index-0
     member of a decode task attaches the images as payload frames.
   * `DropState`: forget a request's state.
   * `Shutdown`: processed in order like any message (the tasks sent before it
@@ -38,6 +39,7 @@ import zmq
 from gfdit.protocol import DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError, WorkerReady
 from gfdit.workers import transport
 from gfdit.workers.migration import PendingSends, plan_migration, post_send, receive
+from gfdit.workers.profile import StageClock
 
 STAGES = ("encode", "denoise", "decode")
 POLL_MS = 500
@@ -58,6 +60,7 @@ class ModelRuntime:
                                backend=args.backend, device=self.device, timeout_s=args.timeout_s)
         _prepare_static_groups(self.comm)
         self.adapter = _load_adapter(args, self.device)
+        self.clock = StageClock(self.adapter)
         self.states: dict[str, object] = {}
         self.pending = PendingSends()
 
@@ -91,9 +94,15 @@ class ModelRuntime:
         if state is None:
             raise KeyError(f"rank {self.rank} holds no state for request {task.request_id!r}")
         if task.stage == "denoise":
+            if task.step_begin == task.step_end:
+                return []  # an empty chunk only places the state (migration alone)
             self.adapter.denoise(state, task.step_begin, task.step_end, self._sp(task.group))
             return []
         return self.adapter.decode(state) if task.group[0] == self.rank else []
+
+    def stage_timings(self) -> dict[str, float]:
+        """Seconds spent in the pipeline's timed stages by the last compute (profiling)."""
+        return self.clock.take()
 
     def _sp(self, ranks):
         if len(ranks) == 1:
@@ -174,6 +183,7 @@ class Worker:
                 begin = time.perf_counter()
                 images = self.runtime.compute(task)
                 timings["compute"] = time.perf_counter() - begin
+                timings.update(self.runtime.stage_timings())
                 outputs, payload = transport.images_to_payload(images)
             error = None
         except Exception as exc:  # the task's top level: report, keep serving

@@ -1,0 +1,223 @@
+"""Profiling: time a model's stages on real pool workers and write a cost model.
+
+Two halves:
+
+* in the worker, `StageClock` wraps the loaded diffusers pipeline's
+  `encode_prompt`, `prepare_latents` and `vae.decode` with timers, so a task's
+  `TaskDone.timings` carry ``stage.text_encode``, ``stage.dit_prepare`` and
+  ``stage.vae_decode`` besides its total compute time (the rest of encode is
+  ``timestep_prepare``, the rest of decode is ``finalize``);
+* in the controller, `profile_model` runs encode / denoise / decode tasks at each
+  width and shape through a `WorkerPool`, fits each stage to
+  ``max(0, a*x^2 + b*x + c)`` ms (`fit_curve`) and returns one layout per width in
+  the cost-model format of docs/evaluation.md, plus the measured migration cost.
+
+Its x variables follow the engine: ``latent_seq_len`` is
+`gfdit.engine.request.latent_tokens(H, W, F)`, ``voxels`` is H*W*F.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gfdit.protocol import GenParams, RunTask
+
+STAGE_PREFIX = "stage."
+
+
+class StageClock:
+    """Accumulated seconds of the pipeline's timed methods since the last `take`."""
+
+    TIMED = (("encode_prompt", "text_encode"), ("prepare_latents", "dit_prepare"))
+
+    def __init__(self, adapter) -> None:
+        self.totals: dict[str, float] = {}
+        self.facts: dict[str, float] = {}
+        pipe = getattr(adapter, "pipe", None)
+        if pipe is None:
+            return
+        for method, stage in self.TIMED:
+            if hasattr(pipe, method):
+                setattr(pipe, method, self._timed(getattr(pipe, method), stage))
+        vae = getattr(pipe, "vae", None)
+        if vae is not None:
+            vae.decode = self._timed(vae.decode, "vae_decode")
+
+    def _timed(self, fn, stage: str):
+        @functools.wraps(fn)
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                self.totals[stage] = self.totals.get(stage, 0.0) + time.perf_counter() - start
+            if stage == "text_encode":
+                self._note_text_length(out)
+            return out
+        return timed
+
+    def _note_text_length(self, out) -> None:
+        first = out[0] if isinstance(out, tuple) and out else out
+        if getattr(first, "ndim", 0) == 3:
+            self.facts["x.text_seq_len"] = float(first.shape[1])
+
+    def take(self) -> dict[str, float]:
+        """``{"stage.<name>": seconds}`` since the last call (and ``x.text_seq_len``)."""
+        taken = {STAGE_PREFIX + k: v for k, v in self.totals.items()} | self.facts
+        self.totals.clear()
+        self.facts = {}
+        return taken
+
+
+def fit_curve(samples: list[tuple[float, float]]) -> dict:
+    """Least-squares ``a*x^2 + b*x + c`` through (x, ms) samples, with r2.
+
+    The degree follows the distinct x values: 3+ quadratic, 2 linear, 1 constant.
+    """
+    if not samples:
+        raise ValueError("a curve needs at least one sample")
+    x = np.array([s[0] for s in samples], dtype=np.float64)
+    y = np.array([s[1] for s in samples], dtype=np.float64)
+    degree = min(2, len(set(x.tolist())) - 1)
+    scale = max(1.0, float(np.abs(x).max()))
+    coeffs = np.polyfit(x / scale, y, degree) if degree else np.array([y.mean()])
+    a, b, c = ([0.0] * (2 - degree) + coeffs.tolist())
+    a, b = a / scale**2, b / scale
+    predicted = (a * x + b) * x + c
+    ss_res = float(((y - predicted) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res < 1e-12 else 0.0)
+    return {"coeffs": {"a": a, "b": b, "c": c}, "r2": r2, "samples": [[float(u), float(v)] for u, v in samples]}
+
+
+@dataclass
+class Measurements:
+    """(x, ms) samples per width and stage, and (bytes, seconds) of migrations."""
+
+    stages: dict[int, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
+    moves: list[tuple[float, float, float]] = field(default_factory=list)  # tokens, bytes, seconds
+
+    def add(self, width: int, stage: str, x: float, seconds: float) -> None:
+        self.stages.setdefault(width, {}).setdefault(stage, []).append((float(x), seconds * 1000.0))
+
+
+X_NAMES = {"text_encode": "text_seq_len", "dit_prepare": "latent_seq_len", "timestep_prepare": "num_steps",
+           "dit_step_chunk": "latent_seq_len", "vae_decode": "voxels", "finalize": "ones"}
+
+
+def profile_model(pool, widths: list[int], shapes: list[tuple[int, int, int]], steps: int,
+                  repeats: int = 2, prompt: str = "a lighthouse at dusk, oil painting") -> Measurements:
+    """Time every stage of `shapes` at each of `widths` on `pool` (needs max(widths) workers)."""
+    from gfdit.engine.request import latent_tokens
+
+    if steps < 2:
+        raise ValueError("profiling needs at least 2 steps (one warm-up step is not timed)")
+    found, ids = Measurements(), iter(range(1, 1 << 30))
+    for width in widths:
+        group = tuple(range(width))
+        for height, width_px, frames in shapes:
+            tokens = latent_tokens(height, width_px, frames)
+            for rep in range(repeats + 1):  # the first round warms up and is not kept
+                params = GenParams(prompt=prompt, height=height, width=width_px, steps=steps, seed=rep,
+                                   frames=frames)
+                timings = _trajectory(pool, ids, f"profile-{width}-{height}x{width_px}-{rep}", group, params)
+                if rep:
+                    _record(found, width, tokens, height * width_px * frames, steps, timings)
+    if len(pool.pids) >= 2:
+        found.moves = _measure_moves(pool, ids, shapes, steps, repeats, prompt)
+    return found
+
+
+def _task(ids, request_id, stage, group, holders, params, begin=0, end=0) -> RunTask:
+    return RunTask(task_id=next(ids), request_id=request_id, stage=stage, step_begin=begin, step_end=end,
+                   group=group, state_ranks=holders, params=params)
+
+
+def _trajectory(pool, ids, request_id, group, params) -> dict[str, dict]:
+    """Encode, one warm-up step, the timed steps, decode: index-0 timings of each."""
+    enc = pool.run(_task(ids, request_id, "encode", group, (), params))
+    pool.run(_task(ids, request_id, "denoise", group, group, params, 0, 1))
+    chunk = pool.run(_task(ids, request_id, "denoise", group, group, params, 1, params.steps))
+    dec = pool.run(_task(ids, request_id, "decode", group[:1], group, params, params.steps, params.steps))
+    pool.drop(request_id)
+    slowest = max((t for t in chunk.timings.values()), key=lambda t: t["compute"])
+    return {"encode": enc.timings[group[0]], "chunk": slowest, "decode": dec.timings[group[0]]}
+
+
+def _record(found: Measurements, width: int, tokens: int, voxels: int, steps: int, timings) -> None:
+    enc, chunk, dec = timings["encode"], timings["chunk"], timings["decode"]
+    text = enc.get(STAGE_PREFIX + "text_encode", 0.0)
+    prepare = enc.get(STAGE_PREFIX + "dit_prepare", 0.0)
+    vae = dec.get(STAGE_PREFIX + "vae_decode", 0.0)
+    text_tokens = enc.get("x.text_seq_len", 512.0)
+    found.add(width, "text_encode", text_tokens, text)
+    found.add(width, "dit_prepare", tokens, prepare)
+    found.add(width, "timestep_prepare", steps, max(0.0, enc["compute"] - text - prepare))
+    found.add(width, "dit_step_chunk", tokens, chunk["compute"] / (steps - 1))
+    found.add(width, "vae_decode", voxels, vae)
+    found.add(width, "finalize", 1, max(0.0, dec["compute"] - vae))
+
+
+def _measure_moves(pool, ids, shapes, steps, repeats, prompt) -> list[tuple[float, float, float]]:
+    """Move a fresh state from rank 0 to rank 1 (a 0-step chunk): (tokens, bytes, seconds)."""
+    from gfdit.engine.request import latent_tokens
+
+    moves = []
+    for height, width_px, frames in shapes:
+        for rep in range(repeats + 1):
+            params = GenParams(prompt=prompt, height=height, width=width_px, steps=steps, seed=rep, frames=frames)
+            rid = f"move-{height}x{width_px}-{rep}"
+            pool.run(_task(ids, rid, "encode", (0,), (), params))
+            moved = pool.run(_task(ids, rid, "denoise", (1,), (0,), params, 0, 0))
+            pool.drop(rid)
+            if rep:
+                t = moved.timings[1]
+                moves.append((float(latent_tokens(height, width_px, frames)), t["recv_bytes"], t["migrate"]))
+    return moves
+
+
+def migration_fit(moves: list[tuple[float, float, float]]) -> dict:
+    """`Migration` fields fitted from measured moves (tokens, bytes, seconds):
+    seconds = fixed_s + bytes / bandwidth_Bps and bytes = fixed_bytes +
+    bytes_per_token * tokens (the prompt's bytes fold into fixed_bytes). Empty
+    when the moves cannot tell bandwidth from fixed cost (fewer than 2 sizes)."""
+    if len({b for _, b, _ in moves}) < 2:
+        return {}
+    per_byte, fixed_s = _linear(moves, 1, 2)
+    per_token, fixed_bytes = _linear(moves, 0, 1)
+    if per_byte <= 0:
+        return {}
+    return {"bandwidth_Bps": 1.0 / per_byte, "fixed_s": max(0.0, fixed_s),
+            "bytes_per_token": int(round(per_token)), "bytes_per_text_token": 0,
+            "fixed_bytes": int(round(max(0.0, fixed_bytes)))}
+
+
+def _linear(rows, xi: int, yi: int) -> tuple[float, float]:
+    slope, intercept = np.polyfit([r[xi] for r in rows], [r[yi] for r in rows], 1)
+    return float(slope), float(intercept)
+
+
+def layouts(found: Measurements, model: str, options: dict) -> dict[int, dict]:
+    """One cost-model layout (evaluation.md format) per width."""
+    out = {}
+    for width, stages in sorted(found.stages.items()):
+        fitted = {name: {"x_name": X_NAMES[name], **fit_curve(samples)} for name, samples in stages.items()}
+        fitted["dit_step_chunk_nocfg"] = dict(fitted["dit_step_chunk"])
+        out[width] = {
+            "model": model,
+            "parallelism": {"tp": 1, "sp": width, "ulysses": width, "ring": 1, "cfg": 1},
+            "options": {**options, "median_step_ms": statistics.median(v for _, v in stages["dit_step_chunk"]),
+                        "hardware": platform.processor() or platform.machine()},
+            "stages": fitted,
+        }
+    return out
+
+
+def layout_filename(width: int) -> str:
+    return f"tp1_ulysses{width}_ring1_cfg1.json"
