@@ -109,11 +109,12 @@ class EDFBestFit(_Base):
         return None
 
 
-def static_sp(width: int = 4) -> StaticSP:
-    params = {"width": width}
+def static_sp(sp: int = 4) -> StaticSP:
+    """`sp` is the one width every request gets (the parameter's name in policies/static_sp.gfp)."""
+    params = {"sp": sp}
     return StaticSP(name="static_sp", revision=_revision("static_sp", params), chunk=None,
-                    widths=(int(width),), on_short="reserve", placement=("compact", "lowest"),
-                    width_value=int(width))
+                    widths=(int(sp),), on_short="reserve", placement=("compact", "lowest"),
+                    width_value=int(sp))
 
 
 def edf_best_fit(chunk: int | None = 5, widths: tuple[int, ...] = (1, 2, 4), queue_cap: int = 512) -> EDFBestFit:

@@ -36,7 +36,7 @@ def test_three_requests_fixed_pipeline_by_hand(tiny):
     # busy rank-seconds 4 + 5 + 3 = 12 -> utilization 12 / (2 * 7).
     trace = [req("A", 0, 2, deadline=6, cls="x"), req("B", 1, 3, deadline=5, cls="y"),
              req("C", 2, 1, deadline=100, cls="x")]
-    result = simulate(static_sp(width=1), trace, tiny, gpus=2)
+    result = simulate(static_sp(sp=1), trace, tiny, gpus=2)
     o = result.metrics["overall"]
     assert (o["requests"], o["completed"], o["slo_met"]) == (3, 3, 2)
     assert o["slo_attainment"] == pytest.approx(2 / 3)

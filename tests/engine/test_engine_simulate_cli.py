@@ -69,8 +69,8 @@ def test_plot_draws_a_timeline(tmp_path):
 
 def test_resolve_policy_falls_back_to_builtins_and_checks_params(monkeypatch):
     monkeypatch.setattr(registry, "_dsl_loader", lambda: None)
-    assert isinstance(resolve_policy("static_sp", {"width": "2"}), StaticSP)
-    assert resolve_policy("static_sp", {"width": "2"}).widths == (2,)
+    assert isinstance(resolve_policy("static_sp", {"sp": "2"}), StaticSP)
+    assert resolve_policy("static_sp", {"sp": "2"}).widths == (2,)
     policy = resolve_policy("edf_best_fit", {"chunk": "all", "widths": "{1,2}"})
     assert isinstance(policy, EDFBestFit) and policy.chunk is None and policy.widths == (1, 2)
     with pytest.raises(PolicyError, match="has no parameters"):
