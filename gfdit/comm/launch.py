@@ -8,7 +8,8 @@ For tests, benchmarks and local pools (workers reuse it)::
         g = comm.group((3, 1)) if comm.rank in (1, 3) else comm.group((0, 2))
         return comm.all_gather(g, torch.full((n,), comm.rank), 0)
 
-    with LocalPool(4, backends=("p2p", "shm"), timeout_s=30) as pool:
+    with LocalPool(4, backends=("p2p", "shm"), timeout_s=30,
+                   backend_options={"shm": {"arena_bytes": 16 << 20}}) as pool:
         outs = pool.run(gather, 8, backend="shm")    # one result per rank
         outcomes = pool.run_outcomes(gather, 8)      # or per-rank Outcome, never raising
 
@@ -64,7 +65,8 @@ class LocalPool:
     """N processes on this host, one torch.distributed world, functions run on demand."""
 
     def __init__(self, world_size: int, *, backends=("p2p",), timeout_s: float = 60.0,
-                 start_timeout_s: float = 180.0, env: dict[str, str] | None = None) -> None:
+                 start_timeout_s: float = 180.0, env: dict[str, str] | None = None,
+                 backend_options: dict[str, dict] | None = None) -> None:
         if world_size < 1:
             raise ValueError("world_size must be at least 1")
         self.world_size = world_size
@@ -79,7 +81,8 @@ class LocalPool:
         try:
             for rank in range(world_size):
                 parent, child = ctx.Pipe()
-                args = (rank, world_size, init_method, self.backends, timeout_s, child)
+                args = (rank, world_size, init_method, self.backends, timeout_s,
+                        backend_options or {}, child)
                 proc = ctx.Process(target=_serve, args=args, daemon=True,
                                    name=f"gfdit-comm-rank{rank}")
                 proc.start()
@@ -171,7 +174,7 @@ class LocalPool:
         return f"process died (exit code {code})"
 
 
-def _serve(rank, world_size, init_method, backends, timeout_s, conn) -> None:
+def _serve(rank, world_size, init_method, backends, timeout_s, options, conn) -> None:
     """Child main: join the world, open backends, run functions until told to close."""
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
@@ -180,11 +183,11 @@ def _serve(rank, world_size, init_method, backends, timeout_s, conn) -> None:
         torch.set_num_threads(1)
         from gfdit.comm.world import init_world
 
-        first = init_world(rank, world_size, init_method=init_method,
-                           backend=backends[0], timeout_s=timeout_s)
+        first = init_world(rank, world_size, init_method=init_method, backend=backends[0],
+                           timeout_s=timeout_s, backend_options=options.get(backends[0]))
         comms = {backends[0]: first}
         for name in backends[1:]:
-            comms[name] = first.using(name)
+            comms[name] = first.using(name, **options.get(name, {}))
         conn.send(Outcome(rank, True, os.getpid()))
     except Exception as e:  # process top level: report and exit
         conn.send(Outcome(rank, False, error=f"{type(e).__name__}: {e}",

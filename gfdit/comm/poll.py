@@ -7,7 +7,8 @@ import time
 
 from gfdit.comm.errors import CommTimeout, PeerFailure
 
-SPINS = 50  # polls with sched_yield before sleeping
+BUSY = 200  # polls without yielding first (tens of microseconds: the peer is running)
+SPINS = 400  # then polls with sched_yield, then short sleeps
 MAX_SLEEP_S = 2e-4
 CHECK_EVERY_S = 0.01  # how often the deadline and the peers' liveness are checked
 
@@ -27,10 +28,14 @@ class Waiter:
 
     def pause(self) -> None:
         self.idle += 1
-        if self.idle < SPINS:
+        if self.idle < BUSY:
+            pass
+        elif self.idle < SPINS:
             os.sched_yield()
         else:
             time.sleep(min(MAX_SLEEP_S, 1e-6 * self.idle))
+        if self.idle & 31:
+            return
         now = time.monotonic()
         if now >= self.next_check:
             self.next_check = now + CHECK_EVERY_S

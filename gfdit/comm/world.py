@@ -36,12 +36,14 @@ def init_world(
     backend: str = "p2p",
     device: str = "cpu",
     timeout_s: float = 60.0,
+    backend_options: dict | None = None,
 ) -> "Comm":
     """Join the pool's one world and return its collectives with `backend`.
 
     Called once per process by every rank. `timeout_s` bounds every wait (world
     set-up and each collective). On CUDA the world is NCCL with `device_id`, so
-    point-to-point never creates per-pair communicators.
+    point-to-point never creates per-pair communicators. `backend_options` go to
+    the backend (shm: `arena_bytes`).
     """
     if dist.is_initialized():
         raise CommError("this process already joined a world; call init_world once")
@@ -58,17 +60,18 @@ def init_world(
     else:
         dist.init_process_group("gloo", **options)
     dist.barrier()  # every rank takes part in the world's first collective
-    comm = Comm(open_backend(backend, dev, timeout_s), rank, world_size, dev)
+    comm = Comm(open_backend(backend, dev, timeout_s, **(backend_options or {})),
+                rank, world_size, dev)
     comm._owns_world = True
     return comm
 
 
-def open_backend(name: str, device: torch.device, timeout_s: float):
+def open_backend(name: str, device: torch.device, timeout_s: float, **options):
     """Construct backend `name` on the current world (every rank must call it)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown comm backend {name!r}; known: {', '.join(BACKENDS)}")
     module, cls = BACKENDS[name]
-    return getattr(importlib.import_module(module), cls)(device, timeout_s)
+    return getattr(importlib.import_module(module), cls)(device, timeout_s, **options)
 
 
 class Comm:
@@ -86,9 +89,9 @@ class Comm:
     def backend_name(self) -> str:
         return self.backend.name
 
-    def using(self, backend: str) -> "Comm":
+    def using(self, backend: str, **options) -> "Comm":
         """Another backend on the same world; every rank must call it, in the same order."""
-        return Comm(open_backend(backend, self.device, self.backend.timeout_s),
+        return Comm(open_backend(backend, self.device, self.backend.timeout_s, **options),
                     self.rank, self.world_size, self.device)
 
     def group(self, ranks) -> Group:
