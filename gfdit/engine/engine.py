@@ -53,6 +53,7 @@ class Engine:
         self.rounds = 0
         self.last_round: float | None = None
         self._fresh: list[Outcome] = []
+        self._ended: dict[str, Outcome] = {}
         self._seen: set[str] = set()
         self._pending: Policy | None = None
         self._eligible: dict[tuple[bool, bool, bool], frozenset[int] | None] = {}
@@ -97,7 +98,7 @@ class Engine:
         self.clock.now = now
         tracked = self.active.get(request_id)
         if tracked is None:
-            done = next((o for o in self.outcomes if o.id == request_id), None)
+            done = self._ended.get(request_id)
             return f"already {done.state}" if done else "unknown"
         if tracked.task is not None:
             tracked.cancel_requested = True
@@ -342,6 +343,7 @@ class Engine:
     def _record(self, outcome: Outcome) -> None:
         self.outcomes.append(outcome)
         self._fresh.append(outcome)
+        self._ended[outcome.id] = outcome
 
     # ---- helpers --------------------------------------------------------
     def _view(self, now: float) -> Round:
