@@ -45,7 +45,7 @@ class ShardedRun:
 
     sp: SPContext
     segments: dict[str, int] = field(default_factory=dict)
-    _valid: dict[tuple[str, ...], torch.Tensor] = field(default_factory=dict)
+    _valid: dict[tuple[tuple[str, ...], torch.device], torch.Tensor | None] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -74,10 +74,12 @@ class ShardedRun:
         full = self.sp.comm.all_gather(self.sp.group, x.contiguous(), dim)
         return full.narrow(dim, 0, self.segments[segment])
 
-    def valid_positions(self, layout: tuple[str, ...]) -> torch.Tensor:
+    def valid_positions(self, layout: tuple[str, ...], device: torch.device) -> torch.Tensor | None:
         """Indices of real (unpadded) tokens in the rank-major exchanged sequence
-        whose local part is the concatenation of ``layout``'s segment shards."""
-        if layout not in self._valid:
+        whose local part is the concatenation of ``layout``'s segment shards;
+        None when nothing is padded."""
+        key = (layout, device)
+        if key not in self._valid:
             picks, offset = [], 0
             for rank in range(self.size):
                 for segment in layout:
@@ -85,8 +87,9 @@ class ShardedRun:
                     real = max(0, min(length, self.segments[segment] - rank * length))
                     picks.append(torch.arange(offset, offset + real))
                     offset += length
-            self._valid[layout] = torch.cat(picks)
-        return self._valid[layout]
+            valid = torch.cat(picks)
+            self._valid[key] = None if len(valid) == offset else valid.to(device)
+        return self._valid[key]
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, layout: tuple[str, ...], fn: AttendFn) -> torch.Tensor:
         """Ulysses attention: ``fn`` on the full sequence for H/k heads.
@@ -102,11 +105,14 @@ class ShardedRun:
         padded_heads = math.ceil(heads / self.size) * self.size
         qkv = _pad_to(torch.stack((q, k, v), dim=2), 3, padded_heads).contiguous()
         full = self.sp.comm.all_to_all(self.sp.group, qkv, 3, 1)  # (B, k*N, 3, H'/k, D)
-        valid = self.valid_positions(layout).to(full.device)
-        real = full.index_select(1, valid)
+        valid = self.valid_positions(layout, full.device)
+        real = full if valid is None else full.index_select(1, valid)
         out = fn(real[:, :, 0], real[:, :, 1], real[:, :, 2])
-        back = out.new_zeros((out.shape[0], full.shape[1], *out.shape[2:]))
-        back.index_copy_(1, valid, out)
+        if valid is None:
+            back = out
+        else:
+            back = out.new_zeros((out.shape[0], full.shape[1], *out.shape[2:]))
+            back.index_copy_(1, valid, out)
         local_out = self.sp.comm.all_to_all(self.sp.group, back.contiguous(), 1, 2)  # (B, N, H', D)
         return local_out.narrow(2, 0, heads)
 

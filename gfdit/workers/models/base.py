@@ -39,7 +39,7 @@ class DiffusersAdapter:
         if pipe.dtype != dtype:
             self.pipe.to(dtype=dtype)
         self.pipe.set_progress_bar_config(disable=True)
-        self.codec = SchedulerCodec(pipe.scheduler)
+        self.codec = SchedulerCodec(pipe.scheduler, self.device)
         self._step_takes_generator = "generator" in inspect.signature(pipe.scheduler.step).parameters
         install_plan(pipe.transformer, self.plan)
         self._install_attention()
@@ -51,11 +51,11 @@ class DiffusersAdapter:
         self.check(params)
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         scheduler = self.codec.fresh()
-        tensors = self._encode(params, generator, scheduler)
+        tensors = {k: v.to(self.device) for k, v in self._encode(params, generator, scheduler).items()}
         state = RequestState(tensors, {"family": self.family, "step": 0, "steps": len(scheduler.timesteps)})
         state.meta["params"] = msgspec.to_builtins(params)
         self.codec.capture(scheduler, state.tensors, state.meta)
-        capture_generator(generator, state.tensors)
+        capture_generator(generator, state.tensors, self.device)
         return state
 
     @torch.no_grad()
@@ -75,7 +75,7 @@ class DiffusersAdapter:
             state.tensors[LATENTS] = latents
         state.meta["step"] = end
         self.codec.capture(scheduler, state.tensors, state.meta)
-        capture_generator(generator, state.tensors)
+        capture_generator(generator, state.tensors, self.device)
 
     @torch.no_grad()
     def decode(self, state: RequestState) -> list[numpy.ndarray]:

@@ -33,6 +33,7 @@ PLAN = SPPlan(
         Split("transformer_blocks.0", "encoder_hidden_states", 1, "text"),
         Split("pos_embed", 0, 0, "image", output=True),
         Split("pos_embed", 1, 0, "text", output=True),
+        Split("transformer_blocks.*", "modulate_index", 1, "image"),  # zero_cond_t models only
     ),
     gathers=(Gather("proj_out", 1, "image"),),
     attention={"transformer_blocks.*.attn": JOINT},
