@@ -210,3 +210,55 @@ def test_bad_policies_are_refused_with_every_problem(cm):
         assert part in text
     with pytest.raises(PolicyError, match=r"no layout for widths \[8\]"):
         engine_with(TestPolicy(widths=(1, 8)), cm, gpus=8)
+
+
+def test_view_estimates_for_a_candidate(cm):
+    seen = {}
+    def width(view, r):
+        # encode 1 s + 3 steps + decode 1 s, now = 2, deadline 20
+        seen.update(step2=view.step(r, 2), est1=view.est(r, 1), est2=view.est(r, 2), finish2=view.finish(r, 2),
+                    slack1=view.slack(r, 1), gpu4=view.gpu_time(r, 4), free=view.free, waiting=len(view.waiting))
+        return 1, Why("w", {})
+    engine = engine_with(TestPolicy(widths=(1, 2, 4), width_fn=width), cm)
+    engine.submit(req("A", 2, 3, deadline=20), 2)
+    engine.schedule(2)
+    assert seen["step2"] == pytest.approx(0.6)
+    assert seen["est1"] == pytest.approx(1 + 3 * 1.0 + 1)
+    assert seen["est2"] == pytest.approx(1 + 3 * 0.6 + 1)
+    assert seen["finish2"] == pytest.approx(2 + 3.8)
+    assert seen["slack1"] == pytest.approx(20 - 2 - 5)
+    assert seen["gpu4"] == pytest.approx(3 * 0.4 * 4)
+    assert (seen["free"], seen["waiting"]) == (4, 1)
+
+
+def test_compact_prefers_the_fullest_node_that_fits(cm):
+    # 6 ranks, 2 per node. Busy: 0 (node 0) and 2 (node 1). Free: 1 | 3 | 4, 5.
+    # A width-1 request goes to the node with the fewest free ranks that fits: node 0 (rank 1),
+    # keeping node 2 whole for a width-2 group.
+    policy = TestPolicy(widths=(1, 2), chunk=1, placement=("compact",),
+                        width_fn=wants({"x": 1, "y": 1, "z": 1, "A": 1}))
+    engine = engine_with(policy, cm, gpus=6, per_node=2)
+    for rid in "xyz":
+        engine.submit(req(rid, 0, 5), 0)
+    engine.schedule(0)  # x -> 0, y -> 1 (the fuller node), z -> 2
+    y_task = next(t for t, r in engine.tasks.items() if r.id == "y")
+    engine.task_done(y_task, 1)
+    engine.cancel("y", 1)
+    engine.submit(req("A", 1, 5), 1)
+    (d,) = engine.schedule(1)
+    assert d.request_id == "A" and d.group == (1,)
+
+
+def test_dispatch_carries_migration_bytes_and_time(tmp_path):
+    cm = CostModel.load(write_cost_model(tmp_path / "m", {1: 1000.0, 2: 600.0}, migration={
+        "bandwidth_Bps": 1e6, "fixed_s": 0.5, "bytes_per_token": 10, "bytes_per_text_token": 1, "fixed_bytes": 0}))
+    policy = TestPolicy(stage_width={"encode": 1, "denoise": 2, "decode": 1})
+    engine = engine_with(policy, cm, gpus=2)
+    engine.submit(req("A", 0, 2, tokens=1000), 0)
+    (encode,) = engine.schedule(0)
+    assert encode.migration_bytes == 0 and encode.state_ranks == ()
+    engine.task_done(encode.task_id, 1)
+    (step,) = engine.schedule(1)
+    # 10 B x 1000 tokens + 1 B x 512 text tokens = 10512 B; one round: 0.5 + 10512 / 1e6
+    assert step.state_ranks == (0,) and step.group == (0, 1)
+    assert step.migration_bytes == 10512 and step.migration_s == pytest.approx(0.5 + 0.010512)
