@@ -155,6 +155,7 @@ class Submit(ClientMessage, tag="submit"):
     request_id    -- optional client-chosen id (unique); "" lets the server choose.
     text_seq_len / latent_seq_len -- optional sizes for the cost model (trace replay);
                     derived from the shape when absent.
+    preemptible   -- wins over the class's setting (trace replay).
     """
 
     params: GenParams
@@ -164,6 +165,7 @@ class Submit(ClientMessage, tag="submit"):
     request_id: str = ""
     text_seq_len: int | None = None
     latent_seq_len: int | None = None
+    preemptible: bool | None = None
     subscribe: bool = True
 
 

@@ -62,6 +62,7 @@ class Client:
         request_id: str | None = None,
         text_seq_len: int | None = None,
         latent_seq_len: int | None = None,
+        preemptible: bool | None = None,
     ) -> RequestHandle:
         """Submit one request; returns its handle, or raises RequestRejected.
 
@@ -77,6 +78,7 @@ class Client:
         msg = Submit(
             params=params, request_class=request_class or "", deadline_s=deadline, priority=priority,
             request_id=request_id, text_seq_len=text_seq_len, latent_seq_len=latent_seq_len,
+            preemptible=preemptible,
         )
         mine = self._conn.track(request_id)  # before sending: the first event may beat the reply
         reply = self._call(msg, expect=(Accepted, Rejected), untrack=request_id if mine else None)

@@ -44,6 +44,7 @@ class Connection:
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, 0)  # events wait here, unbounded, until a waiter files them
         self._sock.connect(address)
         self._io = threading.Lock()
         self._cond = threading.Condition()

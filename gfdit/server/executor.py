@@ -48,6 +48,7 @@ class TaskEnded:
     payload: list[bytes] = field(default_factory=list)
     migrate_s: float = 0.0
     wall_s: float = 0.0
+    worker_s: float = 0.0  # the workers' own time (slowest rank per stage, summed)
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class _Flight:
     wire_ids: list[int]
     started: float
     migrate_s: float = 0.0
+    worker_s: float = 0.0
 
 
 class ProcessExecutor:
@@ -195,6 +197,7 @@ class ProcessExecutor:
         if flight is None:
             return []  # a stage of a dispatch that already failed or was aborted
         flight.migrate_s += max((t.get("migrate", 0.0) for t in event.timings.values()), default=0.0)
+        flight.worker_s += max((t.get("total", 0.0) for t in event.timings.values()), default=0.0)
         d = flight.dispatch
         last = event.task_id == flight.wire_ids[-1]
         if event.ok and not last:
@@ -205,7 +208,7 @@ class ProcessExecutor:
             self._wire_to_task.pop(wire_id, None)
         outputs, payload = encode_images(event.images) if event.ok else ([], [])
         return [TaskEnded(d.task_id, d.request_id, event.ok, event.error, outputs, payload,
-                          flight.migrate_s, time.monotonic() - flight.started)]
+                          flight.migrate_s, time.monotonic() - flight.started, flight.worker_s)]
 
     def _worker_dead(self, event) -> list[ExecEvent]:
         log.error("worker %d died: %s; restarting the pool", event.rank, event.reason)

@@ -34,6 +34,7 @@ from gfdit.server.access import TokenCheck
 log = logging.getLogger("gfdit.server.frontend")
 MAX_MESSAGE_BYTES = 64 << 20  # beyond this zmq drops the peer; below, oversize gets an error reply
 POLL_MS = 100
+PEER_HWM = 1_000_000  # messages queued per client before zmq would drop (events are small)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +59,16 @@ class Frontend:
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._router.setsockopt(zmq.SNDHWM, PEER_HWM)  # a slow client must not lose its events
+        self._router.setsockopt(zmq.RCVHWM, PEER_HWM)
         self._router.bind(address)
         self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         pipe = f"inproc://gfdit-frontend-{id(self)}"
         self._out_pull = ctx.socket(zmq.PULL)
+        self._out_pull.setsockopt(zmq.RCVHWM, 0)
         self._out_pull.bind(pipe)
         self._out_push = ctx.socket(zmq.PUSH)
+        self._out_push.setsockopt(zmq.SNDHWM, 0)  # never block the engine loop
         self._out_push.setsockopt(zmq.LINGER, 0)
         self._out_push.connect(pipe)
         self._push_lock = threading.Lock()

@@ -40,6 +40,7 @@ from gfdit.protocol import (
 from gfdit.server import report
 from gfdit.server.clock import EngineClock
 from gfdit.server.config import ServerConfig
+from gfdit.server.costs import ControlCosts
 from gfdit.server.executor import PoolGone, ProcessExecutor, RanksBack, RanksLost, StageEnded, TaskEnded
 from gfdit.server.frontend import ClientCall
 from gfdit.server.intake import InvalidSubmit, build_request
@@ -73,6 +74,7 @@ class EngineLoop:
         self.revision = engine.policy.revision
         self.pool_gone: str | None = None
         self.dirty = True
+        self.costs = ControlCosts()
         self.stop_requested = threading.Event()
         self._stop_deadline: float | None = None
         self._ids = 0
@@ -147,10 +149,13 @@ class EngineLoop:
     def _round(self) -> None:
         self.dirty = False
         now = self.clock.now()
+        waiting = len(self.engine.waiting)
         t0 = time.perf_counter()
         dispatches = self.engine.schedule(now)
+        seconds = time.perf_counter() - t0
+        self.costs.round(waiting, seconds)
         with self.metrics.lock:
-            self.metrics.round_time.observe(time.perf_counter() - t0)
+            self.metrics.round_time.observe(seconds)
         for dispatch in dispatches:
             self._start(dispatch, now)
         for rid, tracked in self.engine.waiting.items():
@@ -195,6 +200,10 @@ class EngineLoop:
         with self.metrics.lock:
             self.metrics.stage_time.observe(e.wall_s, stage="+".join(d.stages))
             self.metrics.migration_time.inc(e.migrate_s)
+            if e.ok:
+                self.metrics.overhead.observe(max(0.0, e.wall_s - e.worker_s))
+        if e.ok:
+            self.costs.task(e.wall_s - e.worker_s, len(d.stages))
         state = self.engine.task_done(e.task_id, now, ok=e.ok, error=e.error, state_intact=False)
         self.dirty = True
         if e.ok and d.stages[-1] == "denoise":

@@ -111,6 +111,9 @@ class ServerMetrics:
         self.free_ranks = g("gfdit_free_ranks", "Ranks idle right now.")
         self.worker_deaths = c("gfdit_worker_deaths_total", "Worker processes found dead.")
         self.client_errors = c("gfdit_client_errors_total", "Client messages answered with an error, by code.")
+        self.overhead = h("gfdit_task_overhead_seconds", "Control-plane time of a task: its wall time "
+                          "at the server minus the workers' own time.",
+                          (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0))
         self.round_time = h("gfdit_round_seconds", "Wall time of one scheduling round.",
                             (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1))
         self.all = [v for v in vars(self).values() if isinstance(v, (Counter, Histogram))]

@@ -65,6 +65,7 @@ def summary(loop: "EngineLoop") -> dict:
     outcomes = [o for o in loop.engine.outcomes if o.state != REJECTED]
     metrics = compute_metrics(outcomes, loop.engine.cluster.gpus)
     metrics["overall"]["rejected"] = sum(1 for o in loop.engine.outcomes if o.state == REJECTED)
+    metrics["control_plane"] = loop.costs.summary()
     return _finite(metrics)
 
 

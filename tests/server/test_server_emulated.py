@@ -44,7 +44,7 @@ def test_cancel_running_frees_ranks_within_one_chunk(client, emulated_server):
     for event in events:
         if event.state == "running" and event.step >= 4:
             break
-    assert handle.cancel() == "cancelling"
+    assert handle.cancel() in ("cancelling", "cancelled")  # "cancelled" when it lands between two chunks
     after = list(events)
     assert isinstance(after[-1], Result) and after[-1].state == "cancelled"
     assert len([e for e in after if getattr(e, "state", "") == "running"]) <= 1  # the chunk in flight, at most
