@@ -111,3 +111,20 @@ def test_workload_command_writes_the_trace_format(tmp_path, capsys):
     assert Workload.load(out).requests  # reads back
     assert main(["workload", "--profile", "nope", "--gpus", "4", "--out", str(out)]) == 2
     assert "known: burst, short" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, params, builtin", [
+    ("static_sp", {}, lambda: static_sp(4)),
+    ("edf_best_fit", {}, lambda: edf_best_fit(chunk=5)),
+    ("edf_best_fit", {"chunk": "1"}, lambda: edf_best_fit(chunk=1)),
+])
+def test_builtins_and_shipped_gfp_policies_decide_alike(qwen, name, params, builtin):
+    loader = registry._dsl_loader()
+    gfp = registry.POLICY_DIR / f"{name}.gfp"
+    if loader is None or not gfp.is_file():
+        pytest.skip("the policy language or the shipped .gfp is not available")
+    workload = Workload.load(shipped_workload("burst-4gpu"))
+    compiled = simulate(loader(str(gfp), params), workload, qwen, 4, record_spans=True)
+    python = simulate(builtin(), workload, qwen, 4, record_spans=True)
+    assert [(s.task_id, s.group, s.start) for s in compiled.spans] == \
+           [(s.task_id, s.group, s.start) for s in python.spans]
