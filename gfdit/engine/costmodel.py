@@ -7,7 +7,9 @@ format of the GF-DiT research artifact (see docs/engine.md):
      "stages": {STAGE: {"x_name", "coeffs": {"a", "b", "c"}, "r2", "samples"}}}
 
 Each stage takes ``max(0, a*x**2 + b*x + c)`` milliseconds of its variable x.
-The width of a layout is ``tp * ulysses * ring * cfg``. Trajectory tasks are
+The width of a layout is ``tp * sp * cfg`` (sp = ``ulysses * ring`` when
+the file gives no ``sp``). JSON files with neither ``parallelism`` nor
+``stages`` are not layouts and are skipped. Trajectory tasks are
 priced from the stages like this:
 
     encode  = text_encode(text_seq_len) + dit_prepare(latent_seq_len)
@@ -136,7 +138,10 @@ class CostModel:
         for file in sorted(path.glob("*.json")):
             if file.name == MIGRATION_FILE:
                 continue
-            width, curves, model = _read_layout(file)
+            layout = _read_layout(file)
+            if layout is None:
+                continue
+            width, curves, model = layout
             if width in layouts:
                 raise CostModelError(f"{file}: a second layout of width {width} in {path}")
             layouts[width] = curves
@@ -218,13 +223,15 @@ class CostModel:
                 f"cost model {self.source!r} lacks widths {missing}; it has {list(self.widths)}")
 
 
-def _read_layout(file: Path) -> tuple[int, dict[str, Curve], str]:
+def _read_layout(file: Path) -> tuple[int, dict[str, Curve], str] | None:
+    """(width, stage curves, model) of a layout file; None for a JSON file that is no layout at all."""
     try:
         data = json.loads(file.read_text())
+        if isinstance(data, dict) and "parallelism" not in data and "stages" not in data:
+            return None
         par = data["parallelism"]
-        width = 1
-        for key in ("tp", "ulysses", "ring", "cfg"):
-            width *= int(par.get(key, 1))
+        sp = int(par["sp"]) if "sp" in par else int(par.get("ulysses", 1)) * int(par.get("ring", 1))
+        width = int(par.get("tp", 1)) * sp * int(par.get("cfg", 1))
         curves = {}
         for name, stage in data["stages"].items():
             co = stage["coeffs"]

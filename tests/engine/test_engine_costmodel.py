@@ -128,3 +128,15 @@ def test_migration_time_and_configuration(tmp_path):
     loaded = CostModel.load(directory).migration
     assert (loaded.bandwidth_Bps, loaded.fixed_s) == (5e8, 0.25)
     assert math.isclose(loaded.bytes_per_token, Migration().bytes_per_token)
+
+
+def test_layout_width_from_sp_and_other_json_files_are_skipped(tmp_path):
+    directory = write_cost_model(tmp_path / "cm", {1: 100.0, 2: 60.0})
+    layout = directory / "tp1_ulysses2_ring1_cfg1.json"
+    data = json.loads(layout.read_text())
+    data["parallelism"] = {"sp": 2}  # no ulysses / ring given
+    layout.write_text(json.dumps(data))
+    (directory / "notes.json").write_text(json.dumps({"comment": "profiled on H20"}))
+    model = CostModel.load(directory)
+    assert model.widths == (1, 2)
+    assert model.step_s(Shape(10, 1, 1, 1), 2) == pytest.approx(0.060)
