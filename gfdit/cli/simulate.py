@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         if log is not None:
             log.close()
     print(f"policy {policy.name} ({policy.revision}) on {args.gpus} GPUs, {len(workload.requests)} requests, "
-          f"cost model {cost_model.source}; simulated {result.end_time:.1f} s in {result.wall_s:.2f} s")
+          f"cost model {Path(cost_model.source).name}; simulated {result.end_time:.1f} s in {result.wall_s:.2f} s")
     print(metrics_table(result.metrics))
     if result.hook_errors:
         print(f"policy hook errors (requests held for a round): {result.hook_errors}")
