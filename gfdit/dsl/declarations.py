@@ -63,7 +63,8 @@ def collect(program: ast.Program, report: Report, overrides: dict[str, str]) -> 
         _SORT[type(decl)](decl, decls, report, places, seen_config)
     for rule in [*decls.holds, *decls.width_rules, *decls.grows]:
         expand_stages(rule.stages, report)
-    _apply_overrides(decls, overrides, report)
+    header = next((d.span for d in program.decls if isinstance(d, ast.PolicyDecl)), None)
+    _apply_overrides(decls, overrides, report, header or ast.Span(1, 1, 1, 2))
     _reserved_params(decls, report)
     _build_classes(decls, report)
     _build_places(places, decls, report)
@@ -152,12 +153,26 @@ _SORT = {
 }
 
 
-def _apply_overrides(decls: Declarations, overrides: dict[str, str], report: Report) -> None:
-    nowhere = ast.Span(1, 1, 1, 2)
-    for key, text in overrides.items():
+def param_text(value: object) -> str:
+    """A `--param` value as `.gfp` text: Python values (None, bools, tuples) are accepted too."""
+    if value is None:
+        return "all"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list, set, frozenset)):
+        return "{" + ", ".join(str(v) for v in sorted(value)) + "}"
+    return str(value).strip()
+
+
+def _apply_overrides(decls: Declarations, overrides: dict[str, object], report: Report,
+                     header: ast.Span) -> None:
+    for key, value in overrides.items():
         decl = decls.params.get(key)
+        text = param_text(value)
+        if decl is not None and decl.kind == "set" and not text.startswith("{"):
+            text = "{" + text + "}"  # --param widths=1,2,4 or widths=4
         if decl is None:
-            report.add("E113", nowhere, f"--param {key}: the policy has no param '{key}'",
+            report.add("E113", header, f"--param {key}: the policy has no param '{key}'",
                        did_you_mean(key, decls.params) or
                        "params: " + (", ".join(sorted(decls.params)) or "none"))
             continue

@@ -89,6 +89,8 @@ class Resolver:
         hint = did_you_mean(n, visible)
         if hint is None and n in REQUEST_FIELDS:
             hint = f"a request field: write req.{n}"
+        elif hint is None and n[:1].isupper():
+            hint = f'a request class? declare it (class {n} {{ }}) or compare with the string "{n}"'
         self.report.add("E103", node.span, f"unknown name '{n}'", hint)
 
     def field(self, node: ast.Field) -> None:

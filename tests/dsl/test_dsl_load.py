@@ -105,3 +105,23 @@ def test_no_user_text_reaches_eval_or_exec():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 assert node.func.id not in ("eval", "exec", "compile", "__import__"), path
+
+
+def test_param_overrides_accept_command_line_and_python_forms():
+    static = ROOT / "policies" / "static_sp.gfp"
+    assert load_policy(static, {"widths": "1,2", "sp": "2"}).widths == (1, 2)
+    assert load_policy(static, {"widths": "2", "sp": "2"}).widths == (2,)
+    assert load_policy(static, {"widths": (4, 1), "sp": 4, "chunk": 5}).widths == (1, 4)
+    assert load_policy(static, {"chunk": None}).chunk is None
+    with pytest.raises(PolicyError) as error:
+        load_policy(static, {"sp": "2s"})
+    assert error.value.diagnostics[0].code == "E114"
+
+
+def test_an_undeclared_class_name_gets_a_hint():
+    with pytest.raises(PolicyError) as error:
+        compile_policy("policy c\nhold * when req.class == L\norder by req.arrival\nwidth * = 1\n")
+    assert 'class L' in str(error.value) and '"L"' in str(error.value)
+    ok = compile_policy('policy c\nhold * when req.class == "L"\norder by req.arrival\nwidth * = 1\n')
+    assert ok.hold(Round(), Req(request_class="L")) is not None
+    assert ok.hold(Round(), Req(request_class="S")) is None
