@@ -3,7 +3,8 @@
 Per-task overhead is a dispatch's wall time at the server (sent -> last stage
 reported) minus the workers' own time for it (the slowest member's `total`, per
 stage): ZeroMQ hops, encoding, the engine loop's polling and bookkeeping.
-Round time is `Engine.schedule` wall time, kept by the queue length it saw.
+Round time is `Engine.schedule` wall time, kept by the queue length it saw, for
+rounds with work to do (a waiting request and a free rank; the others return at once).
 """
 
 from __future__ import annotations

@@ -149,11 +149,12 @@ class EngineLoop:
     def _round(self) -> None:
         self.dirty = False
         now = self.clock.now()
-        waiting = len(self.engine.waiting)
+        waiting = len(self.engine.waiting) if self.engine.cluster.free else 0  # 0: nothing to decide
         t0 = time.perf_counter()
         dispatches = self.engine.schedule(now)
         seconds = time.perf_counter() - t0
-        self.costs.round(waiting, seconds)
+        if waiting:
+            self.costs.round(waiting, seconds)
         with self.metrics.lock:
             self.metrics.round_time.observe(seconds)
         for dispatch in dispatches:
