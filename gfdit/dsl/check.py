@@ -1,6 +1,6 @@
 """The checker: named passes from text to a checked policy, collecting every diagnostic.
 
-    parse -> declarations -> resolve names -> type-check -> policy rules
+    parse -> declarations -> resolve names -> depth -> type-check -> policy rules
 
 `check(text, filename, params)` returns a `Checked` (the declarations and the
 diagnostics); the compiler runs only when it has no errors.
@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from gfdit.dsl import ast
 from gfdit.dsl.declarations import Declarations, collect
+from gfdit.dsl.depth import check_depth
 from gfdit.dsl.diagnostics import Diagnostic, Report
 from gfdit.dsl.parse import parse_program
 from gfdit.dsl.resolve import resolve
@@ -38,6 +39,8 @@ def check(text: str, filename: str = "<text>", params: dict[str, str] | None = N
         decls = collect(program, report, dict(params or {}))
         suppressed = program.failed_names | decls.failed_names
         resolver = resolve(decls, report, suppressed)
+        if not check_depth(decls, resolver.let_deps, report):
+            return Checked(program, decls, report.sorted())
         typecheck(decls, report)
         last = program.span
         syntax_failed = any(d.code < "E100" for d in report.diagnostics)

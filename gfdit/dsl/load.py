@@ -29,7 +29,11 @@ def compile_policy(text: str, filename: str = "<text>",
     checked = check(text, filename, params)
     if not checked.ok:
         raise PolicyError(checked.diagnostics)
-    return CompiledPolicy(checked, revision_of(text, params))
+    try:
+        return CompiledPolicy(checked, revision_of(text, params))
+    except RecursionError:  # a safety net: the depth pass keeps compiles far from the limit
+        raise PolicyError([Diagnostic("E004", "policy nested too deeply to compile", filename,
+                                      Span(1, 1, 1, 2))]) from None
 
 
 def load_policy(path: str | Path, params: dict[str, str] | None = None) -> CompiledPolicy:

@@ -60,6 +60,22 @@ def compile_or_policy_error(text: str) -> None:
                     pass
 
 
+def let_chain(n: int) -> str:
+    lets = "".join(f"let a{i} = a{i - 1} + 1\n" for i in range(1, n))
+    return f"policy p\nlet a0 = req.width\n{lets}order by a{n - 1}\nwidth * = 1\n"
+
+
+def test_a_long_let_chain_compiles_and_runs_or_is_refused():
+    policy = compile_policy(let_chain(70), "chain.gfp")
+    assert policy.order_key(Round(), Req(width=1)) == (70,)
+    try:
+        compile_policy(let_chain(500), "chain.gfp")
+    except PolicyError as error:
+        assert [d.code for d in error.errors] == ["E004"]
+    else:
+        raise AssertionError("a 500-let chain must be refused")
+
+
 def mutate(text: str, rng: random.Random, edits: int) -> str:
     chars = list(text)
     for _ in range(edits):
@@ -99,5 +115,5 @@ def test_arbitrary_text_only_raises_policy_error(text):
 def test_pathological_inputs_are_refused_quickly():
     for text in ("(" * 100_000, "policy p\nlet a = " + "not " * 5000 + "true",
                  "policy p\nlet a = " + "1 + " * 3000 + "1", "x" * 300_000, "\x00\n\t\r",
-                 "policy p\n" + "let a = 1\n" * 2000):
+                 "policy p\n" + "let a = 1\n" * 2000, let_chain(3000), let_chain(74)):
         compile_or_policy_error(text)
