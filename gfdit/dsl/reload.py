@@ -1,6 +1,6 @@
 """Hot reload at the library level: compile off the engine loop, swap at a round boundary.
 
-    holder = PolicyHolder.from_file("policies/edf_best_fit.gfp")
+    holder = PolicyHolder("policies/edf_best_fit.gfp")   # or PolicyHolder(text), .from_file(...)
     engine = Engine(holder.current, ...)
     # any thread (socket handler, file watcher):
     result = holder.propose(new_text, if_revision=holder.revision)
@@ -50,19 +50,27 @@ class ReloadResult:
 class PolicyHolder:
     """Holds the running policy and at most one pending replacement; safe across threads."""
 
-    def __init__(self, policy: CompiledPolicy, params: dict[str, str] | None = None,
+    def __init__(self, source: CompiledPolicy | str | Path, params: dict[str, str] | None = None,
                  path: str | Path | None = None):
+        """`source`: a compiled policy, a `.gfp` path, or policy text (raises `PolicyError` if it
+        does not compile: there is nothing to keep running)."""
         self._lock = threading.Lock()
+        self._params = dict(params or {})
+        if isinstance(source, CompiledPolicy):
+            policy = source
+        elif isinstance(source, Path) or (source.endswith(".gfp") and "\n" not in source):
+            path = Path(source)
+            policy = compile_policy(read_policy_text(path), str(path), self._params)
+        else:
+            policy = compile_policy(source, "<text>", self._params)
         self._current = policy
         self._pending: CompiledPolicy | None = None
-        self._params = dict(params or {})
         self.path = Path(path) if path is not None else None
 
     @classmethod
     def from_file(cls, path: str | Path, params: dict[str, str] | None = None) -> "PolicyHolder":
         """Load `path` (raises `PolicyError` if it does not compile: there is nothing to keep running)."""
-        text = read_policy_text(path)
-        return cls(compile_policy(text, str(path), params), params, path)
+        return cls(Path(path), params)
 
     @classmethod
     def from_text(cls, text: str, filename: str = "<text>",

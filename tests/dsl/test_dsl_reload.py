@@ -90,3 +90,12 @@ def test_engine_swaps_the_taken_policy_between_rounds():
     engine.submit(Request("b", 1.0, 1024, 1024, 20), 1.0)
     widths = {d.stage: len(d.group) for d in engine.schedule(1.0)}
     assert widths.get("denoise") == 4
+
+
+def test_the_holder_takes_a_path_text_or_compiled_policy(tmp_path: Path):
+    path = tmp_path / "fifo.gfp"
+    path.write_text(FIFO)
+    assert PolicyHolder(str(path)).current.name == "fifo"
+    assert PolicyHolder(path).path == path
+    assert PolicyHolder(WIDE).current.name == "wide"
+    assert PolicyHolder(PolicyHolder(FIFO).current).current.name == "fifo"
