@@ -24,13 +24,19 @@ from .cluster import Cluster
 from .costmodel import CostModel
 from .decisions import DecisionLog
 from .placement import Allocator
-from .policy import Policy, Why
+from .policy import Policy, Stage, Why
 from .policy_check import check_policy
 from .request import REJECTED, TERMINAL, Outcome, Request, State
 from .scheduling import Grant, RoundResult, run_round
 from .task import Dispatch, Task, cut_next_task
 from .tracked import Clock, Tracked
 from .view import Round
+
+
+NEXT_STAGES: dict[str, tuple[Stage, ...]] = {  # the kinds of next task, and the stages each covers
+    "encode": ("encode",), "denoise": ("denoise",), "decode": ("decode",),
+    "whole": ("encode", "denoise", "decode"), "rest": ("denoise", "decode"),
+}
 
 
 class Engine:
@@ -56,7 +62,7 @@ class Engine:
         self._ended: dict[str, Outcome] = {}
         self._seen: set[str] = set()
         self._pending: Policy | None = None
-        self._eligible: dict[tuple[bool, bool, bool], frozenset[int] | None] = {}
+        self._eligible: dict[str, frozenset[int] | None] = {}  # by the kind of next task
         self._task_seq = 0
         self._held: dict[str, Tracked] = {}  # held at the last round they competed in
 
@@ -285,16 +291,18 @@ class Engine:
 
     def _eligible_for(self, tracked: Tracked) -> frozenset[int] | None:
         """Ranks the candidate's next task may use (its stages' pools, minus lost ranks)."""
-        chunk = self.policy.chunk
-        stages = ("encode" if not tracked.encoded else None,
-                  "denoise" if (chunk is None or tracked.encoded) and tracked.steps_left else None,
-                  "decode" if chunk is None or (tracked.encoded and not tracked.steps_left) else None)
-        key = tuple(s is not None for s in stages)
+        whole = self.policy.chunk is None
+        if not tracked.encoded:
+            key = "whole" if whole else "encode"
+        elif tracked.steps_done < tracked.req.steps:
+            key = "rest" if whole else "denoise"
+        else:
+            key = "decode"
         if key in self._eligible:
             return self._eligible[key]
         ranks: frozenset[int] | None = None
-        for stage in stages:
-            pool = self.policy.stage_pools.get(stage) if stage else None  # type: ignore[arg-type]
+        for stage in NEXT_STAGES[key]:
+            pool = self.policy.stage_pools.get(stage)
             if pool is not None:
                 members = frozenset(self.policy.pools[pool])
                 ranks = members if ranks is None else ranks & members

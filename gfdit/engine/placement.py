@@ -34,6 +34,7 @@ class Allocator:
         self.demands: list[tuple[frozenset[int] | None, int]] = []
         self.left = len(free)  # free ranks not yet granted
         self.pooled = False
+        self._blocked: dict[frozenset[int] | None, int] = {}  # pool -> smallest width known not to fit
 
     def free_count(self) -> int:
         return self.left
@@ -46,7 +47,13 @@ class Allocator:
             return False
         if eligible is None and not self.pooled:
             return True
-        return feasible(self.demands + [(eligible, width)], self.free)
+        blocked = self._blocked.get(eligible)
+        if blocked is not None and width >= blocked:
+            return False  # grants only ever grow within a round: still no room
+        if feasible(self.demands + [(eligible, width)], self.free):
+            return True
+        self._blocked[eligible] = width if blocked is None else min(blocked, width)
+        return False
 
     def add(self, req: object, eligible: frozenset[int] | None, width: int) -> None:
         self.demands.append((eligible, width))

@@ -11,6 +11,9 @@ Semantics (docs/engine.md has the full account):
   rank the candidate may use is capped to the largest allowed width that fits
   its pool (logged as rule ``engine:cap``).
 - allocate: a width that fits the free ranks is granted; otherwise `on_short`:
+  (with skip or shrink, a candidate for whose ranks not even the smallest
+  allowed width fits is passed over without asking its width hook: the
+  answer could not change anything)
   skip (go on with the next), shrink (largest allowed width that fits, if any),
   reserve (stop: nobody after it gets ranks this round, and nothing grows).
 - grow: while ranks stay free, the most urgent placed candidate whose `grow`
@@ -123,6 +126,14 @@ def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResu
 def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
               eligible: frozenset[int] | None, out: RoundResult) -> bool:
     """Grant `req` a width if it fits; False means `reserve` stopped the round."""
+    capacity = alloc.capacity(eligible)
+    if policy.widths[0] > capacity:
+        out.unplaceable.append((req, f"no allowed width {list(policy.widths)} fits its "
+                                     f"{capacity} usable ranks"))
+        return True
+    if (eligible is not None or alloc.pooled) and policy.on_short != "reserve" \
+            and not alloc.fits(eligible, policy.widths[0]):
+        return True  # nothing allowed fits its pool now: whatever it wants, it waits
     try:
         wanted, why = policy.width(view, req)
         if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted not in policy.widths:
@@ -131,14 +142,8 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
         _error(policy, req, "width", exc, out)
         return True
     width, action = wanted, "fit"
-    capacity = alloc.capacity(eligible)
     if width > capacity:
-        fitting = [w for w in policy.widths if w <= capacity]
-        if not fitting:
-            out.unplaceable.append((req, f"no allowed width {list(policy.widths)} fits its "
-                                         f"{capacity} usable ranks"))
-            return True
-        width, action = fitting[-1], "cap+fit"
+        width, action = [w for w in policy.widths if w <= capacity][-1], "cap+fit"
     if not alloc.fits(eligible, width):
         if policy.on_short == "reserve":
             out.reserved = (req, Why("engine:reserve", {"wanted": width, "free": alloc.free_count()}))
