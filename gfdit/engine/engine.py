@@ -213,8 +213,8 @@ class Engine:
             return []
         candidates = list(self.waiting.values())
         eligible = self._eligible_for if self.policy.stage_pools or self.cluster.lost else _anywhere
-        alloc = Allocator(set(self.cluster.free), self.cluster.gpus - len(self.cluster.lost),
-                          self.cluster.ranks_per_node)
+        lost = len(self.cluster.lost)
+        alloc = Allocator(set(self.cluster.free), self.cluster.gpus - lost, self.cluster.ranks_per_node, lost)
         result = run_round(self.policy, self._view(now), candidates, alloc, eligible)
         return self._apply(result, candidates, now)
 

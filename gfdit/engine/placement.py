@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 class Allocator:
     """Free ranks of this round and the widths granted so far."""
 
-    def __init__(self, free: set[int], usable: int, ranks_per_node: int):
+    def __init__(self, free: set[int], usable: int, ranks_per_node: int, lost: int = 0):
         self.free = free
-        self.usable = usable
+        self.usable = usable  # ranks not lost
+        self.lost = lost
         self.ranks_per_node = ranks_per_node
         self.demands: list[tuple[frozenset[int] | None, int]] = []
         self.left = len(free)  # free ranks not yet granted

@@ -128,8 +128,9 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
     """Grant `req` a width if it fits; False means `reserve` stopped the round."""
     capacity = alloc.capacity(eligible)
     if policy.widths[0] > capacity:
-        out.unplaceable.append((req, f"no allowed width {list(policy.widths)} fits its "
-                                     f"{capacity} usable ranks"))
+        if policy.widths[0] > capacity + alloc.lost:  # not even with every lost rank back
+            out.unplaceable.append((req, f"no allowed width {list(policy.widths)} fits its "
+                                         f"{capacity} usable ranks"))
         return True
     if (eligible is not None or alloc.pooled) and policy.on_short != "reserve" \
             and not alloc.fits(eligible, policy.widths[0]):

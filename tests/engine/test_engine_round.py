@@ -262,3 +262,14 @@ def test_dispatch_carries_migration_bytes_and_time(tmp_path):
     # 10 B x 1000 tokens + 1 B x 512 text tokens = 10512 B; one round: 0.5 + 10512 / 1e6
     assert step.state_ranks == (0,) and step.group == (0, 1)
     assert step.migration_bytes == 10512 and step.migration_s == pytest.approx(0.5 + 0.010512)
+
+
+def test_a_pool_emptied_by_lost_ranks_waits_for_them(cm):
+    policy = TestPolicy(widths=(1,), chunk=1, width_fn=wants({"A": 1}),
+                        pools={"aux": frozenset({0})}, stage_pools={"encode": "aux"})
+    engine = engine_with(policy, cm, gpus=2)
+    engine.ranks_lost([0], "worker 0 died", 0)
+    engine.submit(req("A", 0, 1), 0)
+    assert engine.schedule(0) == [] and "A" in engine.active  # waits, does not fail
+    engine.ranks_restored([0])
+    assert engine.schedule(1)[0].group == (0,)
