@@ -28,6 +28,7 @@ from gfdit.comm.poll import Waiter
 from gfdit.comm.transfer import Transfer, check_envelope, envelope, wire_bytes
 
 DEFAULT_ARENA_BYTES = 32 << 20
+DEFAULT_LANE_BYTES = 1 << 20  # chunks small enough to stay in cache between copies
 LANE_ALIGN = 64
 
 
@@ -37,7 +38,8 @@ class ShmBackend:
     name = "shm"
 
     def __init__(self, device: torch.device, timeout_s: float, *,
-                 arena_bytes: int = DEFAULT_ARENA_BYTES) -> None:
+                 arena_bytes: int = DEFAULT_ARENA_BYTES,
+                 lane_bytes: int = DEFAULT_LANE_BYTES) -> None:
         if device.type != "cpu":
             raise CommError(f"the shm backend runs on CPU only, not on {device}")
         if arena_bytes < 4 * LANE_ALIGN:
@@ -47,6 +49,7 @@ class ShmBackend:
         self.rank = dist.get_rank()
         self.world_size = dist.get_world_size()
         self.arena_bytes = arena_bytes // LANE_ALIGN * LANE_ALIGN
+        self.lane_bytes = max(LANE_ALIGN, lane_bytes)
         self._out_epoch = [0] * self.world_size  # rounds posted to each peer
         self._in_epoch = [0] * self.world_size  # rounds consumed from each peer
         self._broken = ""
@@ -106,7 +109,7 @@ class ShmBackend:
             key = tuple((m.data_ptr(), m.numel()) for m in msgs if m.numel())
             shared.setdefault(key, []).append(p)
         with_data = sum(1 for key in shared if key)
-        lane = max(LANE_ALIGN, self.arena_bytes // (2 * max(1, with_data)))
+        lane = max(LANE_ALIGN, min(self.lane_bytes, self.arena_bytes // (2 * max(1, with_data))))
         lane = lane // LANE_ALIGN * LANE_ALIGN
         streams, slot = [], 0
         for key, peers in shared.items():

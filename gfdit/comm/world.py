@@ -105,9 +105,10 @@ class Comm:
     # -- collectives -----------------------------------------------------------------
 
     def all_to_all(self, group: Group, x: torch.Tensor, scatter_dim: int,
-                   gather_dim: int) -> torch.Tensor:
+                   gather_dim: int, *, out: torch.Tensor | None = None) -> torch.Tensor:
         """Split x in group.size chunks along scatter_dim, send chunk j to member j,
-        and concatenate the chunks received along gather_dim, in group order (Ulysses)."""
+        and concatenate the chunks received along gather_dim, in group order (Ulysses).
+        `out` (optional, contiguous, the result's shape and dtype) is filled and returned."""
         g = self._member(group, "all_to_all", x)
         k, me = g.size, g.index
         sd, gd = _dim(x, scatter_dim), _dim(x, gather_dim)
@@ -117,25 +118,29 @@ class Comm:
         chunks = [c.contiguous() for c in x.chunk(k, sd)] if k > 1 else [x.contiguous()]
         out_shape = list(chunks[0].shape)
         out_shape[gd] *= k
+        _check_out(out, out_shape, x, g, "all_to_all")
         if "all_to_all" in self._native:
-            return self._native["all_to_all"](g, chunks, gd, out_shape)
-        out, slots = _gather_target(out_shape, gd, k, x.dtype, x.device)
+            return _into(out, self._native["all_to_all"](g, chunks, gd, out_shape))
+        out, slots = _gather_target(out_shape, gd, k, x, out, g, "all_to_all")
         sends = [(j, chunks[j]) for j in range(k) if j != me]
         recvs = [(i, slots[i]) for i in range(k) if i != me]
         self.backend.exchange(g, Transfer("all_to_all", sends, recvs))
         slots[me].copy_(chunks[me])
         return _finish_gather(out, slots, gd)
 
-    def all_gather(self, group: Group, x: torch.Tensor, dim: int) -> torch.Tensor:
-        """Concatenate every member's x along dim, in group order."""
+    def all_gather(self, group: Group, x: torch.Tensor, dim: int, *,
+                   out: torch.Tensor | None = None) -> torch.Tensor:
+        """Concatenate every member's x along dim, in group order. `out` (optional,
+        contiguous, the result's shape and dtype) is filled and returned."""
         g = self._member(group, "all_gather", x)
         k, me, d = g.size, g.index, _dim(x, dim)
         xc = x.contiguous()
         out_shape = list(x.shape)
         out_shape[d] *= k
+        _check_out(out, out_shape, x, g, "all_gather")
         if "all_gather" in self._native:
-            return self._native["all_gather"](g, xc, d, out_shape)
-        out, slots = _gather_target(out_shape, d, k, x.dtype, x.device)
+            return _into(out, self._native["all_gather"](g, xc, d, out_shape))
+        out, slots = _gather_target(out_shape, d, k, x, out, g, "all_gather")
         sends = [(j, xc) for j in range(k) if j != me]
         recvs = [(i, slots[i]) for i in range(k) if i != me]
         self.backend.exchange(g, Transfer("all_gather", sends, recvs))
@@ -261,14 +266,30 @@ def _check_peer(g: Group, index: int, op: str, name: str) -> None:
         raise ValueError(f"{op} on {g}: {name}={index} is this rank's own index")
 
 
-def _gather_target(shape, dim, k, dtype, device):
+def _check_out(out, shape, x, g, op) -> None:
+    if out is not None and (list(out.shape) != list(shape) or out.dtype != x.dtype
+                            or out.device != x.device or not out.is_contiguous()):
+        raise ValueError(f"{op} on {g}: out must be a contiguous {x.dtype} tensor of shape "
+                         f"{tuple(shape)} on {x.device}, got {out.dtype}{tuple(out.shape)} "
+                         f"on {out.device}")
+
+
+def _gather_target(shape, dim, k, x, out, g, op):
     """The output and one receive slot per member; slots are views when contiguous."""
-    out = torch.empty(shape, dtype=dtype, device=device)
+    _check_out(out, shape, x, g, op)
+    if out is None:
+        out = torch.empty(shape, dtype=x.dtype, device=x.device)
     n = shape[dim] // k
     views = [out.narrow(dim, i * n, n) for i in range(k)]
     if all(v.is_contiguous() for v in views):
         return out, views
     return out, [torch.empty_like(v, memory_format=torch.contiguous_format) for v in views]
+
+
+def _into(out, result):
+    if out is None:
+        return result
+    return out.copy_(result)
 
 
 def _finish_gather(out, slots, dim):

@@ -130,6 +130,30 @@ def run_alternating(comm, n, groups):
     return ("alternating", bad == 0, f"{bad} wrong of {n}")
 
 
+def run_into_out(comm, seed):
+    """all_gather / all_to_all into a caller's `out` buffer, reused across calls."""
+    g = comm.group((3, 0, 2))
+    if comm.rank not in g.ranks:
+        return None
+    out_g, out_a = torch.empty(6, 4), torch.empty(2, 12)
+    ok = True
+    for i in range(3):
+        x = make_input(seed + i, comm.rank, (2, 4), torch.float32)
+        got = comm.all_gather(g, x, 0, out=out_g)
+        ok &= got is out_g and torch.equal(got, ref_all_gather(seed + i, g.ranks, (2, 4),
+                                                               torch.float32, 0))
+        y = make_input(seed + i, comm.rank, (6, 4), torch.float32)
+        got = comm.all_to_all(g, y, 0, 1, out=out_a)
+        ok &= got is out_a and torch.equal(got, ref_all_to_all(seed + i, g.ranks, g.index,
+                                                               (6, 4), torch.float32, 0, 1))
+    try:
+        comm.all_gather(g, x, 0, out=torch.empty(5, 4))
+        ok = False
+    except ValueError as e:
+        ok &= "out must be" in str(e)
+    return ("out", ok, "")
+
+
 def run_migration(comm, seed):
     """send_tensors / recv_tensors of a request's state between two ranks of a group."""
     g = comm.group((2, 0, 3))

@@ -79,6 +79,12 @@ def test_comm_thousands_alternating_overlapping_groups(pool, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_comm_results_into_caller_buffers(pool, backend):
+    results = [r for r in pool.run(cc.run_into_out, 40, backend=backend) if r]
+    assert len(results) == 3 and all(r[1] for r in results), results
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_comm_migration_of_named_tensors(pool, backend):
     results = [r for r in pool.run(cc.run_migration, 5, backend=backend) if r]
     assert len(results) == 3 and all(r[1] for r in results), results
