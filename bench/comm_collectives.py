@@ -8,7 +8,9 @@ Writes bench/results/comm_collectives.{json,md}. Size = bytes of each rank's
 input. Latency = max over members of the per-op time (p50 / p99 of back-to-back
 ops). Bandwidth (bus bandwidth, as nccl-tests) = bytes each rank receives from
 its peers per second: all_gather (k-1)·size, all_to_all (k-1)/k·size. memcpy =
-one single-threaded `copy_` of `size` bytes, in a rank of the same pool.
+one single-threaded `copy_` of `size` bytes, in a rank of the same pool. Output
+buffers are allocated once and reused (`out=`), as in nccl-tests, so first-touch
+page faults of fresh outputs are not counted for any backend.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ def time_collective(comm, op, ranks, size, iters):
     numel = size // 4
     numel -= numel % k
     x = torch.randn(numel)
-    run = {"all_gather": lambda: comm.all_gather(g, x, 0),
-           "all_to_all": lambda: comm.all_to_all(g, x, 0, 0)}[op]
+    out = torch.empty(numel * k if op == "all_gather" else numel)  # reused, as nccl-tests do
+    run = {"all_gather": lambda: comm.all_gather(g, x, 0, out=out),
+           "all_to_all": lambda: comm.all_to_all(g, x, 0, 0, out=out)}[op]
     for _ in range(2):
         run()
     comm.barrier(g)
@@ -134,7 +137,8 @@ def summarize(rows):
 
 def write(rows, summary, args):
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = dict(torch=torch.__version__, python=sys.version.split()[0], quick=args.quick,
+    meta = dict(torch=torch.__version__, arena_mb=args.arena_mb, lane_kb=args.lane_kb,
+                load_average=list(__import__("os").getloadavg()), python=sys.version.split()[0], quick=args.quick,
                 cpus=len(__import__("os").sched_getaffinity(0)), world_size=4,
                 timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     stem = "comm_collectives_quick" if args.quick else "comm_collectives"
@@ -165,11 +169,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="few sizes and iterations")
     ap.add_argument("--arena-mb", type=int, default=32, help="shm arena per rank (MB)")
+    ap.add_argument("--lane-kb", type=int, default=1024, help="shm lane (chunk) size (KB)")
     args = ap.parse_args(argv)
     sizes = [4 << 10, 1 << 20, 4 << 20] if args.quick else SIZES
     groups = [(0, 1), (0, 1, 2, 3)] if not args.quick else [(0, 1), (2, 0, 3, 1)]
     with LocalPool(4, backends=BACKENDS, timeout_s=300,
-                   backend_options={"shm": {"arena_bytes": args.arena_mb << 20}}) as pool:
+                   backend_options={"shm": {"arena_bytes": args.arena_mb << 20,
+                                            "lane_bytes": args.lane_kb << 10}}) as pool:
         pool.run(prepare, groups, backend="newgroup")
         rows = measure(pool, groups, sizes, args.quick)
     summary = summarize(rows)
