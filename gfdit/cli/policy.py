@@ -17,7 +17,7 @@ from gfdit.dsl.check import check
 from gfdit.dsl.diagnostics import PolicyError
 from gfdit.dsl.load import read_policy_text, revision_of
 
-EXPLAINED_EVENTS = ("dispatch", "hold", "reject", "error")
+EXPLAINED_EVENTS = ("dispatch", "hold", "reserve", "reject", "error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -65,7 +65,7 @@ def parse_program(source: str, filename: str, report: Report) -> ast.Program:
                 continue
             program.decls.extend(decls)
         except lark.exceptions.UnexpectedInput as error:
-            _report_syntax(error, report)
+            _report_syntax(error, report, _piece_end(first_line, text))
             program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(text))
         except (RecursionError, lark.exceptions.VisitError):
             report.add("E004", ast.Span(first_line, 1, first_line, 2),
@@ -104,7 +104,18 @@ def parse_param_value(text: str) -> ast.ParamDecl:
     return _Builder().transform(tree).children[0]
 
 
-def _report_syntax(error: lark.exceptions.UnexpectedInput, report: Report) -> None:
+def _piece_end(first_line: int, text: str) -> ast.Span:
+    """Just after the last character of a piece that is not blank or a comment."""
+    lines = text.splitlines()
+    for index in range(len(lines) - 1, -1, -1):
+        content = re.sub(r"#.*", "", lines[index]).rstrip()
+        if content:
+            line = first_line + index
+            return ast.Span(line, len(content) + 1, line, len(content) + 2)
+    return ast.Span(first_line, 1, first_line, 2)
+
+
+def _report_syntax(error: lark.exceptions.UnexpectedInput, report: Report, end: ast.Span) -> None:
     line, col = max(1, error.line), max(1, error.column)
     if isinstance(error, lark.exceptions.UnexpectedCharacters):
         char = error.char if hasattr(error, "char") else "?"
@@ -113,17 +124,25 @@ def _report_syntax(error: lark.exceptions.UnexpectedInput, report: Report) -> No
         return
     if isinstance(error, lark.exceptions.UnexpectedEOF) or error.token.type == "$END":
         expected = _describe(getattr(error, "expected", None) or ())
-        span = ast.Span(line, col, line, col + 1)
-        report.add("E003", span, f"the declaration ends too early; expected {expected}")
+        report.add("E003", end, f"the declaration ends too early; expected {expected}")
         return
     token: Token = error.token
     span = ast.Span(token.line, token.column, token.end_line or token.line,
                     token.end_column or token.column + 1)
-    expected = set(error.expected)
+    expected = _acceptable(error)
     message = f"unexpected {_token_word(token)}; expected {_describe(expected)}"
     lines = report.source.splitlines()
     source_line = lines[token.line - 1] if 0 < token.line <= len(lines) else ""
     report.add("E001", span, message, _token_hint(token, expected, source_line))
+
+
+def _acceptable(error: lark.exceptions.UnexpectedToken) -> set[str]:
+    """The tokens the parser would accept here (more precise than lark's `expected`, which is
+    taken after LALR default reductions)."""
+    try:
+        return set(error.interactive_parser.accepts()) or set(error.expected)
+    except (AttributeError, lark.exceptions.LarkError):
+        return set(error.expected)
 
 
 def _describe(expected: object) -> str:
@@ -134,7 +153,9 @@ def _describe(expected: object) -> str:
         words.append("the next declaration")
     if len(words) > 6:
         return ", ".join(words[:6]) + ", ..."
-    return " or ".join(words) if words else "something else"
+    if len(words) > 1:
+        return ", ".join(words[:-1]) + " or " + words[-1]
+    return words[0] if words else "something else"
 
 
 def _literal(name: str) -> str:
@@ -162,9 +183,12 @@ def _token_hint(token: Token, expected: set[str], source_line: str) -> str | Non
         return "compare with '=='"
     if token.type == "FACTOR":
         return "an SLO factor such as 1.5x is only valid as a class's `slo`"
-    if token.type == "NAME" and token.column == 1:
+    first_on_line = source_line[:token.column - 1].strip() == ""
+    if token.type == "NAME" and first_on_line and str(token.value) not in DECL_KEYWORDS:
         return did_you_mean(str(token.value), DECL_KEYWORDS) or (
             "a declaration starts with one of: " + ", ".join(DECL_KEYWORDS))
+    if token.type == "COMPARE":
+        return "comparisons do not chain: write `a < b and b < c`"
     if "ELSE" in expected and "STRING" not in expected and token.type == "STRING":
         return 'write `else "reason"`'
     if "STRING" in expected:
