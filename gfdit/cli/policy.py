@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -104,10 +105,14 @@ def run_explain(args: argparse.Namespace) -> int:
           f"{len(records)} decision(s)")
     sources = _SourceLines()
     shown = records if args.limit <= 0 else records[:args.limit]
-    for record in shown:
-        print(explain_line(record, sources))
-    if len(shown) < len(records):
-        print(f"... {len(records) - len(shown)} more (use --limit 0 or --request ID)")
+    try:
+        for record in shown:
+            print(explain_line(record, sources))
+        if len(shown) < len(records):
+            print(f"... {len(records) - len(shown)} more (use --limit 0 or --request ID)")
+        sys.stdout.flush()
+    except BrokenPipeError:  # piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
