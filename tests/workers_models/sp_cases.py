@@ -8,6 +8,7 @@ against its own width-1 run of the same request.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import msgspec
 import numpy
@@ -28,6 +29,15 @@ def adapter(family: str):
     return _ADAPTERS[family]
 
 
+def _prepare(comm, rank_sets) -> None:
+    """The static `newgroup` baseline needs its communicators made up front, by
+    every rank with the same list; the group-free backends need nothing."""
+    prepare = getattr(comm.backend, "prepare", None)
+    if prepare is not None:
+        pairs = itertools.combinations(range(comm.world_size), 2)
+        prepare(sorted({tuple(sorted(r)) for r in [*rank_sets, *pairs] if len(r) > 1}))
+
+
 def _finish(model, state) -> tuple:
     return state.tensors["latents"].clone(), model.decode_float(state)
 
@@ -44,6 +54,7 @@ def widths(comm, family: str, params: dict, layouts: list[list[tuple[int, ...]]]
     """For each layout (disjoint groups covering some ranks, all running at the
     same time), denoise the whole request on this rank's group and report the
     max abs error against width 1, or None where this rank is in no group."""
+    _prepare(comm, [g for layout in layouts for g in layout])
     model = adapter(family)
     params = GenParams(**params)
     start = model.encode(params)
@@ -86,6 +97,7 @@ def trajectory(comm, family: str, params: dict, chunks: list[tuple[int, int, tup
     """One request whose chunks run on changing groups; the state moves to new
     members before each chunk and is dropped by ranks that leave. Returns the
     error against width 1 on the last group's members, None elsewhere."""
+    _prepare(comm, [group for _, _, group in chunks])
     model = adapter(family)
     params = GenParams(**params)
     first = chunks[0][2]

@@ -15,6 +15,7 @@ import sp_cases
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-5
+BACKENDS = ("p2p", "shm", "newgroup")
 FAMILIES = ["flux", "wan", "qwenimage", "pixart"]
 PARAMS = {
     "flux": dict(prompt="a red fox", height=20, width=28, steps=3, seed=7),
@@ -32,7 +33,7 @@ LAYOUTS = [
 
 @pytest.fixture(scope="module")
 def pool():
-    with LocalPool(4, backends=("p2p",), timeout_s=120) as pool:
+    with LocalPool(4, backends=BACKENDS, timeout_s=120) as pool:
         yield pool
 
 
@@ -49,10 +50,16 @@ def test_sharded_denoise_equals_width_one(pool, family):
     assert _worst(results) <= TOLERANCE, results
 
 
-@pytest.mark.parametrize("family", ["flux", "pixart"])
-def test_width_changes_between_chunks(pool, family):
+@pytest.mark.parametrize("backend", BACKENDS[1:])
+def test_sharded_denoise_on_every_backend(pool, backend):
+    results = pool.run(sp_cases.widths, "flux", PARAMS["flux"], LAYOUTS[:2], backend=backend)
+    assert _worst(results) <= TOLERANCE, results
+
+
+@pytest.mark.parametrize("family,backend", [("flux", "p2p"), ("pixart", "shm"), ("wan", "newgroup")])
+def test_width_changes_between_chunks(pool, family, backend):
     chunks = [(0, 1, (0,)), (1, 2, (0, 1, 2, 3)), (2, 3, (3, 1)), (3, 4, (1,))]
     params = {**PARAMS[family], "steps": 4}
-    results = pool.run(sp_cases.trajectory, family, params, chunks)
+    results = pool.run(sp_cases.trajectory, family, params, chunks, backend=backend)
     assert [r is not None for r in results] == [False, True, False, False]
     assert max(results[1].values()) <= TOLERANCE, results
