@@ -2,7 +2,8 @@
 
 Each declaration starts with its own keyword at the start of a line, so the
 text is cut at those lines and every piece is parsed on its own: one syntax
-error does not hide the next. Parse errors become friendly diagnostics
+error does not hide the next. A piece that fails is cut again at unindented
+words that cannot continue an expression (a misspelled keyword, say). Parse errors become friendly diagnostics
 (`E001`-`E004`); the declarations that did parse still go through the checks.
 """
 
@@ -53,24 +54,40 @@ def parse_program(source: str, filename: str, report: Report) -> ast.Program:
                    f"policy text is {len(source)} characters; the limit is {MAX_SOURCE_CHARS}")
         return program
     for first_line, text in split_declarations(source):
-        padded = "\n" * (first_line - 1) + text
-        try:
-            tree = _parser().parse(padded)
-            decls = _Builder().transform(tree).children
-            if _too_deep(decls):
-                report.add("E004", ast.Span(first_line, 1, first_line, 2),
-                           f"expression nested more than {MAX_DEPTH} levels deep",
-                           "split it into `let` definitions")
-                program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(text))
-                continue
-            program.decls.extend(decls)
-        except lark.exceptions.UnexpectedInput as error:
+        error = _parse_piece(first_line, text, program, report)
+        if error is None:
+            continue
+        smaller = split_declarations(text, first_line, at_unindented_words=True)
+        if len(smaller) == 1:  # an unindented line that is no declaration may be a typo: retry alone
             _report_syntax(error, report, _piece_end(first_line, text))
             program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(text))
-        except (RecursionError, lark.exceptions.VisitError):
-            report.add("E004", ast.Span(first_line, 1, first_line, 2),
-                       "expression nested too deeply", "split it into `let` definitions")
+            continue
+        for sub_line, sub_text in smaller:
+            sub_error = _parse_piece(sub_line, sub_text, program, report)
+            if sub_error is not None:
+                _report_syntax(sub_error, report, _piece_end(sub_line, sub_text))
+                program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(sub_text))
     return program
+
+
+def _parse_piece(first_line: int, text: str, program: ast.Program,
+                 report: Report) -> lark.exceptions.UnexpectedInput | None:
+    """Parse one piece into `program`; a syntax error is returned (not reported), others reported."""
+    padded = "\n" * (first_line - 1) + text
+    try:
+        decls = _Builder().transform(_parser().parse(padded)).children
+    except lark.exceptions.UnexpectedInput as error:
+        return error
+    except (RecursionError, lark.exceptions.VisitError):
+        decls = None
+    if decls is None or _too_deep(decls):
+        report.add("E004", ast.Span(first_line, 1, first_line, 2),
+                   f"expression nested more than {MAX_DEPTH} levels deep",
+                   "split it into `let` definitions")
+        program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(text))
+        return None
+    program.decls.extend(decls)
+    return None
 
 
 def _too_deep(decls: list) -> bool:
@@ -87,11 +104,14 @@ def _too_deep(decls: list) -> bool:
     return False
 
 
-def split_declarations(source: str) -> list[tuple[int, str]]:
-    """(first line number, text) for each run of lines starting with a declaration keyword."""
+def split_declarations(source: str, first: int = 1,
+                       at_unindented_words: bool = False) -> list[tuple[int, str]]:
+    """(first line number, text) for each run of lines starting with a declaration keyword
+    (and, with `at_unindented_words`, at each unindented word that cannot continue an expression)."""
     pieces: list[tuple[int, list[str]]] = []
-    for number, line in enumerate(source.splitlines(), start=1):
-        if not pieces or _DECL_START.match(line) or _NEW_PIECE.match(line):
+    for number, line in enumerate(source.splitlines(), start=first):
+        starts = _DECL_START.match(line) or (at_unindented_words and _NEW_PIECE.match(line))
+        if not pieces or starts:
             pieces.append((number, [line]))
         else:
             pieces[-1][1].append(line)
