@@ -64,6 +64,7 @@ def collect(program: ast.Program, report: Report, overrides: dict[str, str]) -> 
     for rule in [*decls.holds, *decls.width_rules, *decls.grows]:
         expand_stages(rule.stages, report)
     header = next((d.span for d in program.decls if isinstance(d, ast.PolicyDecl)), None)
+    _default_reserved(decls, header or ast.Span(1, 1, 1, 2))
     _apply_overrides(decls, overrides, report, header or ast.Span(1, 1, 1, 2))
     _reserved_params(decls, report)
     _build_classes(decls, report)
@@ -151,6 +152,14 @@ _SORT = {
     ast.WidthDecl: lambda d, decls, *a: decls.width_rules.append(d),
     ast.GrowDecl: lambda d, decls, *a: decls.grows.append(d),
 }
+
+
+def _default_reserved(decls: Declarations, where: ast.Span) -> None:
+    """`chunk` and `widths` always exist (as names and for `--param`), with their defaults."""
+    defaults = {"chunk": (DEFAULT_CHUNK, "number"), "widths": (DEFAULT_WIDTHS, "set")}
+    for name, (value, kind) in defaults.items():
+        if name not in decls.params:
+            decls.params[name] = ast.ParamDecl(where, ast.Ident(where, name), value, kind)
 
 
 def param_text(value: object) -> str:
