@@ -27,6 +27,8 @@ BUILTIN_NAMES = (*CLUSTER_NAMES, *STAGE_NAMES, "req")
 
 @dataclass
 class Declarations:
+    """Everything a policy declares, sorted by kind, with its configuration resolved."""
+
     name: str = "unnamed"
     params: dict[str, ast.ParamDecl] = field(default_factory=dict)
     classes: dict[str, ClassSpec] = field(default_factory=dict)
