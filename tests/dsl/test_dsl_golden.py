@@ -73,3 +73,19 @@ def test_many_problems_are_all_reported():
     text = (CASES / "mix_many_problems.gfp").read_text()
     codes = [d.code for d in check(text, "x.gfp").diagnostics]
     assert {"E112", "E111", "E104", "E107", "E208", "E106", "E302", "E110"} <= set(codes)
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.gfp"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_shipped_policy_ast(path):
+    """Every shipped policy parses to its recorded AST (cases/shipped/NAME.ast), with no warning."""
+    checked = check(path.read_text(), f"policies/{path.name}")
+    assert checked.ok and not checked.diagnostics, render_all(checked.diagnostics)
+    expected_file = CASES / "shipped" / f"{path.stem}.ast"
+    actual = dump(checked.program)
+    if REGEN or not expected_file.exists():
+        expected_file.parent.mkdir(exist_ok=True)
+        expected_file.write_text(actual)
+    assert actual == expected_file.read_text()
