@@ -2,7 +2,7 @@
 
     gfdit policy check FILE... [--param K=V] [--json]
     gfdit policy explain --policy P --workload W --cost-model DIR --gpus N [--request ID]
-    gfdit policy reload FILE [--address ADDR] [--if-revision R]
+    gfdit policy reload FILE [--address ADDR] [--if-revision R] [--token T] [--timeout S]
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reload.add_argument("file", metavar="FILE")
     reload.add_argument("--address", default=None, help="the server's address")
     reload.add_argument("--if-revision", default=None, help="refused unless this revision is running")
+    reload.add_argument("--token", default=None, help="the server's token (default: $GFDIT_TOKEN)")
+    reload.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
 
 
 def run(args: argparse.Namespace) -> int:
