@@ -161,14 +161,19 @@ def post_send(
     return sum(int(b.numel() * b.element_size()) for b in buffers)
 
 
-def receive(src: int, task_id: int, device: str = "cpu") -> tuple[dict[str, Any], Any]:
-    """Receive a state from global rank `src` (blocking): (tensors, meta)."""
+def receive(src: int, task_id: int, device: str = "cpu") -> tuple[dict[str, Any], Any, float]:
+    """Receive a state from global rank `src` (blocking): (tensors, meta, seconds
+    spent waiting for the sender to start)."""
+    import time
+
     import torch
     import torch.distributed as dist
 
     base = tag_base(task_id)
     head = torch.zeros(3, dtype=torch.int64)
+    start = time.perf_counter()
     dist.recv(head, src, tag=base)
+    waited = time.perf_counter() - start
     status, header_len, n_tensors = (int(x) for x in head)
     header_t = torch.empty(header_len, dtype=torch.uint8)
     if header_len:
@@ -181,11 +186,13 @@ def receive(src: int, task_id: int, device: str = "cpu") -> tuple[dict[str, Any]
         raise MigrationError(f"rank {src} could not send the state: {header.message}")
     if n_tensors != len(header.tensors):
         raise MigrationError(f"rank {src} announced {n_tensors} tensors, header lists {len(header.tensors)}")
-    tensors = {}
+    tensors, works = {}, []
     for i, (name, dtype, shape) in enumerate(header.tensors):
         tensor = torch.empty(shape, dtype=_dtype(dtype), device=device)
         view = _as_bytes(tensor)
         if view.numel():
-            dist.recv(view, src, tag=base + 2 + i)
+            works.append(dist.irecv(view, src, tag=base + 2 + i))  # all posted at once: pipelined
         tensors[name] = tensor
-    return tensors, header.meta
+    for work in works:
+        work.wait()
+    return tensors, header.meta, waited

@@ -10,7 +10,8 @@ Then, strictly in the order received:
   * `RunTask`: migrate the request's state per `plan_migration` (post sends
     without waiting, receive what this rank lacks, drop it if this rank leaves
     the request), compute this rank's part, answer `TaskDone` with timings
-    (``migrate``, ``compute``, ``total`` seconds; ``recv_bytes``/``sent_bytes``)
+    (``migrate``, ``compute``, ``total`` seconds; ``migrate_wait``: of which
+    waiting for the sender; ``recv_bytes``/``sent_bytes``)
     or with ``ok=False`` and the error; the worker goes on. An empty denoise
     chunk (``step_begin == step_end``) only moves the state. The group's index-0
     member of a decode task attaches the images as payload frames.
@@ -74,9 +75,9 @@ class ModelRuntime:
                           missing_reason=f"rank {self.rank} holds no state for {task.request_id!r}")
             else:
                 sent += post_send(receiver, task.task_id, state.tensors, state.meta, self.pending)
-        received = 0
+        received, waited = 0, 0.0
         if self.rank in plan:
-            tensors, meta = receive(plan[self.rank], task.task_id, device=self.device)
+            tensors, meta, waited = receive(plan[self.rank], task.task_id, device=self.device)
             self.states[task.request_id] = _state_type()(tensors=tensors, meta=meta)
             received = sum(t.numel() * t.element_size() for t in tensors.values())
         if self.rank in task.state_ranks and self.rank not in task.group:
@@ -84,7 +85,7 @@ class ModelRuntime:
         if state is None and any(s == self.rank for s in plan.values()):
             raise KeyError(f"rank {self.rank} was to send state of {task.request_id!r} but holds none")
         self.pending.reap()
-        return {"sent_bytes": float(sent), "recv_bytes": float(received)}
+        return {"sent_bytes": float(sent), "recv_bytes": float(received), "migrate_wait": waited}
 
     def compute(self, task: RunTask) -> list:
         if task.stage == "encode":

@@ -1,0 +1,117 @@
+"""Migration time against state size, next to the cost model's prediction.
+
+A request of the built-in `tiny` model is encoded on rank 0 and moved to rank 1
+by an empty denoise chunk (migration alone), for several image sizes (the state
+grows with the latent), over real gloo point-to-point on 2 worker processes.
+Measured: the receiver's `migrate` phase (seconds) and the bytes it received.
+
+The prediction is the engine's `Migration` model, `fixed_s + bytes / bandwidth`.
+Its bandwidth and fixed cost are FITTED from these same measurements (least
+squares over all sizes); the table shows how well one line explains every size,
+and also what the engine's default (GPU-class: 25 GB/s + 1 ms) would predict.
+A grow 0 -> {1, 2, 3} (one sender, three receivers) is timed too, against the
+model's ceil(receivers / senders) transfer rounds.
+
+    python3 bench/migration.py [--sizes 64,128,256,512,1024,2048] [--repeats 5]
+
+Writes bench/results/migration.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from gfdit.engine.costmodel import Migration  # noqa: E402
+from gfdit.engine.request import latent_tokens  # noqa: E402
+from gfdit.protocol import GenParams, RunTask  # noqa: E402
+from gfdit.workers.pool import WorkerPool  # noqa: E402
+from gfdit.workers.profile import migration_fit  # noqa: E402
+
+
+def move(pool, ids, size: int, rep: int, group: tuple[int, ...]) -> tuple[float, float]:
+    """Encode on rank 0, move to `group`; (bytes per receiver, slowest receiver's seconds)."""
+    params = GenParams(prompt="a harbour at night", height=size, width=size, steps=4, seed=rep)
+    rid = f"m{size}-{rep}-{len(group)}"
+    pool.run(RunTask(task_id=next(ids), request_id=rid, stage="encode", step_begin=0, step_end=0,
+                     group=(0,), state_ranks=(), params=params))
+    done = pool.run(RunTask(task_id=next(ids), request_id=rid, stage="denoise", step_begin=0, step_end=0,
+                            group=group, state_ranks=(0,), params=params))
+    pool.drop(rid)
+    slowest = max(group, key=lambda r: done.timings[r]["migrate"])
+    return done.timings[slowest]["recv_bytes"], done.timings[slowest]["migrate"]
+
+
+def measure(sizes: list[int], repeats: int, grow: bool) -> dict:
+    ids = iter(range(1, 1 << 30))
+    pairs, grows = [], []
+    with WorkerPool(4 if grow else 2, "tiny") as pool:
+        for size in sizes:
+            runs = [move(pool, ids, size, rep, (1,)) for rep in range(repeats + 1)][1:]
+            pairs.append({"size": size, "bytes": runs[0][0],
+                          "seconds": statistics.median(s for _, s in runs)})
+            if grow:
+                runs = [move(pool, ids, size, rep, (1, 2, 3)) for rep in range(repeats + 1)][1:]
+                grows.append({"size": size, "bytes": runs[0][0],
+                              "seconds": statistics.median(s for _, s in runs)})
+            print(json.dumps(pairs[-1]), flush=True)
+    fit = migration_fit([(latent_tokens(p["size"], p["size"]), p["bytes"], p["seconds"]) for p in pairs])
+    fitted = Migration(bandwidth_Bps=fit["bandwidth_Bps"], fixed_s=fit["fixed_s"])
+    default = Migration()
+    for row in pairs:
+        row["fitted_s"] = fitted.seconds(int(row["bytes"]), senders=1, receivers=1)
+        row["default_s"] = default.seconds(int(row["bytes"]), senders=1, receivers=1)
+    for row in grows:
+        row["fitted_s"] = fitted.seconds(int(row["bytes"]), senders=1, receivers=3)
+    return {"fit": fit,
+            "pairs": pairs, "grow_1_to_3": grows}
+
+
+def write(result: dict, args) -> None:
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    result["meta"] = {"bench": "migration", "model": "tiny (flux)", "transport": "gloo isend/recv, CPU",
+                      "repeats": args.repeats, "cpus": os.cpu_count()}
+    (out / "migration.json").write_text(json.dumps(result, indent=2) + "\n")
+    fit = result["fit"]
+    lines = ["# Migration time vs state size (tiny Flux, gloo on CPU, 2 cores)", "",
+             f"Fitted from these measurements: bandwidth {fit['bandwidth_Bps'] / 1e6:.1f} MB/s, "
+             f"fixed {fit['fixed_s'] * 1e3:.2f} ms. Medians of {args.repeats} moves.", "",
+             "| image | state bytes | measured ms | fitted model ms | error | engine default ms |",
+             "|---|---|---|---|---|---|"]
+    for r in result["pairs"]:
+        err = (r["fitted_s"] - r["seconds"]) / r["seconds"] * 100
+        lines.append(f"| {r['size']}² | {int(r['bytes']):,} | {r['seconds'] * 1e3:.2f} | "
+                     f"{r['fitted_s'] * 1e3:.2f} | {err:+.0f}% | {r['default_s'] * 1e3:.3f} |")
+    if result["grow_1_to_3"]:
+        lines += ["", "Grow 0 -> {1, 2, 3} (one sender; the model counts 3 transfer rounds):", "",
+                  "| image | bytes per receiver | measured ms (slowest receiver) | fitted model ms |",
+                  "|---|---|---|---|"]
+        for r in result["grow_1_to_3"]:
+            lines.append(f"| {r['size']}² | {int(r['bytes']):,} | {r['seconds'] * 1e3:.2f} | "
+                         f"{r['fitted_s'] * 1e3:.2f} |")
+    (out / "migration.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="64,128,256,512,1024,2048")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-grow", action="store_true", help="skip the 1 -> 3 grow (2 workers only)")
+    args = parser.parse_args()
+    result = measure([int(s) for s in args.sizes.split(",")], args.repeats, not args.no_grow)
+    write(result, args)
+    print((ROOT / "bench" / "results" / "migration.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
