@@ -153,3 +153,21 @@ def test_load_adaptive_is_wide_when_quiet_and_narrow_when_busy():
     records, _ = run("load_adaptive", crowd, gpus=4)
     first_round = [d for d in dispatches(records, stage="denoise") if d["t"] < 1.0]
     assert first_round and all(d["wanted"] == 1 for d in first_round)
+
+
+def test_every_builtin_name_reads_the_engines_real_view(tmp_path):
+    """A policy reading every request field, cluster name and cost function runs without hook errors."""
+    path = tmp_path / "all_names.gfp"
+    path.write_text(
+        "policy all_names\n"
+        "let t = req.arrival + req.deadline + req.age + req.waited + req.paused + req.t_single\n"
+        "let n = req.priority + req.tokens + req.steps + req.steps_done + req.steps_left + req.width\n"
+        'let b = req.preemptible or req.id == "x" or req.class == "S" or req.stage == denoise\n'
+        "let c = now + step(1) + est(1) + finish(1) + slack(1) + gpu_time(1)\n"
+        "let d = gpus + free + busy + count(waiting) + count(running) + sum(waiting, r.tokens)\n"
+        "hold * when (t + c) * (n + d + (if b then 1 else 0)) < 0s\n"
+        "order by req.arrival\nwidth * = 1\n")
+    log = DecisionLog()
+    result = simulate(load_policy(path), [req("a", 0.0, "S"), req("b", 0.5, "M", deadline=9.0)], COST, 2,
+                      decision_log=log, time_rounds=False)
+    assert not result.hook_errors and all(o.state == "completed" for o in result.outcomes)
