@@ -217,7 +217,7 @@ def _leaves(node: ast.Expr) -> list[ast.Expr]:
     if isinstance(node, ast.Field) and node.ref is not None and node.ref.kind == "req":
         return [node]
     if isinstance(node, ast.Name) and node.ref is not None and (
-            node.ref.kind == "let" or (node.ref.kind == "cluster" and node.ty != "requests")):
+            node.ref.kind in ("let", "cluster") and node.ty != "requests"):
         return [node]
     if isinstance(node, ast.Call) and node.ref is not None and not _uses_variables(node):
         return [node]
