@@ -33,6 +33,7 @@ class Checked:
 
 def check(text: str, filename: str = "<text>", params: dict[str, str] | None = None) -> Checked:
     """Run every pass over `text`; never raises for bad input (problems are diagnostics)."""
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     report = Report(filename, text)
     program = parse_program(text, filename, report)
     try:

@@ -44,7 +44,7 @@ def load_policy(path: str | Path, params: dict[str, str] | None = None) -> Compi
 def read_policy_text(path: str | Path) -> str:
     """The file's text, or a `PolicyError` (E005) saying why it cannot be read."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
         raise PolicyError([Diagnostic("E005", f"cannot read the policy: {reason}", str(path),
