@@ -16,7 +16,6 @@ import time
 from typing import Callable
 
 from gfdit.engine.engine import Engine
-from gfdit.engine.policy_check import PolicyError
 from gfdit.engine.request import REJECTED
 from gfdit.engine.task import Dispatch
 from gfdit.protocol import (
@@ -30,7 +29,6 @@ from gfdit.protocol import (
     Pong,
     Rejected,
     ReloadPolicy,
-    ReloadReply,
     StatusQuery,
     StatusReply,
     StopServer,
@@ -47,6 +45,7 @@ from gfdit.server.intake import InvalidSubmit, build_request
 from gfdit.server.progress import ProgressBook
 from gfdit.server.prometheus import ServerMetrics
 from gfdit.server.reload import PolicyCompiled, ReloadService, ReplyTo
+from gfdit.server.swap import PolicySwap
 
 log = logging.getLogger("gfdit.server.loop")
 IDLE_WAIT_S = 0.05
@@ -70,15 +69,13 @@ class EngineLoop:
         self.held: set[str] = set()
         self.widths: dict[str, tuple[int, ...]] = {}  # ranks of each request's last running event
         self.forced: dict[str, tuple[str, str]] = {}  # id -> (state, reason) overriding the engine's outcome
-        self.reloads = {"ok": 0, "refused": 0, "last": None}
-        self.revision = engine.policy.revision
+        self.swap = PolicySwap(engine, metrics, send)
         self.pool_gone: str | None = None
         self.dirty = True
         self.costs = ControlCosts()
         self.stop_requested = threading.Event()
         self._stop_deadline: float | None = None
         self._ids = 0
-        self._set_revision_gauge(engine.policy)
 
     HANDLERS = {
         Submit: "_on_submit", Cancel: "_on_cancel", StatusQuery: "_on_status",
@@ -144,7 +141,8 @@ class EngineLoop:
         if isinstance(item, ClientCall):
             getattr(self, self.HANDLERS[type(item.msg)])(item.peer, item.msg)
         elif isinstance(item, PolicyCompiled):
-            self._on_compiled(item)
+            if self.swap.on_compiled(item):
+                self.dirty = True
 
     def _round(self) -> None:
         self.dirty = False
@@ -289,7 +287,7 @@ class EngineLoop:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
         self.requests[request.id] = (request, params)
         self.book.open(request.id, peer if msg.subscribe else None)
-        self.send(peer, Accepted(call_id=msg.call_id, request_id=request.id, revision=self.revision))
+        self.send(peer, Accepted(call_id=msg.call_id, request_id=request.id, revision=self.swap.revision))
         tracked = self.engine.active[request.id]
         self.book.emit(request.id, "queued", now, stage="encode", steps=request.steps,
                        message=f"deadline in {tracked.deadline - now:.3f}s" if tracked.deadline != float("inf") else "")
@@ -322,12 +320,12 @@ class EngineLoop:
         text, source = msg.text, msg.path or "<client>"
         if text is None:
             if not msg.path:
-                return self._reload_reply(ReplyTo(peer, msg.call_id), False, "give the policy text or a path", [])
+                return self.swap.reply(ReplyTo(peer, msg.call_id), False, "give the policy text or a path", [])
             try:
                 with open(msg.path, encoding="utf-8") as f:
                     text = f.read(1 << 20)
             except (OSError, UnicodeDecodeError) as exc:
-                return self._reload_reply(ReplyTo(peer, msg.call_id), False, f"cannot read {msg.path}: {exc}", [])
+                return self.swap.reply(ReplyTo(peer, msg.call_id), False, f"cannot read {msg.path}: {exc}", [])
         self.reloader.propose(text, source, msg.if_revision, ReplyTo(peer, msg.call_id))
 
     def _on_metrics(self, peer: bytes, msg: MetricsQuery) -> None:
@@ -348,53 +346,3 @@ class EngineLoop:
         for rid in list(self.engine.active):
             self.forced.setdefault(rid, ("cancelled", "server stopped"))
             self.engine.cancel(rid, now)
-
-    # ---- hot reload -----------------------------------------------------------
-    def _on_compiled(self, c: PolicyCompiled) -> None:
-        if c.policy is None:
-            return self._refuse(c, f"{len(c.diagnostics)} problem(s) in {c.source}", c.diagnostics)
-        if c.if_revision is not None and c.if_revision != self.revision:
-            return self._refuse(c, f"running revision is {self.revision}, not {c.if_revision}", [])
-        if c.revision == self.revision:
-            if c.reply_to is not None:
-                self._reload_reply(c.reply_to, True, "unchanged: this revision is already running",
-                                   c.diagnostics, self.revision)
-            return
-        try:
-            self.engine.set_policy(c.policy)
-        except PolicyError as exc:
-            return self._refuse(c, "the policy cannot run on this server", [str(exc)])
-        previous, self.revision = self.revision, c.revision
-        self.reloads["ok"] += 1
-        self.reloads["last"] = {"ok": True, "revision": c.revision, "source": c.source}
-        with self.metrics.lock:
-            self.metrics.reloads.inc(result="ok")
-        self._set_revision_gauge(c.policy)
-        log.info("policy %s revision %s -> %s (from %s), in force from the next round",
-                 c.policy.name, previous, c.revision, c.source)
-        self.dirty = True
-        if c.reply_to is not None:
-            self._reload_reply(c.reply_to, True, f"({c.policy.name}, from the next round)", c.diagnostics, previous)
-
-    def _refuse(self, c: PolicyCompiled, message: str, diagnostics: list[str]) -> None:
-        self.reloads["refused"] += 1
-        self.reloads["last"] = {"ok": False, "revision": c.revision, "source": c.source,
-                                "message": message, "diagnostics": diagnostics}
-        with self.metrics.lock:
-            self.metrics.reloads.inc(result="refused")
-            self.metrics.reload_failures.inc()
-        log.error("policy reload from %s refused: %s; revision %s keeps running", c.source, message, self.revision)
-        for diagnostic in diagnostics:
-            log.error("%s", diagnostic)
-        if c.reply_to is not None:
-            self._reload_reply(c.reply_to, False, message, diagnostics)
-
-    def _reload_reply(self, to: ReplyTo, ok: bool, message: str, diagnostics: list[str],
-                      previous: str = "") -> None:
-        self.send(to.peer, ReloadReply(call_id=to.call_id, ok=ok, revision=self.revision,
-                                       previous_revision=previous, message=message, diagnostics=diagnostics))
-
-    def _set_revision_gauge(self, policy) -> None:
-        with self.metrics.lock:
-            self.metrics.revision.clear()
-            self.metrics.revision.set(1, policy=policy.name, revision=policy.revision)

@@ -24,7 +24,7 @@ def server_status(loop: "EngineLoop") -> dict:
     return {
         **{k: v for k, v in loop.info.items() if k != "started_monotonic"},
         "policy": policy.name,
-        "revision": loop.revision,
+        "revision": loop.swap.revision,
         "gpus": engine.cluster.gpus,
         "free_ranks": sorted(engine.cluster.free),
         "lost_ranks": sorted(engine.cluster.lost),
@@ -35,7 +35,7 @@ def server_status(loop: "EngineLoop") -> dict:
         "time": loop.clock.now(),
         "time_scale": loop.clock.time_scale,
         "uptime_s": time.monotonic() - loop.info.get("started_monotonic", time.monotonic()),
-        "reloads": {k: v for k, v in loop.reloads.items()},
+        "reloads": dict(loop.swap.reloads),
         "hook_errors": dict(engine.hook_errors),
         "pool_restarts": loop.executor.restarts,
         "worker_pids": {} if loop.executor.recovering or loop.executor.gone else dict(loop.executor.pool.pids),
