@@ -121,20 +121,33 @@ class PendingSends:
         self.works = [(w, b) for w, b in self.works if not all(x.is_completed() for x in w)]
         return len(self.works)
 
-    def wait_all(self) -> None:
+    def wait_all(self, timeout_s: float | None = None) -> bool:
+        """Wait for every posted send; False if some did not complete in `timeout_s`."""
+        from datetime import timedelta
+
+        ok = True
         for works, _ in self.works:
             for work in works:
-                work.wait()
+                if timeout_s is None:
+                    work.wait()
+                    continue
+                try:
+                    work.wait(timeout=timedelta(seconds=timeout_s))
+                except RuntimeError:
+                    ok = False
         self.works.clear()
+        return ok
 
 
 def post_send(
     dst: int, task_id: int, tensors: dict[str, Any] | None, meta: Any, pending: PendingSends,
     missing_reason: str = "",
-) -> int:
-    """Post the state's transfer to global rank `dst`; return the bytes posted.
+) -> tuple[int, list[Any]]:
+    """Post the state's transfer to global rank `dst`: (bytes posted, its works).
 
-    `tensors=None` means this rank lacks the state: the receiver is told so.
+    `tensors=None` means this rank lacks the state: the receiver is told so. The
+    tensors are sent from their own memory (no copy): a caller that goes on to
+    modify them must first wait for the returned works.
     """
     import torch
     import torch.distributed as dist
@@ -158,7 +171,7 @@ def post_send(
     buffers = [head, header_t, *payload]
     works = [dist.isend(buf, dst, tag=base + i) for i, buf in enumerate(buffers) if buf.numel() > 0]
     pending.add(works, buffers)
-    return sum(int(b.numel() * b.element_size()) for b in buffers)
+    return sum(int(b.numel() * b.element_size()) for b in buffers), works
 
 
 def receive(src: int, task_id: int, device: str = "cpu") -> tuple[dict[str, Any], Any, float]:

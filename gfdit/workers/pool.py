@@ -224,6 +224,8 @@ class WorkerPool:
         Raises ValueError for a malformed task (nothing is sent) and PoolError
         when the pool has a dead worker (call `restart`)."""
         self._check_task(task)
+        if self._router is None:
+            raise PoolError("the pool is closed")
         if self.dead_ranks:
             raise PoolError(f"ranks {sorted(self.dead_ranks)} are dead; restart() the pool")
         self._seq += 1
@@ -270,6 +272,8 @@ class WorkerPool:
 
     def poll(self, timeout: float = 0.0) -> list[PoolEvent]:
         """Events since the last call, waiting up to `timeout` seconds for the first."""
+        if self._router is None:
+            raise PoolError("the pool is closed")
         if not self._backlog:
             self._receive(timeout)
         self._receive(0.0)

@@ -11,7 +11,8 @@ Then, strictly in the order received:
     without waiting, receive what this rank lacks, drop it if this rank leaves
     the request), compute this rank's part, answer `TaskDone` with timings
     (``migrate``, ``compute``, ``total`` seconds; ``migrate_wait``: of which
-    waiting for the sender; ``recv_bytes``/``sent_bytes``)
+    waiting for the sender; ``compute_cpu``: this process's CPU seconds in
+    compute; ``recv_bytes``/``sent_bytes``)
     or with ``ok=False`` and the error; the worker goes on. An empty denoise
     chunk (``step_begin == step_end``) only moves the state. The group's index-0
     member of a decode task attaches the images as payload frames.
@@ -66,15 +67,21 @@ class ModelRuntime:
         self.pending = PendingSends()
 
     def migrate(self, task: RunTask) -> dict[str, float]:
+        """Post this rank's sends, receive what it lacks, drop what it leaves.
+
+        A sender outside the group does not wait for its sends (it may start its
+        next task at once; see migration.py). A sender inside the group waits
+        for them before computing, since its compute replaces the state the
+        sends read from; its receivers are in this same task, so they are
+        receiving now."""
         plan = plan_migration(task.group, task.state_ranks)
-        sent = 0
+        sent, works = 0, []
         state = self.states.get(task.request_id)
         for receiver in sorted(r for r, sender in plan.items() if sender == self.rank):
-            if state is None:
-                post_send(receiver, task.task_id, None, None, self.pending,
-                          missing_reason=f"rank {self.rank} holds no state for {task.request_id!r}")
-            else:
-                sent += post_send(receiver, task.task_id, state.tensors, state.meta, self.pending)
+            tensors = None if state is None else state.tensors
+            nbytes, posted = post_send(receiver, task.task_id, tensors, getattr(state, "meta", None),
+                                       self.pending, f"rank {self.rank} holds no state for {task.request_id!r}")
+            sent, works = sent + nbytes, works + posted
         received, waited = 0, 0.0
         if self.rank in plan:
             tensors, meta, waited = receive(plan[self.rank], task.task_id, device=self.device)
@@ -82,8 +89,11 @@ class ModelRuntime:
             received = sum(t.numel() * t.element_size() for t in tensors.values())
         if self.rank in task.state_ranks and self.rank not in task.group:
             self.states.pop(task.request_id, None)
-        if state is None and any(s == self.rank for s in plan.values()):
+        if state is None and works:
             raise KeyError(f"rank {self.rank} was to send state of {task.request_id!r} but holds none")
+        if self.rank in task.group:
+            for work in works:
+                work.wait()
         self.pending.reap()
         return {"sent_bytes": float(sent), "recv_bytes": float(received), "migrate_wait": waited}
 
@@ -116,7 +126,8 @@ class ModelRuntime:
         self.states.pop(request_id, None)
 
     def close(self) -> None:
-        self.pending.wait_all()
+        if not self.pending.wait_all(timeout_s=10.0):
+            _log(self.rank, "some state sends never completed (their receivers are gone)")
         self.comm.close()
 
 
@@ -181,9 +192,10 @@ class Worker:
             timings.update(self.runtime.migrate(task))
             timings["migrate"] = time.perf_counter() - start
             if self.rank in task.group:
-                begin = time.perf_counter()
+                begin, begin_cpu = time.perf_counter(), time.process_time()
                 images = self.runtime.compute(task)
                 timings["compute"] = time.perf_counter() - begin
+                timings["compute_cpu"] = time.process_time() - begin_cpu
                 timings.update(self.runtime.stage_timings())
                 outputs, payload = transport.images_to_payload(images)
             error = None
