@@ -1,8 +1,9 @@
 """Shared-memory arenas: one per rank, mapped by every rank of the host, set up once.
 
-An arena is a header of int64 words (the owner's pid, then one slot per peer
-with epoch flags and message descriptors) followed by a data region. Only the
-owner writes its arena; peers read it. The files are unlinked as soon as every
+An arena is a header of int64 words (the owner's pid, a doorbell, then one slot
+per peer with epoch flags and message descriptors) followed by a data region.
+Only the owner writes its arena, except the doorbell, which peers bump after
+raising a flag the owner may be sleeping on (`poll.py`). The files are unlinked as soon as every
 rank has mapped every arena, so nothing is left in /dev/shm when a process
 exits or is killed (the memory goes away with the last mapping). A process that
 dies during set-up is covered by multiprocessing's resource tracker.
@@ -21,7 +22,8 @@ from multiprocessing import resource_tracker
 import torch
 
 MAGIC = 0x67664172656E61  # "gfArena"
-GLOBAL_WORDS = 8  # magic, pid, world_size, data_bytes
+GLOBAL_WORDS = 8  # magic, pid, world_size, data_bytes, doorbell
+DOORBELL = 4  # the one word peers write: bumped (then futex-woken) after each flag they raise
 SLOT_WORDS = 32  # per peer: ack, err, then two sub-slots of SUB_WORDS
 SUB_WORDS = 12  # ready, offset, nbytes, envelope (9 words)
 ACK, ERR, SUB0 = 0, 1, 8
@@ -54,6 +56,7 @@ class Arena:
         self.words = memoryview(self.map)[: header_bytes(world_size)].cast("q")
         self.data = torch.frombuffer(self.map, dtype=torch.uint8,
                                      offset=header_bytes(world_size), count=data_bytes)
+        self.doorbell_address = self.data.data_ptr() - header_bytes(world_size) + DOORBELL * 8
         if create:
             self.words[1] = os.getpid()
             self.words[2] = world_size

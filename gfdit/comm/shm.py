@@ -10,7 +10,8 @@ has two lanes, so the writer fills round t+1 while readers copy round t.
 Round 0 of every pair also carries the envelope (`transfer.py`): both sides check
 it and a mismatch raises SizeMismatch on both, after round 0 has completed, so
 the epochs stay in step. Waits poll with back-off, watch the deadline and the
-peers' pids, and raise CommTimeout or PeerFailure.
+peers' pids, and raise CommTimeout or PeerFailure; a rank with nothing to do
+sleeps on its doorbell, which peers ring after raising a flag (`poll.py`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gfdit.comm.arena import ACK, ENV, ERR, NBYTES, OFFSET, READY, SUB0, SUB_WOR
 from gfdit.comm.arena import shm_path, track, untrack
 from gfdit.comm.errors import CommError, SizeMismatch
 from gfdit.comm.group import Group
-from gfdit.comm.poll import Waiter
+from gfdit.comm.poll import Doorbell, Waiter
 from gfdit.comm.transfer import Transfer, check_envelope, envelope, wire_bytes
 
 DEFAULT_ARENA_BYTES = 32 << 20
@@ -76,6 +77,7 @@ class ShmBackend:
                     raise CommError(f"shm: rank {r}'s arena is not on this host; "
                                     "the shm backend needs every rank on one host") from None
             dist.barrier()
+            self.bells = [Doorbell(a) for a in self.peers]
         finally:
             _unlink(own)
             untrack(own)
@@ -88,7 +90,8 @@ class ShmBackend:
             raise CommError(f"{transfer.op} on {group}: the shm comm is broken ({self._broken})")
         what = f"{transfer.op} on {group} at rank {self.rank}"
         peer_ranks = [group.ranks[p] for p in transfer.peers]
-        waiter = Waiter(what, self.timeout_s, {r: self.peers[r].pid for r in peer_ranks})
+        waiter = Waiter(what, self.timeout_s, {r: self.peers[r].pid for r in peer_ranks},
+                        self.bells[self.rank])
         streams = self._plan_streams(group, transfer)
         incoming = [_Incoming(self, group, transfer, p) for p in transfer.peers]
         try:
@@ -111,6 +114,10 @@ class ShmBackend:
         with_data = sum(1 for key in shared if key)
         lane = max(LANE_ALIGN, min(self.lane_bytes, self.arena_bytes // (2 * max(1, with_data))))
         lane = lane // LANE_ALIGN * LANE_ALIGN
+        if 2 * with_data * lane > self.arena_bytes:
+            raise CommError(f"{transfer.op} on {group}: {with_data} distinct streams need "
+                            f"{2 * with_data * lane} arena bytes, the arena has "
+                            f"{self.arena_bytes}; raise arena_bytes")
         streams, slot = [], 0
         for key, peers in shared.items():
             base = slot * 2 * lane if key else 0
@@ -125,13 +132,14 @@ class ShmBackend:
             s.post()
         pending = list(incoming)
         while pending or not all(s.acked() for s in streams):
+            seen = waiter.doorbell.value()
             progressed = False
             for inc in list(pending):
                 if inc.consume():
                     pending.remove(inc)
                     progressed = True
             if not progressed:
-                waiter.pause()
+                waiter.pause(seen)
         problems = [inc.mismatch for inc in incoming if inc.mismatch]
         problems += [s.rejection() for s in streams if s.rejection()]
         if problems:
@@ -140,6 +148,7 @@ class ShmBackend:
     def _drive(self, streams, incoming, waiter) -> None:
         """The remaining rounds, double-buffered, until every peer has acked."""
         while True:
+            seen = waiter.doorbell.value()
             progressed = False
             for s in streams:
                 progressed |= s.step()
@@ -148,7 +157,7 @@ class ShmBackend:
             if all(s.finished() for s in streams) and all(i.finished() for i in incoming):
                 return
             if not progressed:
-                waiter.pause()
+                waiter.pause(seen)
 
     def close(self) -> None:
         for arena in getattr(self, "peers", []):
@@ -187,6 +196,7 @@ class _Stream:
                 words[sub + ENV: sub + ENV + 9] = memoryview(_pack(env)).cast("q")
             words[sub + READY] = epoch
             self.b._out_epoch[r] = epoch
+            self.b.bells[r].ring()
         self.posted += 1
 
     def acked(self, rounds_back: int = 0) -> bool:
@@ -259,6 +269,7 @@ class _Incoming:
         self.rounds += 1
         self.b._in_epoch[self.peer] = epoch
         own.words[own.slot(self.peer) + ACK] = epoch
+        self.b.bells[self.peer].ring()
         return True
 
 
