@@ -45,7 +45,7 @@ def plain_run(pipe, params: GenParams, max_sequence_length: int) -> dict:
     stamps: list[tuple[float, float]] = []
 
     def stamp(_pipe, _i, _t, _kwargs):
-        stamps.append((time.perf_counter(), time.process_time()))
+        stamps.append((time.perf_counter(), time.thread_time()))
         return {}
 
     start = time.perf_counter()
@@ -136,7 +136,7 @@ def write(rows: list[dict], args) -> None:
              f"steps {args.steps}, medians of {args.repeats} repeats, run side by side "
              f"(1-min load average at the end: {os.getloadavg()[0]:.1f}).", "",
              "task = wall time of the denoise task at the controller (dispatch, ZeroMQ, state "
-             "restore/capture included); compute = the worker's compute phase; CPU = process CPU "
+             "restore/capture included); compute = the worker's compute phase; CPU = the computing thread's CPU "
              "seconds in the loop (the least noisy figure on a shared machine).", "",
              "| shape | plain ms/step | gfdit task ms/step | task/plain | worker compute/plain "
              "| CPU ms/step plain / gfdit | CPU gfdit/plain "

@@ -11,7 +11,7 @@ Then, strictly in the order received:
     without waiting, receive what this rank lacks, drop it if this rank leaves
     the request), compute this rank's part, answer `TaskDone` with timings
     (``migrate``, ``compute``, ``total`` seconds; ``migrate_wait``: of which
-    waiting for the sender; ``compute_cpu``: this process's CPU seconds in
+    waiting for the sender; ``compute_cpu``: the computing thread's CPU seconds in
     compute; ``recv_bytes``/``sent_bytes``)
     or with ``ok=False`` and the error; the worker goes on. An empty denoise
     chunk (``step_begin == step_end``) only moves the state. The group's index-0
@@ -192,10 +192,10 @@ class Worker:
             timings.update(self.runtime.migrate(task))
             timings["migrate"] = time.perf_counter() - start
             if self.rank in task.group:
-                begin, begin_cpu = time.perf_counter(), time.process_time()
+                begin, begin_cpu = time.perf_counter(), time.thread_time()
                 images = self.runtime.compute(task)
                 timings["compute"] = time.perf_counter() - begin
-                timings["compute_cpu"] = time.process_time() - begin_cpu
+                timings["compute_cpu"] = time.thread_time() - begin_cpu
                 timings.update(self.runtime.stage_timings())
                 outputs, payload = transport.images_to_payload(images)
             error = None

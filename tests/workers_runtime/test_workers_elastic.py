@@ -6,6 +6,7 @@ collectives backend."""
 
 import importlib.util
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +43,23 @@ def test_width_1_4_2_1_equals_width_1(backend, monkeypatch):
     if importlib.util.find_spec(f"gfdit.comm.{backend}") is None:
         pytest.skip(f"collectives backend {backend!r} is not in gfdit.comm yet")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p))
+    started = time.time()
     with WorkerPool(4, "tiny", adapter="latent_probe:TinyLatentProbe", backend=backend,
                     collective_timeout_s=120) as pool:
         reference = run_trajectory(pool, "ref", [((0,), 0, 8)], 1)
         elastic = run_trajectory(pool, "elastic", ELASTIC, 100)
+        pids = list(pool.pids.values())
+    assert not any(Path(f"/proc/{pid}").exists() for pid in pids)  # close leaves no process
+    time.sleep(0.5)
+    left = [p for p in Path("/dev/shm").glob("gfdit-*") if _created_since(p, started)]
+    assert not left, f"shared memory left behind: {left}"
+
+
+def _created_since(path, started):
+    try:
+        return path.stat().st_mtime >= started
+    except FileNotFoundError:  # another test's arena, unlinked meanwhile
+        return False
     ref_latent, el_latent = latent_of(reference), latent_of(elastic)
     assert ref_latent.size > 0 and np.isfinite(ref_latent).all()
     assert np.abs(ref_latent - el_latent).max() <= 1e-5

@@ -75,6 +75,8 @@ def test_malformed_message_is_logged_answered_and_survived(pool):
         faults += [e for e in pool.poll(0.1) if isinstance(e, WorkerFault)]
     assert [f.rank for f in faults] == [2, 2]
     assert "bad run_task body" in faults[0].message and "unknown message kind" in faults[1].message
+    log = pool._children[2].log.read_text()
+    assert "ignored a malformed message" in log and "unknown message kind" in log
     assert pool.run(task(1, "a", "encode", [2])).ok
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gfdit.protocol import GenParams, RunTask
-from gfdit.workers.pool import TaskFinished, WorkerPool
+from gfdit.workers.pool import PoolError, TaskFinished, WorkerPool
 
 pytestmark = pytest.mark.slow
 HERE = str(Path(__file__).resolve().parent)
@@ -22,11 +22,11 @@ def task(task_id, request_id, stage, group, state_ranks=(), begin=0, end=0, para
                    group=tuple(group), state_ranks=tuple(state_ranks), params=params)
 
 
-def toy_pool(workers, model="toy"):
+def toy_pool(workers, model="toy", adapter="toy_adapter:ToyAdapter"):
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, old) if p)
     try:
-        return WorkerPool(workers, model, adapter="toy_adapter:ToyAdapter", backend="p2p",
+        return WorkerPool(workers, model, adapter=adapter, backend="p2p",
                           collective_timeout_s=60)
     finally:
         os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
@@ -127,3 +127,9 @@ def test_error_inside_a_task_is_reported_and_the_worker_goes_on(pool):
     assert "rank 1 holds no state" in missing_sender.error and "rank 3" in missing_sender.error
     assert pool.run(task(605, "e", "denoise", (3,), (2,), 1, 2)).ok  # rank 3 still serves
     pool.drop("e")
+
+
+def test_a_worker_that_cannot_load_its_model_fails_the_start_clearly():
+    with pytest.raises(PoolError, match="exited with code 1 while starting") as caught:
+        toy_pool(2, adapter="toy_adapter:NoSuchAdapter")
+    assert "NoSuchAdapter" in str(caught.value)
