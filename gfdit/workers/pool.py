@@ -34,15 +34,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
-import numpy as np
 import zmq
 
 from gfdit.protocol import DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError, WorkerReady
 from gfdit.workers import transport
 from gfdit.workers.emulated import task_seconds
 from gfdit.workers.migration import task_ranks
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -268,7 +271,14 @@ class WorkerPool:
                 self._send(rank, DropState(request_id=request_id))
 
     def running(self) -> tuple[int, ...]:
+        """Ids of the tasks submitted and not finished yet."""
         return tuple(self._pending)
+
+    def status(self) -> dict:
+        """A JSON-friendly summary for status pages: workers, deaths, running tasks."""
+        return {"workers": self.num_workers, "model": self.model, "backend": self.backend,
+                "emulated": self.emulate is not None, "address": self.address,
+                "dead": sorted(self.dead_ranks), "running": sorted(self._pending), "seq": self._seq}
 
     def poll(self, timeout: float = 0.0) -> list[PoolEvent]:
         """Events since the last call, waiting up to `timeout` seconds for the first."""

@@ -140,6 +140,7 @@ class Worker:
         self.context = zmq.Context()
         self.socket = _dealer(self.context, f"w{self.rank}", args.controller)
         self.current_task: int | None = None
+        self.last_seq = 0  # the controller's sequence numbers only grow (0: not numbered)
         self.stopping = threading.Event()
         self.parent = os.getppid()
         self.heartbeat = threading.Thread(
@@ -189,6 +190,10 @@ class Worker:
                 raise ValueError(f"unknown stage {task.stage!r}; known: {', '.join(STAGES)}")
             if self.rank not in task.group and self.rank not in task.state_ranks:
                 raise ValueError(f"rank {self.rank} is neither in group {task.group} nor holds the state")
+            if task.seq and task.seq <= self.last_seq:
+                raise ValueError(f"task seq {task.seq} after seq {self.last_seq}: the controller must "
+                                 "send every rank its tasks in one increasing order")
+            self.last_seq = max(self.last_seq, task.seq)
             timings.update(self.runtime.migrate(task))
             timings["migrate"] = time.perf_counter() - start
             if self.rank in task.group:

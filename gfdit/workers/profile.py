@@ -24,8 +24,6 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from gfdit.protocol import GenParams, RunTask
 
 STAGE_PREFIX = "stage."
@@ -80,6 +78,8 @@ def fit_curve(samples: list[tuple[float, float]]) -> dict:
 
     The degree follows the distinct x values: 3+ quadratic, 2 linear, 1 constant.
     """
+    import numpy as np
+
     if not samples:
         raise ValueError("a curve needs at least one sample")
     x = np.array([s[0] for s in samples], dtype=np.float64)
@@ -199,6 +199,8 @@ def migration_fit(moves: list[tuple[float, float, float]]) -> dict:
 
 
 def _linear(rows, xi: int, yi: int) -> tuple[float, float]:
+    import numpy as np
+
     slope, intercept = np.polyfit([r[xi] for r in rows], [r[yi] for r in rows], 1)
     return float(slope), float(intercept)
 

@@ -11,9 +11,7 @@ described in `TaskDone.outputs` by ``{"mime": RAW_RGB8, "shape": "H,W,3"}``.
 
 from __future__ import annotations
 
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from gfdit.protocol import (
     MAX_FRAMES,
@@ -30,6 +28,9 @@ from gfdit.protocol import (
     encode_frames,
     kind_table,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
 
 RAW_RGB8 = "image/x-raw-rgb8"
 MAX_IMAGE_FRAMES = MAX_FRAMES - 2  # beyond this many images, they travel stacked in one frame
@@ -53,7 +54,12 @@ def images_to_payload(images: Sequence[np.ndarray]) -> tuple[list[dict[str, str]
 
     One frame per image; a video longer than `MAX_IMAGE_FRAMES` frames travels as
     one stacked frame of shape "F,H,W,C" (the protocol caps the frame count).
+    numpy is imported only when there are images (emulated workers have none).
     """
+    if not images:
+        return [], []
+    import numpy as np
+
     arrays = [np.ascontiguousarray(image) for image in images]
     for array in arrays:
         if array.dtype != np.uint8 or array.ndim != 3:
@@ -68,6 +74,8 @@ def images_from_payload(outputs: Sequence[dict[str, str]], frames: Sequence[byte
     """Inverse of `images_to_payload` (a stacked frame is split); raises `ProtocolError` on a mismatch."""
     if len(outputs) != len(frames):
         raise ProtocolError(f"{len(outputs)} output descriptors for {len(frames)} payload frames")
+    import numpy as np
+
     images: list[np.ndarray] = []
     for desc, frame in zip(outputs, frames):
         if desc.get("mime") != RAW_RGB8:

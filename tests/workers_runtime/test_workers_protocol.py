@@ -8,10 +8,12 @@ import os
 import signal
 import time
 
+import msgspec
 import pytest
 
 from gfdit.protocol import GenParams, RunTask
-from gfdit.workers.pool import PoolError, TaskFinished, WorkerDead, WorkerFault, WorkerPool
+from gfdit.workers import transport
+from gfdit.workers.pool import PoolError, TaskFinished, WorkerDead, WorkerFault, WorkerPool, _Pending
 
 pytestmark = pytest.mark.slow
 PARAMS = GenParams(prompt="p", height=64, width=64, steps=4, seed=1)
@@ -135,3 +137,13 @@ def test_close_leaves_no_process_behind():
     assert all(alive(pid) for pid in pids)
     pool.close()
     assert not any(alive(pid) for pid in pids)
+
+
+def test_a_task_out_of_sequence_is_refused(pool):
+    assert pool.run(task(1, "a", "encode", [0])).ok
+    late = msgspec.structs.replace(task(2, "b", "encode", [0]), seq=1)  # the pool already used seq 1
+    pool._router.send_multipart([b"w0", *transport.encode(late)])
+    pool._pending[2] = _Pending(late, (0,))
+    finished, _ = gather(pool, [2])
+    assert not finished[0].ok and "must send every rank its tasks in one increasing order" in finished[0].error
+    assert pool.status()["running"] == [] and pool.status()["dead"] == []
