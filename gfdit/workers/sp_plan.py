@@ -74,7 +74,7 @@ def install_plan(transformer: nn.Module, plan: SPPlan) -> None:
     for pattern, layout in plan.attention.items():
         for module in _matching(transformer, pattern):
             module.register_forward_pre_hook(_enter_attention(layout))
-            module.register_forward_hook(_leave_attention)
+            module.register_forward_hook(_leave_attention, always_call=True)
 
 
 def _matching(root: nn.Module, pattern: str) -> list[nn.Module]:
