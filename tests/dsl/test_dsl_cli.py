@@ -69,3 +69,16 @@ def test_reload_delegates_to_the_client(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gfdit.client", types.ModuleType("gfdit.client"))
     assert main(["policy", "reload", "p.gfp"]) == 2
     assert "server client not available" in capsys.readouterr().err
+
+
+def test_simulate_runs_a_gfp_file_and_reports_a_broken_one(tmp_path, capsys):
+    trace, bad = tmp_path / "w.json", tmp_path / "bad.gfp"
+    write_workload(trace)
+    fcfs = ROOT / "policies" / "fcfs.gfp"
+    assert main(["simulate", "--policy", str(fcfs), "--workload", str(trace),
+                 "--cost-model", str(COST), "--gpus", "2"]) == 0
+    assert "policy fcfs (" in capsys.readouterr().out
+    bad.write_text("policy b\norder by req.arrival\nwidth * = 3\n")
+    assert main(["simulate", "--policy", str(bad), "--workload", str(trace),
+                 "--cost-model", str(COST), "--gpus", "2"]) != 0
+    assert f"{bad}:3:11: error[E302]" in capsys.readouterr().err
