@@ -113,3 +113,22 @@ def trajectory(comm, family: str, params: dict, chunks: list[tuple[int, int, tup
     reference = model.encode(params)
     model.denoise(reference, 0, params.steps, None)
     return _errors(model, state, _finish(model, reference))
+
+
+def unplanned_attention(comm) -> str | None:
+    """An attention call the plan does not cover, inside a sharded forward on
+    (0, 1): it must refuse rather than attend over a shard."""
+    from diffusers.models.transformers import transformer_flux
+
+    from gfdit.workers.ulysses import SequenceParallelError, sharded
+
+    if comm.rank not in (0, 1):
+        return None
+    adapter("flux")  # installs the dispatch interception
+    q = torch.zeros(1, 4, 2, 8)
+    with sharded(SPContext(comm, comm.group((0, 1)))):
+        try:
+            transformer_flux.dispatch_attention_fn(q, q, q)
+        except SequenceParallelError as error:
+            return str(error)
+    return "attended"

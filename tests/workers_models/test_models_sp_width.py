@@ -63,3 +63,9 @@ def test_width_changes_between_chunks(pool, family, backend):
     results = pool.run(sp_cases.trajectory, family, params, chunks, backend=backend)
     assert [r is not None for r in results] == [False, True, False, False]
     assert max(results[1].values()) <= TOLERANCE, results
+
+
+def test_attention_outside_the_plan_is_refused_when_sharded(pool):
+    results = pool.run(sp_cases.unplanned_attention)
+    assert results[2:] == [None, None]
+    assert all("not named in the sequence-parallel plan" in r for r in results[:2]), results
