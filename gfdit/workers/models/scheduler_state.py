@@ -55,7 +55,7 @@ def _same(a: Any, b: Any) -> bool:
     if type(a) is not type(b):
         return False
     if torch.is_tensor(a):
-        return a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b)
+        return a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
     if isinstance(a, numpy.ndarray):
         return a.shape == b.shape and a.dtype == b.dtype and bool(numpy.array_equal(a, b))
     if isinstance(a, list):
