@@ -1,6 +1,6 @@
 """Overhead of a gfdit denoise task at width 1 against the plain diffusers loop.
 
-Side by side in one run, on the same model (the built-in `tiny` Flux pipeline,
+Side by side in one run (alternating which goes first), on the same model (the built-in `tiny` Flux pipeline,
 fixed random weights) and the same request, alternating per repeat:
 
   plain  -- `pipe(prompt, ...)` in this process (one thread), per-step time from
@@ -95,8 +95,12 @@ def measure(shapes, steps: int, repeats: int) -> list[dict]:
             params = GenParams(prompt=PROMPT, height=height, width=width, steps=steps, seed=3)
             plain, ours = [], []
             for rep in range(repeats + 1):  # the first pair warms up and is not kept
-                p = plain_run(pipe, params, text_tokens)
-                g = gfdit_run(pool, params, f"r{rep}", ids)
+                if rep % 2:  # alternate which goes first, so drifts of the machine cancel
+                    g = gfdit_run(pool, params, f"r{rep}", ids)
+                    p = plain_run(pipe, params, text_tokens)
+                else:
+                    p = plain_run(pipe, params, text_tokens)
+                    g = gfdit_run(pool, params, f"r{rep}", ids)
                 ids += 10
                 if rep:
                     plain.append(p)
