@@ -14,7 +14,8 @@ For tests, benchmarks and local pools (workers reuse it)::
         outcomes = pool.run_outcomes(gather, 8)      # or per-rank Outcome, never raising
 
 Each process sets OMP_NUM_THREADS=1 and torch.set_num_threads(1), joins a world
-on a free loopback port with `init_world`, opens the requested backends (the
+with `init_world` through a TCPStore this process hosts on a kernel-chosen port
+(held for the pool's life, so no other process can take it in between), opens the requested backends (the
 first one creates the world) and then serves `run` calls until closed. A rank
 that raises returns the error and stays usable only if the comm is intact; a
 rank that dies is reported as such. Functions and arguments travel by pickle
@@ -73,9 +74,11 @@ class LocalPool:
         self.backends = tuple(backends)
         self.timeout_s = timeout_s
         ctx = mp.get_context("spawn")
-        init_method = f"tcp://127.0.0.1:{free_port()}"
+        self._store = _rendezvous_store(world_size, start_timeout_s)
+        init_method = f"tcp://127.0.0.1:{self._store.port}"
         self._conns, self._procs = [], []
-        child_env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **(env or {})}
+        child_env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                     "TORCHELASTIC_USE_AGENT_STORE": "True", **(env or {})}
         saved = {k: os.environ.get(k) for k in child_env}
         os.environ.update(child_env)
         try:
@@ -142,6 +145,7 @@ class LocalPool:
         for conn in self._conns:
             conn.close()
         self._conns, self._procs = [], []
+        self._store = None
 
     def __enter__(self) -> "LocalPool":
         return self
@@ -172,6 +176,18 @@ class LocalPool:
         proc = self._procs[rank] if rank < len(self._procs) else None
         code = proc.exitcode if proc is not None else None
         return f"process died (exit code {code})"
+
+
+def _rendezvous_store(world_size: int, timeout_s: float):
+    """The world's TCPStore, hosted here on a port the kernel picks and this process
+    holds: no window in which another process can take the port. The children
+    join it as clients (torch's agent-store mode)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    return dist.TCPStore("127.0.0.1", 0, world_size, is_master=True,
+                         timeout=timedelta(seconds=timeout_s), wait_for_workers=False)
 
 
 def _serve(rank, world_size, init_method, backends, timeout_s, options, conn) -> None:

@@ -30,6 +30,7 @@ class P2PBackend:
 
     def exchange(self, group: Group, transfer: Transfer) -> None:
         """Move `transfer`'s messages; raise CommError kinds on mismatch, death, time-out."""
+        transfer.copy_local()
         if not transfer.peers:
             return
         deadline = time.monotonic() + self.timeout_s

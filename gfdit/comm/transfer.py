@@ -68,17 +68,24 @@ class Transfer:
 
     `sends` and `recvs` hold (member index, contiguous tensor); several messages
     to one peer go in list order. `peers` are the member indices this rank must
-    synchronise with (by default every index in sends and recvs).
+    synchronise with (by default every index in sends and recvs). `local` holds
+    (source, destination) copies of this rank's own part, done by the backend
+    (the shm backend copies from its arena, where the bytes are still in cache).
     """
 
     op: str
     sends: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     recvs: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     peers: tuple[int, ...] = ()
+    local: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.peers:
             self.peers = tuple(sorted({i for i, _ in self.sends} | {i for i, _ in self.recvs}))
+
+    def copy_local(self) -> None:
+        for src, dst in self.local:
+            dst.copy_(src)
 
     def to(self, peer: int) -> list[torch.Tensor]:
         return [t for i, t in self.sends if i == peer]

@@ -124,8 +124,8 @@ class Comm:
         out, slots = _gather_target(out_shape, gd, k, x, out, g, "all_to_all")
         sends = [(j, chunks[j]) for j in range(k) if j != me]
         recvs = [(i, slots[i]) for i in range(k) if i != me]
-        self.backend.exchange(g, Transfer("all_to_all", sends, recvs))
-        slots[me].copy_(chunks[me])
+        local = [(chunks[me], slots[me])]
+        self.backend.exchange(g, Transfer("all_to_all", sends, recvs, local=local))
         return _finish_gather(out, slots, gd)
 
     def all_gather(self, group: Group, x: torch.Tensor, dim: int, *,
@@ -143,8 +143,7 @@ class Comm:
         out, slots = _gather_target(out_shape, d, k, x, out, g, "all_gather")
         sends = [(j, xc) for j in range(k) if j != me]
         recvs = [(i, slots[i]) for i in range(k) if i != me]
-        self.backend.exchange(g, Transfer("all_gather", sends, recvs))
-        slots[me].copy_(xc)
+        self.backend.exchange(g, Transfer("all_gather", sends, recvs, local=[(xc, slots[me])]))
         return _finish_gather(out, slots, d)
 
     def broadcast(self, group: Group, x: torch.Tensor, src_index: int) -> torch.Tensor:
