@@ -72,16 +72,18 @@ def test_elastic_trajectory_matches_width_one(pool):
 
 
 def test_sender_outside_the_group_starts_its_next_task_at_once(pool):
-    # Z keeps ranks 1 and 2 busy; X then moves 0 -> {1, 2} while rank 0 runs Y.
-    # A blocking send on rank 0 would hold Y until Z ends; a posted send does not.
-    slow = GenParams(prompt="slow", height=64, width=64, steps=1, seed=1)
-    slow_pool = toy_pool(3, model="slow:2.0")
+    # Z keeps ranks 1 and 2 busy for 1.5 s; X then moves 0 -> {1, 2} while rank 0
+    # runs Y (milliseconds). A blocking send on rank 0 would hold Y until Z ends
+    # and ranks 1, 2 receive X; a posted send does not.
+    slow = GenParams(prompt="slow", height=64, width=64, steps=1, seed=1)  # 1.5 s per denoise task
+    quick = GenParams(prompt="quick", height=64, width=64, steps=1, seed=1)
+    slow_pool = toy_pool(3, model="slow:1.5")
     try:
-        for tid, rid, group in ((1, "z", (1, 2)), (2, "x", (0,)), (3, "y", (0,))):
-            slow_pool.run(task(tid, rid, "encode", group, params=slow))
+        for tid, rid, group, params in ((1, "z", (1, 2), slow), (2, "x", (0,), quick), (3, "y", (0,), quick)):
+            slow_pool.run(task(tid, rid, "encode", group, params=params))
         slow_pool.submit(task(4, "z", "denoise", (1, 2), (1, 2), 0, 1, params=slow))
-        slow_pool.submit(task(5, "x", "denoise", (1, 2), (0,), 0, 1, params=slow))
-        slow_pool.submit(task(6, "y", "denoise", (0,), (0,), 0, 1, params=slow))
+        slow_pool.submit(task(5, "x", "denoise", (1, 2), (0,), 0, 1, params=quick))
+        slow_pool.submit(task(6, "y", "denoise", (0,), (0,), 0, 1, params=quick))
         order, results = finish_all(slow_pool, [4, 5, 6])
     finally:
         slow_pool.close()

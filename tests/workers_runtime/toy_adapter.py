@@ -26,7 +26,7 @@ class ToyAdapter:
         self.device, self.dtype = device, dtype
         # "fail:STAGE" makes that stage raise (for error-reporting tests)
         self.fail_stage = model.partition(":")[2] if model.startswith("fail:") else ""
-        # "slow:SECONDS" sleeps that long in each denoise task
+        # "slow:SECONDS" sleeps that long in each denoise task of a prompt starting "slow"
         self.slow_s = float(model.partition(":")[2]) if model.startswith("slow:") else 0.0
 
     def encode(self, params) -> RequestState:
@@ -44,7 +44,8 @@ class ToyAdapter:
         self._maybe_fail("denoise")
         if state.meta["step"] != begin:
             raise ValueError(f"state is at step {state.meta['step']}, task starts at {begin}")
-        time.sleep(self.slow_s)
+        if state.meta["prompt"].startswith("slow"):
+            time.sleep(self.slow_s)
         latents = state.tensors["latents"]
         for step in range(begin, end):
             latents = self._step(latents, state.tensors["embeds"], step, sp)
