@@ -147,3 +147,24 @@ def test_a_task_out_of_sequence_is_refused(pool):
     finished, _ = gather(pool, [2])
     assert not finished[0].ok and "must send every rank its tasks in one increasing order" in finished[0].error
     assert pool.status()["running"] == [] and pool.status()["dead"] == []
+
+
+def test_tasks_submitted_back_to_back_across_overlapping_groups_all_run_in_order(pool):
+    # three requests hop over overlapping groups, every task submitted at once: each
+    # rank runs what it gets in the pool's one order (a worker refuses a seq that goes
+    # backwards), and a request's senders always hold its state when they reach its task
+    groups = [(0, 1), (1, 2), (2, 0), (0,), (1, 2, 0), (2,)]
+    holders = {i: groups[i] for i in range(3)}
+    ids = []
+    for i in range(3):
+        pool.submit(task(100 + i, f"r{i}", "encode", groups[i], seconds=0.001))
+        ids.append(100 + i)
+    for step in range(6):
+        for i in range(3):
+            group = groups[(i + step + 1) % len(groups)]
+            tid = 200 + step * 3 + i
+            pool.submit(task(tid, f"r{i}", "denoise", group, holders[i], 0.001, step, step + 1))
+            holders[i], ids = group, ids + [tid]
+    finished, others = gather(pool, ids)
+    assert all(e.ok for e in finished), [e.error for e in finished if not e.ok]
+    assert not others
