@@ -221,7 +221,8 @@ class EngineLoop:
         elif e.stage == "denoise":
             self.book.emit(e.request_id, "running", now, stage="denoise", step=e.step_end,
                            steps=request.steps, width=e.width)
-            self.book.emit(e.request_id, "decoding", now, stage="decode", steps=request.steps, width=e.width)
+            self.book.emit(e.request_id, "decoding", now, stage="decode", step=request.steps, steps=request.steps,
+                           width=e.width)
 
     def _on_ranks_lost(self, e: RanksLost) -> None:
         now = self.clock.now()
