@@ -22,12 +22,14 @@ from multiprocessing import resource_tracker
 import torch
 
 MAGIC = 0x67664172656E61  # "gfArena"
-GLOBAL_WORDS = 8  # magic, pid, world_size, data_bytes, doorbell
+GLOBAL_WORDS = 8  # magic, pid, world_size, data_bytes, doorbell, data address
 DOORBELL = 4  # the one word peers write: bumped (then futex-woken) after each flag they raise
-SLOT_WORDS = 32  # per peer: ack, err, then two sub-slots of SUB_WORDS
-SUB_WORDS = 12  # ready, offset, nbytes, envelope (9 words)
+DATA_ADDRESS = 5  # where the owner sees its data region (for the cross-memory probe)
+SLOT_WORDS = 40  # per peer: ack, err, then two sub-slots of SUB_WORDS
+SUB_WORDS = 16  # ready, offset, nbytes, envelope (9 words), mode, address
 ACK, ERR, SUB0 = 0, 1, 8
-READY, OFFSET, NBYTES, ENV = 0, 1, 2, 3
+READY, OFFSET, NBYTES, ENV, MODE, ADDRESS = 0, 1, 2, 3, 12, 13
+LANE, DIRECT = 0, 1  # MODE: bytes in the arena's lane at OFFSET, or at ADDRESS in the writer
 ALIGN = 4096
 
 
@@ -61,6 +63,7 @@ class Arena:
             self.words[1] = os.getpid()
             self.words[2] = world_size
             self.words[3] = data_bytes
+            self.words[DATA_ADDRESS] = self.data.data_ptr()
             self.words[0] = MAGIC
 
     @property

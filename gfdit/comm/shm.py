@@ -21,15 +21,17 @@ import secrets
 import torch
 import torch.distributed as dist
 
-from gfdit.comm.arena import ACK, ENV, ERR, NBYTES, OFFSET, READY, SUB0, SUB_WORDS, Arena
-from gfdit.comm.arena import shm_path, track, untrack
-from gfdit.comm.errors import CommError, SizeMismatch
+from gfdit.comm import cma
+from gfdit.comm.arena import ACK, ADDRESS, DATA_ADDRESS, DIRECT, ENV, ERR, LANE, MODE, NBYTES
+from gfdit.comm.arena import OFFSET, READY, SUB0, SUB_WORDS, Arena, shm_path, track, untrack
+from gfdit.comm.errors import CommError, PeerFailure, SizeMismatch
 from gfdit.comm.group import Group
 from gfdit.comm.poll import Doorbell, Waiter
 from gfdit.comm.transfer import Transfer, check_envelope, envelope, wire_bytes
 
 DEFAULT_ARENA_BYTES = 32 << 20
 DEFAULT_LANE_BYTES = 1 << 20  # chunks small enough to stay in cache between copies
+DEFAULT_DIRECT_BYTES = 256 << 10  # single messages from this size are read across processes
 LANE_ALIGN = 64
 
 
@@ -40,7 +42,8 @@ class ShmBackend:
 
     def __init__(self, device: torch.device, timeout_s: float, *,
                  arena_bytes: int = DEFAULT_ARENA_BYTES,
-                 lane_bytes: int = DEFAULT_LANE_BYTES) -> None:
+                 lane_bytes: int = DEFAULT_LANE_BYTES,
+                 direct_bytes: int | None = DEFAULT_DIRECT_BYTES) -> None:
         if device.type != "cpu":
             raise CommError(f"the shm backend runs on CPU only, not on {device}")
         if arena_bytes < 4 * LANE_ALIGN:
@@ -55,6 +58,7 @@ class ShmBackend:
         self._in_epoch = [0] * self.world_size  # rounds consumed from each peer
         self._broken = ""
         self._map_arenas()
+        self.direct_bytes = direct_bytes if direct_bytes is not None and self._probe_cma() else None
 
     def _map_arenas(self) -> None:
         token = torch.tensor([secrets.randbits(62) if self.rank == 0 else 0])
@@ -81,6 +85,14 @@ class ShmBackend:
         finally:
             _unlink(own)
             untrack(own)
+
+    def _probe_cma(self) -> bool:
+        """Can every rank read every peer's memory directly? (a world collective)"""
+        ok = all(cma.can_read(a.pid, a.words[DATA_ADDRESS])
+                 for r, a in enumerate(self.peers) if r != self.rank)
+        flag = torch.tensor([1 if ok else 0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+        return bool(flag.item())
 
     def exchange(self, group: Group, transfer: Transfer) -> None:
         """Move `transfer`'s messages through the arenas (see the module docstring)."""
@@ -113,7 +125,9 @@ class ShmBackend:
         for p, msgs in by_peer.items():
             key = tuple((m.data_ptr(), m.numel()) for m in msgs if m.numel())
             shared.setdefault(key, []).append(p)
-        with_data = sum(1 for key in shared if key)
+        direct = {key: self.direct_bytes is not None and len(key) == 1
+                  and key[0][1] >= self.direct_bytes for key in shared}
+        with_data = sum(1 for key in shared if key and not direct[key])
         lane = max(LANE_ALIGN, min(self.lane_bytes, self.arena_bytes // (2 * max(1, with_data))))
         lane = lane // LANE_ALIGN * LANE_ALIGN
         if 2 * with_data * lane > self.arena_bytes:
@@ -122,10 +136,12 @@ class ShmBackend:
                             f"{self.arena_bytes}; raise arena_bytes")
         streams, slot = [], 0
         for key, peers in shared.items():
-            base = slot * 2 * lane if key else 0
-            slot += 1 if key else 0
+            in_lane = bool(key) and not direct[key]
+            base = slot * 2 * lane if in_lane else 0
+            slot += 1 if in_lane else 0
             envs = {group.ranks[p]: envelope(transfer, group, p) for p in peers}
-            streams.append(_Stream(self, by_peer[peers[0]], envs, (base, base + lane), lane))
+            streams.append(_Stream(self, by_peer[peers[0]], envs, (base, base + lane),
+                                   lane if in_lane else max(lane, 1 << 62), direct[key]))
         return streams
 
     def _round_zero(self, streams, incoming, waiter, what) -> None:
@@ -171,7 +187,7 @@ class _Stream:
     """Bytes this rank sends (one copy, even when several peers read them)."""
 
     def __init__(self, backend: ShmBackend, msgs, envs: dict[int, list[int]],
-                 lanes: tuple[int, int], lane: int) -> None:
+                 lanes: tuple[int, int], lane: int, direct: bool) -> None:
         self.b = backend
         self.msgs = msgs
         self.nbytes = sum(m.numel() for m in msgs)
@@ -182,13 +198,15 @@ class _Stream:
         self.posted = 0
         self.first = {r: backend._out_epoch[r] + 1 for r in envs}
         self.mirror: torch.Tensor | None = None  # this rank's own copy, filled from the lane
+        self.direct = direct  # readers copy straight from msgs[0] (one round)
 
     def post(self) -> None:
         """Copy round `posted` into its lane and raise every reader's flag."""
         t = self.posted
         start, end = t * self.lane, min(self.nbytes, (t + 1) * self.lane)
         offset = self.lanes[t % 2]
-        _copy_out(self.msgs, start, end, self.b.own.data, offset)
+        if not self.direct:
+            _copy_out(self.msgs, start, end, self.b.own.data, offset)
         if self.mirror is not None:  # the lane is still in cache: cheaper than the source
             self.mirror[start:end].copy_(self.b.own.data[offset: offset + end - start])
         words, own = self.b.own.words, self.b.own
@@ -197,6 +215,8 @@ class _Stream:
             sub = own.slot(r) + SUB0 + (epoch % 2) * SUB_WORDS
             words[sub + OFFSET] = offset
             words[sub + NBYTES] = end - start
+            words[sub + MODE] = DIRECT if self.direct else LANE
+            words[sub + ADDRESS] = self.msgs[0].data_ptr() if self.direct else 0
             if t == 0:
                 words[sub + ENV: sub + ENV + 9] = memoryview(_pack(env)).cast("q")
             words[sub + READY] = epoch
@@ -247,6 +267,13 @@ class _Incoming:
     def finished(self) -> bool:
         return self.rounds > 0 and (self.received == self.nbytes or bool(self.mismatch))
 
+    def _read_direct(self, src: Arena, address: int, n: int) -> None:
+        try:
+            cma.read_into(src.pid, address, n, self.bufs, self.received)
+        except OSError as e:
+            raise PeerFailure(f"{self.transfer.op} on {self.group}: reading rank {self.peer}'s "
+                              f"memory failed ({e})") from e
+
     def consume(self) -> bool:
         """Copy the next round out if its flag is up; ack it. True if it did."""
         if self.finished():
@@ -269,7 +296,10 @@ class _Incoming:
             if self.received + n > self.nbytes:
                 raise SizeMismatch(f"{self.transfer.op} on {self.group}: rank {self.peer} "
                                    f"sent more than the {self.nbytes} bytes expected")
-            _copy_in(src.data, src.words[sub + OFFSET], n, self.bufs, self.received)
+            if src.words[sub + MODE] == DIRECT:
+                self._read_direct(src, src.words[sub + ADDRESS], n)
+            else:
+                _copy_in(src.data, src.words[sub + OFFSET], n, self.bufs, self.received)
             self.received += n
         self.rounds += 1
         self.b._in_epoch[self.peer] = epoch
@@ -282,8 +312,10 @@ def _attach_local_copies(streams, local) -> None:
     """A local copy whose source is a stream's only message is made from the lane
     as each round is posted; any other is made now."""
     for src, dst in local:
+        if src.data_ptr() == dst.data_ptr():  # in place
+            continue
         sb = wire_bytes(src)
-        match = [s for s in streams if len(s.msgs) == 1 and s.mirror is None
+        match = [s for s in streams if len(s.msgs) == 1 and s.mirror is None and not s.direct
                  and s.msgs[0].data_ptr() == sb.data_ptr() and s.msgs[0].numel() == sb.numel()]
         if match and sb.numel() == dst.numel() * dst.element_size():
             match[0].mirror = wire_bytes(dst)

@@ -85,7 +85,8 @@ class Transfer:
 
     def copy_local(self) -> None:
         for src, dst in self.local:
-            dst.copy_(src)
+            if dst.data_ptr() != src.data_ptr():  # in place (x is out's own slot): nothing to do
+                dst.copy_(src)
 
     def to(self, peer: int) -> list[torch.Tensor]:
         return [t for i, t in self.sends if i == peer]

@@ -103,6 +103,15 @@ def run_cases(comm, cases):
     return out
 
 
+def run_cases_through_lanes(comm, cases):
+    """shm only: the same cases with cross-process reads off (every byte via the arenas)."""
+    saved, comm.backend.direct_bytes = comm.backend.direct_bytes, None
+    try:
+        return run_cases(comm, cases)
+    finally:
+        comm.backend.direct_bytes = saved
+
+
 def run_concurrent(comm, seed, group_a, group_b, shape, dtype):
     """Two disjoint groups at once: each rank runs collectives on its own group."""
     ranks = group_a if comm.rank in group_a else group_b
@@ -146,6 +155,12 @@ def run_into_out(comm, seed):
         got = comm.all_to_all(g, y, 0, 1, out=out_a)
         ok &= got is out_a and torch.equal(got, ref_all_to_all(seed + i, g.ranks, g.index,
                                                                (6, 4), torch.float32, 0, 1))
+    inplace = torch.empty(6, 4)
+    x = inplace[2 * g.index: 2 * g.index + 2]
+    x.copy_(make_input(seed, comm.rank, (2, 4), torch.float32))
+    got = comm.all_gather(g, x, 0, out=inplace)
+    ok &= got is inplace and torch.equal(got, ref_all_gather(seed, g.ranks, (2, 4),
+                                                             torch.float32, 0))
     try:
         comm.all_gather(g, x, 0, out=torch.empty(5, 4))
         ok = False

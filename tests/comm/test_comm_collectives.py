@@ -62,6 +62,18 @@ def test_comm_sizes_from_bytes_to_tens_of_mb(pool, backend):
     _check(pool.run(cc.run_cases, cases, backend=backend))
 
 
+def test_comm_shm_large_messages_through_the_arena_lanes(pool):
+    """Cross-process reads off: multi-round, double-buffered lanes carry every byte."""
+    cases = []
+    for i, numel in enumerate((100_000, 1_000_003, 3 * 2**20)):
+        ranks = ((2, 0, 3, 1), (0, 2, 3), (3, 1))[i % 3]
+        cases.append(("all_gather", 7400 + i, ranks, (numel,), torch.float32, (0,)))
+        cases.append(("all_to_all", 7500 + i, ranks, (len(ranks), numel), torch.float32, (0, 1)))
+        cases.append(("broadcast", 7600 + i, ranks, (numel,), torch.float32))
+        cases.append(("sendrecv", 7700 + i, ranks, (numel,), torch.float32))
+    _check(pool.run(cc.run_cases_through_lanes, cases, backend="shm"))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_comm_two_disjoint_groups_at_once(pool, backend):
     for a, b in (((3, 1), (0, 2)), ((0,), (2, 3, 1))):
