@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -136,15 +137,17 @@ def run(args: argparse.Namespace) -> int:
 def drive(server, args: argparse.Namespace, out: Path, policy_file: Path, say: Printer) -> int:
     """Send the workload, edit the policy on the way, print the table."""
     from gfdit.client import Client
-    from gfdit.server.calibrate import write_cost_model
+    from gfdit.server.calibrate import cpu_contention, write_cost_model
     from gfdit.server.demo_workload import mixed_workload
     from gfdit.server.summary_table import class_table
 
     write_cost_model(server.cost_model, out / "costmodel")
     layouts = server.cost_model.layouts
     steps_ms = {k: round(v["dit_step_chunk"].c, 1) for k, v in layouts.items()}
-    say(f"ready on {server.address}, Prometheus on http://127.0.0.1:{server.metrics_port}/metrics; "
-        f"measured step time by width (ms): {steps_ms} -> {out / 'costmodel'}")
+    factor = cpu_contention(args.num_gpus, "cpu")
+    say(f"ready on {server.address}, Prometheus on http://127.0.0.1:{server.metrics_port}/metrics")
+    say(f"cost model measured on the workers (x{factor:g}: {args.num_gpus} workers share "
+        f"{os.cpu_count()} cores): denoise step by width {steps_ms} ms -> {out / 'costmodel'}")
     workload = mixed_workload(args.requests, args.gap, args.seed)
     rows, widths, threads = [], {}, []
     edit_at = len(workload) // 3

@@ -8,13 +8,17 @@ calibration shape through its own pool: encode and decode at width 1, denoise
 steps at every width it may use (each measured twice, the faster kept: the
 first run warms caches), and migration onto new ranks. Every stage is then a
 constant in that model (the `c` coefficient), exact for the calibration shape
-and an approximation for others; `gfdit profile` measures proper curves.
+and an approximation for others; `gfdit profile` measures proper curves. On CPU,
+workers share the machine's cores: with N workers on C cores, each computes at
+C/N of its solo speed when all are busy, so the measured (solo) times are
+multiplied by max(1, N/C) — deadlines that hold under load, loose when idle.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from gfdit.engine.costmodel import CostModel, Curve, Migration
@@ -35,8 +39,18 @@ def calibration_widths(num_gpus: int, policy_widths: tuple[int, ...]) -> tuple[i
     return tuple(sorted(widths))
 
 
-def calibrate(pool, widths: tuple[int, ...], height: int, width: int, steps: int = 4) -> CostModel:
-    """Time the pool's model at `widths` on one (height x width, steps) request."""
+def cpu_contention(num_workers: int, device: str) -> float:
+    """How much slower a CPU worker runs when every worker computes at once: N workers
+    share the machine's cores, so each gets cores/N of a core (1 on other devices)."""
+    if device != "cpu":
+        return 1.0
+    return max(1.0, num_workers / (os.cpu_count() or 1))
+
+
+def calibrate(pool, widths: tuple[int, ...], height: int, width: int, steps: int = 4,
+              contention: float = 1.0) -> CostModel:
+    """Time the pool's model at `widths` on one (height x width, steps) request; every
+    stage time is multiplied by `contention` (see `cpu_contention`)."""
     steps = max(steps, 2 * len(widths))  # each width times two steps, in trajectory order
     params = GenParams(prompt="calibration", height=height, width=width, steps=steps, seed=0)
     ids = iter(range(1, 1_000_000))
@@ -67,10 +81,11 @@ def calibrate(pool, widths: tuple[int, ...], height: int, width: int, steps: int
         holders = (0,)
     decode_s = run("decode", steps, steps, (0,), holders)[0]["compute"]
     pool.drop(rid)
-    log.info("calibrated %dx%d: encode %.1f ms, step %s ms, decode %.1f ms, migration %.1f ms",
-             height, width, encode_s * 1e3, {k: round(v * 1e3, 1) for k, v in step_s.items()},
-             decode_s * 1e3, migrate_s * 1e3)
-    layouts = {k: _layout(encode_s, s, decode_s) for k, s in step_s.items()}
+    log.info("calibrated %dx%d: encode %.1f ms, step %s ms, decode %.1f ms, migration %.1f ms; x%.2f for "
+             "contention", height, width, encode_s * 1e3, {k: round(v * 1e3, 1) for k, v in step_s.items()},
+             decode_s * 1e3, migrate_s * 1e3, contention)
+    c = contention
+    layouts = {k: _layout(encode_s * c, s * c, decode_s * c) for k, s in step_s.items()}
     return CostModel(layouts, model=f"{pool.model} (calibrated)",
                      migration=Migration(bandwidth_Bps=1e12, fixed_s=migrate_s), source="calibrated")
 

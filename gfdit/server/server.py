@@ -26,7 +26,7 @@ from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.engine import Engine
 from gfdit.engine.registry import resolve_policy
 from gfdit.server.access import check_bind
-from gfdit.server.calibrate import calibrate, calibration_widths
+from gfdit.server.calibrate import calibrate, calibration_widths, cpu_contention
 from gfdit.server.clock import EngineClock
 from gfdit.server.config import ServerConfig
 from gfdit.server.executor import ProcessExecutor
@@ -75,7 +75,8 @@ class Server:
             self._parts.append(pool)
             if cost_model is None:
                 widths = calibration_widths(cfg.num_gpus, tuple(policy.widths))
-                cost_model = calibrate(pool, widths, *cfg.calibrate_shape, steps=cfg.calibrate_steps)
+                cost_model = calibrate(pool, widths, *cfg.calibrate_shape, steps=cfg.calibrate_steps,
+                                       contention=cpu_contention(cfg.num_gpus, cfg.device))
             self.cost_model = cost_model
             self._build(policy, cost_model, pool, emulated)
         except BaseException:
