@@ -210,6 +210,7 @@ class EngineLoop:
             self.book.emit(d.request_id, "running", now, stage="denoise", step=d.steps[1],
                            steps=request.steps, width=len(d.group), ranks=d.group)
         elif not e.ok and state in ("queued", "held"):
+            self.widths.pop(d.request_id, None)
             self.book.emit(d.request_id, "retrying", now, stage=d.stage, message=e.error or "task failed")
 
     def _on_stage_ended(self, e: StageEnded) -> None:
@@ -230,6 +231,7 @@ class EngineLoop:
         with self.metrics.lock:
             self.metrics.worker_deaths.inc()
         for rid in self.engine.ranks_lost(e.ranks, e.reason, now):
+            self.widths.pop(rid, None)
             if rid in self.engine.active:
                 self.book.emit(rid, "retrying", now, message=e.reason)
         self.dirty = True
