@@ -84,7 +84,7 @@ def tag_base(task_id: int) -> int:
 
 class _Header(msgspec.Struct, frozen=True):
     meta: Any
-    tensors: list[tuple[str, str, tuple[int, ...]]]  # name, dtype name, shape
+    tensors: list[tuple[str, str, tuple[int, ...], bool]]  # name, dtype name, shape, lives on CPU
     message: str = ""
 
 
@@ -141,13 +141,15 @@ class PendingSends:
 
 def post_send(
     dst: int, task_id: int, tensors: dict[str, Any] | None, meta: Any, pending: PendingSends,
-    missing_reason: str = "",
+    missing_reason: str = "", device: str = "cpu",
 ) -> tuple[int, list[Any]]:
     """Post the state's transfer to global rank `dst`: (bytes posted, its works).
 
-    `tensors=None` means this rank lacks the state: the receiver is told so. The
-    tensors are sent from their own memory (no copy): a caller that goes on to
-    modify them must first wait for the returned works.
+    `tensors=None` means this rank lacks the state: the receiver is told so.
+    Tensors already on the world's `device` are sent from their own memory (no
+    copy): a caller that goes on to modify them must first wait for the returned
+    works. Others (a CUDA worker's CPU generator state) travel through a copy on
+    `device` (NCCL moves device memory only) and land on the CPU again.
     """
     import torch
     import torch.distributed as dist
@@ -155,19 +157,19 @@ def post_send(
     base = tag_base(task_id)
     if tensors is None:
         header = msgspec.msgpack.encode(_Header(meta=None, tensors=[], message=missing_reason))
-        status = STATUS_MISSING
-        payload = []
+        status, payload = STATUS_MISSING, []
     else:
         if len(tensors) > MAX_STATE_TENSORS:
             raise MigrationError(f"state has {len(tensors)} tensors; at most {MAX_STATE_TENSORS}")
-        specs = [(name, str(t.dtype).removeprefix("torch."), tuple(t.shape)) for name, t in tensors.items()]
-        for _, dtype, _ in specs:
-            _dtype(dtype)
+        specs = [(name, str(t.dtype).removeprefix("torch."), tuple(t.shape), t.device.type == "cpu")
+                 for name, t in tensors.items()]
+        for spec in specs:
+            _dtype(spec[1])
         header = msgspec.msgpack.encode(_Header(meta=meta, tensors=specs))
         status = STATUS_OK
-        payload = [_as_bytes(t.cpu() if t.device.type == "cpu" else t) for t in tensors.values()]
-    head = torch.tensor([status, len(header), len(payload)], dtype=torch.int64)
-    header_t = torch.frombuffer(bytearray(header), dtype=torch.uint8)
+        payload = [_as_bytes(t.to(device)) for t in tensors.values()]
+    head = torch.tensor([status, len(header), len(payload)], dtype=torch.int64, device=device)
+    header_t = torch.frombuffer(bytearray(header), dtype=torch.uint8).to(device)
     buffers = [head, header_t, *payload]
     works = [dist.isend(buf, dst, tag=base + i) for i, buf in enumerate(buffers) if buf.numel() > 0]
     pending.add(works, buffers)
@@ -183,16 +185,16 @@ def receive(src: int, task_id: int, device: str = "cpu") -> tuple[dict[str, Any]
     import torch.distributed as dist
 
     base = tag_base(task_id)
-    head = torch.zeros(3, dtype=torch.int64)
+    head = torch.zeros(3, dtype=torch.int64, device=device)
     start = time.perf_counter()
     dist.recv(head, src, tag=base)
     waited = time.perf_counter() - start
     status, header_len, n_tensors = (int(x) for x in head)
-    header_t = torch.empty(header_len, dtype=torch.uint8)
+    header_t = torch.empty(header_len, dtype=torch.uint8, device=device)
     if header_len:
         dist.recv(header_t, src, tag=base + 1)
     try:
-        header = msgspec.msgpack.decode(header_t.numpy().tobytes(), type=_Header)
+        header = msgspec.msgpack.decode(header_t.cpu().numpy().tobytes(), type=_Header)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise MigrationError(f"bad state header from rank {src}: {exc}") from exc
     if status != STATUS_OK:
@@ -200,7 +202,7 @@ def receive(src: int, task_id: int, device: str = "cpu") -> tuple[dict[str, Any]
     if n_tensors != len(header.tensors):
         raise MigrationError(f"rank {src} announced {n_tensors} tensors, header lists {len(header.tensors)}")
     tensors, works = {}, []
-    for i, (name, dtype, shape) in enumerate(header.tensors):
+    for i, (name, dtype, shape, _) in enumerate(header.tensors):
         tensor = torch.empty(shape, dtype=_dtype(dtype), device=device)
         view = _as_bytes(tensor)
         if view.numel():
@@ -208,4 +210,7 @@ def receive(src: int, task_id: int, device: str = "cpu") -> tuple[dict[str, Any]
         tensors[name] = tensor
     for work in works:
         work.wait()
+    for name, _, _, on_cpu in header.tensors:
+        if on_cpu:
+            tensors[name] = tensors[name].cpu()
     return tensors, header.meta, waited

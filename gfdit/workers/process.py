@@ -80,7 +80,8 @@ class ModelRuntime:
         for receiver in sorted(r for r, sender in plan.items() if sender == self.rank):
             tensors = None if state is None else state.tensors
             nbytes, posted = post_send(receiver, task.task_id, tensors, getattr(state, "meta", None),
-                                       self.pending, f"rank {self.rank} holds no state for {task.request_id!r}")
+                                       self.pending, f"rank {self.rank} holds no state for {task.request_id!r}",
+                                       device=self.device)
             sent, works = sent + nbytes, works + posted
         received, waited = 0, 0.0
         if self.rank in plan:
