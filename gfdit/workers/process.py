@@ -47,6 +47,10 @@ STAGES = ("encode", "denoise", "decode")
 POLL_MS = 500
 
 
+class StateMissing(LookupError):
+    """A task needs a request state this rank does not hold."""
+
+
 class ModelRuntime:
     """Real compute: the adapter's stages on this rank, state moved over the world."""
 
@@ -91,7 +95,7 @@ class ModelRuntime:
         if self.rank in task.state_ranks and self.rank not in task.group:
             self.states.pop(task.request_id, None)
         if state is None and works:
-            raise KeyError(f"rank {self.rank} was to send state of {task.request_id!r} but holds none")
+            raise StateMissing(f"rank {self.rank} was to send state of {task.request_id!r} but holds none")
         if self.rank in task.group:
             for work in works:
                 work.wait()
@@ -104,7 +108,7 @@ class ModelRuntime:
             return []
         state = self.states.get(task.request_id)
         if state is None:
-            raise KeyError(f"rank {self.rank} holds no state for request {task.request_id!r}")
+            raise StateMissing(f"rank {self.rank} holds no state for request {task.request_id!r}")
         if task.stage == "denoise":
             if task.step_begin == task.step_end:
                 return []  # an empty chunk only places the state (migration alone)
