@@ -3,7 +3,8 @@
     python3 bench/control_plane.py [--out bench/results/control_plane]
 
 1. Per-task overhead: requests of 1-step chunks whose emulated work is ~0, run
-   one at a time (latency) and 64 at once on 16 workers (throughput). Overhead
+   one at a time (latency), 64 at once on 16 workers and 128 at once on 64
+   workers (throughput). Overhead
    = a task's wall time at the server minus the workers' own time.
 2. Scheduling-round time inside the server at 10 / 100 / 1000 waiting requests
    (edf_best_fit; the queue grows while 1,000 requests arrive faster than 4
@@ -107,7 +108,7 @@ def round_trips(n: int = 200) -> dict:
 def markdown(doc: dict) -> str:
     lines = ["| per-task overhead | GPUs | requests | tasks | tasks/s | mean ms | p50 ms | p99 ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name in ("sequential", "concurrent"):
+    for name in ("sequential", "concurrent", "concurrent_64"):
         r = doc[name]
         lines.append(f"| {name} | {r['gpus']} | {r['requests']} | {r['tasks']} | {r['tasks_per_s']:.0f} | "
                      f"{r['overhead_mean_ms']:.2f} | {r['overhead_p50_ms']:.2f} | {r['overhead_p99_ms']:.2f} |")
@@ -130,6 +131,7 @@ def main() -> int:
         policy.write_text(STEP_POLICY)
         doc = {"sequential": task_overhead(str(policy), gpus=1, requests=args.requests, concurrent=False),
                "concurrent": task_overhead(str(policy), gpus=16, requests=64, concurrent=True),
+               "concurrent_64": task_overhead(str(policy), gpus=64, requests=128, concurrent=True),
                "rounds": round_times(), "round_trips": round_trips()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
