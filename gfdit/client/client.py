@@ -35,7 +35,7 @@ class Client:
     """Talks to one server over ZeroMQ; safe to share between threads.
 
     >>> client = Client("tcp://127.0.0.1:7600")
-    >>> handle = client.submit("a red fox", request_class="interactive")
+    >>> handle = client.submit("a red fox", request_class="S", steps=8)
     >>> for event in handle.progress(): print(event.state)
     >>> handle.result().save("fox.png")
     """

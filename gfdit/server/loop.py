@@ -101,6 +101,12 @@ class EngineLoop:
             if self.stop_requested.is_set() and self._stop_deadline is None:
                 self._begin_stop()
 
+    def abort(self, reason: str) -> None:
+        """The loop cannot go on: every live request ends failed with `reason`, so no
+        client waits on a dead server."""
+        for rid in self.book.live_ids():
+            self.book.finish(rid, "failed", reason=reason)
+
     def _finished(self) -> bool:
         if self._stop_deadline is None:
             return False

@@ -73,6 +73,9 @@ class ProgressBook:
     def live(self, request_id: str) -> bool:
         return request_id in self._seq
 
+    def live_ids(self) -> list[str]:
+        return list(self._seq)
+
     def known(self, request_id: str) -> bool:
         return request_id in self._seq or request_id in self._finished
 

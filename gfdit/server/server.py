@@ -124,6 +124,10 @@ class Server:
         """Run the engine loop on this thread until `stop()` (or a client's stop) completes."""
         try:
             self.loop.run()
+        except Exception as exc:  # noqa: BLE001 -- top of the engine loop: fatal, every client learns it
+            log.exception("the engine loop failed; stopping")
+            self.loop.abort(f"server error: {type(exc).__name__}: {exc}")
+            raise
         finally:
             self.close()
 
