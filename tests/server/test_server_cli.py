@@ -84,3 +84,31 @@ def test_serve_status_generate_reload_and_stop(tmp_path, policy_texts):
 def test_serve_refuses_a_public_address_without_a_token(tmp_path):
     run = gfdit("serve", "tiny", "--address", "tcp://0.0.0.0:7600", "--emulate", "--cost-model", QWEN)
     assert run.returncode == 2 and "allow-remote" in run.stderr
+
+
+def test_a_client_waiting_on_a_killed_server_gets_server_gone(tmp_path, policy_texts):
+    from gfdit.client import Client, ServerGone
+
+    policy = tmp_path / "p.gfp"
+    policy.write_text(policy_texts[0])
+    address = f"tcp://127.0.0.1:{free_port()}"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "gfdit", "serve", "tiny", "--num-gpus", "1", "--policy", str(policy),
+         "--address", address, "--emulate", "--cost-model", QWEN, "--time-scale", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=ROOT)
+    try:
+        assert "gfdit serving" in serve.stdout.readline()
+        with Client(address, gone_after_s=3.0) as client:
+            handle = client.submit("long", height=1024, width=1024, steps=50)  # ~30 s of emulated work
+            next(e for e in handle.progress(timeout=30) if e.state == "running")
+            serve.kill()
+            serve.wait(timeout=30)
+            started = time.monotonic()
+            with pytest.raises(ServerGone):
+                handle.result()
+            assert time.monotonic() - started < 10
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
