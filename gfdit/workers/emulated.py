@@ -57,6 +57,9 @@ class EmulatedRuntime:
     def stage_timings(self) -> dict[str, float]:
         return {}
 
+    def breaks_world(self, exc: BaseException) -> bool:
+        return False  # there is no world to break
+
     def drop(self, request_id: str) -> None:
         self.states.discard(request_id)
 

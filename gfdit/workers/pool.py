@@ -123,6 +123,7 @@ class WorkerPool:
         self.heartbeat_s, self.heartbeat_timeout_s = heartbeat_s, heartbeat_timeout_s
         self.start_timeout_s, self.collective_timeout_s = start_timeout_s, collective_timeout_s
         self._address = address or "tcp://127.0.0.1:*"
+        self._environ = dict(os.environ)  # a restart starts the same workers as the start
         self._context = zmq.Context()
         self._router: zmq.Socket | None = None
         self._children: dict[int, _Child] = {}
@@ -160,7 +161,7 @@ class WorkerPool:
             args += ["--adapter", self.adapter]
         if self.emulate is not None:
             args.append("--emulate")
-        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env = dict(self._environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         if sys.platform.startswith("linux"):
             env.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -334,6 +335,8 @@ class WorkerPool:
             child.ready = True
         elif isinstance(msg, TaskDone):
             self._task_done(msg, payload)
+        elif isinstance(msg, WorkerError) and msg.fatal and child.ready:
+            self._declare_dead(child, msg.message)  # it cannot go on: the world needs a restart
         elif isinstance(msg, WorkerError):
             self._backlog.append(WorkerFault(msg.rank, msg.message, msg.fatal))
         elif not isinstance(msg, Heartbeat):

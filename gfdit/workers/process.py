@@ -127,6 +127,16 @@ class ModelRuntime:
 
         return SPContext(self.comm, self.comm.group(ranks))
 
+    def breaks_world(self, exc: BaseException) -> bool:
+        """True for a failure of the world's communication: a collectives error, or
+        one raised inside torch.distributed (a peer gone, a pair closed)."""
+        from gfdit.comm.errors import CommError
+
+        if isinstance(exc, CommError):
+            return True
+        frames = traceback.extract_tb(exc.__traceback__)
+        return any(f"torch{os.sep}distributed" in frame.filename for frame in frames)
+
     def drop(self, request_id: str) -> None:
         self.states.pop(request_id, None)
 
@@ -146,6 +156,7 @@ class Worker:
         self.socket = _dealer(self.context, f"w{self.rank}", args.controller)
         self.current_task: int | None = None
         self.last_seq = 0  # the controller's sequence numbers only grow (0: not numbered)
+        self.exit_code = 0
         self.stopping = threading.Event()
         self.parent = os.getppid()
         self.heartbeat = threading.Thread(
@@ -167,7 +178,7 @@ class Worker:
             self.heartbeat.join(timeout=2.0)
             self.socket.close(linger=1000)
             self.context.term()
-        return 0
+        return self.exit_code
 
     def _next_message(self):
         if not self.socket.poll(POLL_MS):
@@ -185,39 +196,52 @@ class Worker:
         return msg
 
     def _run_task(self, task: RunTask) -> None:
+        """Run one task and answer `TaskDone`; a failure is reported, not raised.
+
+        A failure inside the world's communication leaves peers' gloo pairs and
+        message counters out of step, so this rank then reports itself fatally
+        broken (`WorkerError(fatal=True)`) and stops: the pool restarts the world."""
         self.current_task = task.task_id
         timings: dict[str, float] = {}
         start = time.perf_counter()
-        payload: list[bytes] = []
-        outputs: list[dict[str, str]] = []
+        outputs, payload, error, broken = [], [], None, False
         try:
-            if task.stage not in STAGES:
-                raise ValueError(f"unknown stage {task.stage!r}; known: {', '.join(STAGES)}")
-            if self.rank not in task.group and self.rank not in task.state_ranks:
-                raise ValueError(f"rank {self.rank} is neither in group {task.group} nor holds the state")
-            if task.seq and task.seq <= self.last_seq:
-                raise ValueError(f"task seq {task.seq} after seq {self.last_seq}: the controller must "
-                                 "send every rank its tasks in one increasing order")
-            self.last_seq = max(self.last_seq, task.seq)
-            timings.update(self.runtime.migrate(task))
-            timings["migrate"] = time.perf_counter() - start
-            if self.rank in task.group:
-                begin, begin_cpu = time.perf_counter(), time.thread_time()
-                images = self.runtime.compute(task)
-                timings["compute"] = time.perf_counter() - begin
-                timings["compute_cpu"] = time.thread_time() - begin_cpu
-                timings.update(self.runtime.stage_timings())
-                outputs, payload = transport.images_to_payload(images)
-            error = None
+            outputs, payload = self._execute(task, timings, start)
         except Exception as exc:  # the task's top level: report, keep serving
-            error = f"{type(exc).__name__}: {exc}"
+            error, broken = f"{type(exc).__name__}: {exc}", self.runtime.breaks_world(exc)
             _log(self.rank, f"task {task.task_id} ({task.stage} of {task.request_id}) failed:\n"
                  + traceback.format_exc())
         timings["total"] = time.perf_counter() - start
         self.current_task = None
         done = TaskDone(task_id=task.task_id, request_id=task.request_id, rank=self.rank,
-                        ok=error is None, timings=timings, error=error, outputs=outputs if error is None else [])
-        self._send(done, payload if error is None else [])
+                        ok=error is None, timings=timings, error=error, outputs=outputs)
+        self._send(done, payload)
+        if broken:
+            self._send(WorkerError(rank=self.rank, fatal=True,
+                                   message=f"communication failed in task {task.task_id} ({error}); "
+                                           "the world must be restarted"))
+            self.exit_code = 3
+            self.stopping.set()
+
+    def _execute(self, task: RunTask, timings: dict[str, float], start: float):
+        if task.stage not in STAGES:
+            raise ValueError(f"unknown stage {task.stage!r}; known: {', '.join(STAGES)}")
+        if self.rank not in task.group and self.rank not in task.state_ranks:
+            raise ValueError(f"rank {self.rank} is neither in group {task.group} nor holds the state")
+        if task.seq and task.seq <= self.last_seq:
+            raise ValueError(f"task seq {task.seq} after seq {self.last_seq}: the controller must "
+                             "send every rank its tasks in one increasing order")
+        self.last_seq = max(self.last_seq, task.seq)
+        timings.update(self.runtime.migrate(task))
+        timings["migrate"] = time.perf_counter() - start
+        if self.rank not in task.group:
+            return [], []
+        begin, begin_cpu = time.perf_counter(), time.thread_time()
+        images = self.runtime.compute(task)
+        timings["compute"] = time.perf_counter() - begin
+        timings["compute_cpu"] = time.thread_time() - begin_cpu
+        timings.update(self.runtime.stage_timings())
+        return transport.images_to_payload(images)
 
     def _drop(self, msg: DropState) -> None:
         self.runtime.drop(msg.request_id)

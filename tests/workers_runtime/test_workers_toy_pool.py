@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gfdit.protocol import GenParams, RunTask
-from gfdit.workers.pool import PoolError, TaskFinished, WorkerPool
+from gfdit.workers.pool import PoolError, TaskFinished, WorkerDead, WorkerPool
 
 pytestmark = pytest.mark.slow
 HERE = str(Path(__file__).resolve().parent)
@@ -22,12 +22,12 @@ def task(task_id, request_id, stage, group, state_ranks=(), begin=0, end=0, para
                    group=tuple(group), state_ranks=tuple(state_ranks), params=params)
 
 
-def toy_pool(workers, model="toy", adapter="toy_adapter:ToyAdapter"):
+def toy_pool(workers, model="toy", adapter="toy_adapter:ToyAdapter", timeout_s=60):
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, old) if p)
     try:
         return WorkerPool(workers, model, adapter=adapter, backend="p2p",
-                          collective_timeout_s=60)
+                          collective_timeout_s=timeout_s)
     finally:
         os.environ.pop("PYTHONPATH") if old is None else os.environ.__setitem__("PYTHONPATH", old)
 
@@ -135,3 +135,26 @@ def test_a_worker_that_cannot_load_its_model_fails_the_start_clearly():
     with pytest.raises(PoolError, match="exited with code 1 while starting") as caught:
         toy_pool(2, adapter="toy_adapter:NoSuchAdapter")
     assert "NoSuchAdapter" in str(caught.value)
+
+
+def test_a_broken_collective_kills_the_world_and_restart_recovers_it():
+    # rank 1 lacks the state, so rank 0 waits for it in a collective until the
+    # time-out; gloo then closes the pair: that rank reports itself broken and the
+    # pool declares it dead (the world needs a restart), naming the task
+    pool = toy_pool(2, timeout_s=3)
+    try:
+        pool.run(task(1, "a", "encode", (0, 1)))
+        pool.drop("a", ranks=[1])
+        failed = pool.run(task(2, "a", "denoise", (0, 1), (0, 1), 0, 2), check=False)
+        assert not failed.ok and "StateMissing" in failed.error and "CommTimeout" in failed.error
+        deadline, dead = time.monotonic() + 30, []
+        while not dead and time.monotonic() < deadline:
+            dead = [e for e in pool.poll(0.2) if isinstance(e, WorkerDead)]
+        assert dead[0].rank == 0 and "the world must be restarted" in dead[0].reason
+        with pytest.raises(PoolError, match="restart"):
+            pool.submit(task(3, "b", "encode", (0, 1)))
+        pool.restart()
+        pool.run(task(4, "b", "encode", (0, 1)))
+        assert pool.run(task(5, "b", "denoise", (1, 0), (0, 1), 0, 2)).ok
+    finally:
+        pool.close()
