@@ -57,6 +57,21 @@ def test_concurrent_requests_on_real_workers_return_images_with_ordered_progress
         assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # a generated picture, not a blank frame
 
 
+def test_cancel_on_real_workers_frees_the_ranks_within_one_chunk(real_server):
+    from gfdit.client import RequestCancelled
+
+    with Client(real_server.address, timeout=60) as client:
+        handle = client.submit("long", height=64, width=64, steps=200, seed=3)
+        events = handle.progress(timeout=300)
+        next(e for e in events if e.state == "running" and e.step >= 4)
+        assert handle.cancel() in ("cancelling", "cancelled")
+        after = list(events)
+        assert after[-1].state == "cancelled" and sum(e.state == "running" for e in after) <= 1
+        with pytest.raises(RequestCancelled):
+            handle.result()
+        assert client.status()["free_ranks"] == [0, 1, 2, 3]
+
+
 def test_a_real_worker_killed_mid_request_is_recovered(real_server):
     with Client(real_server.address, timeout=60, gone_after_s=120) as client:
         handles = [client.submit("survive", height=64, width=64, steps=40, seed=i) for i in range(2)]
