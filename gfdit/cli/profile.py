@@ -58,7 +58,7 @@ def parse_shapes(text: str) -> list[tuple[int, int, int]]:
 
 def run(args: argparse.Namespace) -> int:
     from gfdit.workers import profile
-    from gfdit.workers.pool import WorkerPool
+    from gfdit.workers.pool import PoolError, WorkerPool
 
     try:
         widths, shapes = parse_widths(args.widths), parse_shapes(args.shapes)
@@ -68,9 +68,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"gfdit profile: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    with WorkerPool(max(widths), args.model, backend=args.backend, device=args.device, dtype=args.dtype,
-                    adapter=args.adapter) as pool:
-        found = profile.profile_model(pool, widths, shapes, args.steps, args.repeats)
+    try:
+        with WorkerPool(max(widths), args.model, backend=args.backend, device=args.device, dtype=args.dtype,
+                        adapter=args.adapter) as pool:
+            found = profile.profile_model(pool, widths, shapes, args.steps, args.repeats)
+    except PoolError as exc:  # a model that does not load, a task that fails: say which, no traceback
+        print(f"gfdit profile: {exc}", file=sys.stderr)
+        return 1
     options = {"tool": "gfdit profile", "device": args.device, "dtype": args.dtype, "backend": args.backend,
                "steps": args.steps, "repeats": args.repeats, "shapes": [list(s) for s in shapes],
                "latent_seq_len": "gfdit.engine.request.latent_tokens(H, W, F)"}

@@ -64,3 +64,11 @@ def test_profile_tiny_writes_a_loadable_cost_model(tmp_path, capsys):
 def test_profile_rejects_bad_shapes_without_starting_workers(tmp_path, capsys):
     assert main(["profile", "tiny", "--shapes", "64by64", "--out", str(tmp_path)]) == 2
     assert "bad shape" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_profile_of_a_model_that_does_not_load_says_why(tmp_path, capsys):
+    assert main(["profile", str(tmp_path / "missing"), "--widths", "1", "--out", str(tmp_path / "cm")]) == 1
+    err = capsys.readouterr().err
+    assert "gfdit profile: worker 0 exited with code 1 while starting" in err and "missing" in err
+    assert not (tmp_path / "cm").exists()
