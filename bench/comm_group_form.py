@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     stem = "comm_group_form_quick" if args.quick else "comm_group_form"
     meta = dict(timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), backend="gloo",
+                load_average=list(__import__("os").getloadavg()),
                 world_size=4, target="form <= 10 us and >= 100x cheaper than new_group")
     (OUT / f"{stem}.json").write_text(json.dumps(dict(meta=meta, rows=rows), indent=1))
     lines = [f"# Forming a group ({meta['timestamp']}, gloo, world of 4)", "",

@@ -14,7 +14,6 @@ case. Where futex is unavailable, short sleeps replace it.
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
 import time
 

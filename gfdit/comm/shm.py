@@ -57,6 +57,7 @@ class ShmBackend:
         self._out_epoch = [0] * self.world_size  # rounds posted to each peer
         self._in_epoch = [0] * self.world_size  # rounds consumed from each peer
         self._broken = ""
+        self._unacked: set[int] = set()  # peers that may not have acked our last post
         self._map_arenas()
         self.direct_bytes = direct_bytes if direct_bytes is not None and self._probe_cma() else None
 
@@ -105,17 +106,41 @@ class ShmBackend:
         peer_ranks = [group.ranks[p] for p in transfer.peers]
         waiter = Waiter(what, self.timeout_s, {r: self.peers[r].pid for r in peer_ranks},
                         self.bells[self.rank])
-        streams = self._plan_streams(group, transfer)
-        _attach_local_copies(streams, transfer.local)
-        incoming = [_Incoming(self, group, transfer, p) for p in transfer.peers]
+        streams: list[_Stream] = []
         try:
+            self._settle(what)
+            streams = self._plan_streams(group, transfer)
+            _attach_local_copies(streams, transfer.local)
+            incoming = [_Incoming(self, group, transfer, p) for p in transfer.peers]
             self._round_zero(streams, incoming, waiter, what)
             self._drive(streams, incoming, waiter)
         except SizeMismatch:
+            for s in streams:
+                self._unacked.update(s.envs)
             raise
         except CommError as e:
             self._broken = str(e)
             raise
+        for s in streams:
+            self._unacked.update(s.envs)
+
+    def _settle(self, what: str) -> None:
+        """Wait for the acks a previous exchange left outstanding (its last lane
+        rounds are acked lazily, so a collective returns without a last round trip;
+        the arena is reused only after they arrive)."""
+        late = [r for r in self._unacked
+                if self.peers[r].words[self.peers[r].slot(self.rank) + ACK] < self._out_epoch[r]]
+        if late:
+            waiter = Waiter(f"{what} (acks of the previous collective)", self.timeout_s,
+                            {r: self.peers[r].pid for r in late}, self.bells[self.rank])
+            while True:
+                seen = waiter.doorbell.value()
+                late = [r for r in late if self.peers[r].words[
+                    self.peers[r].slot(self.rank) + ACK] < self._out_epoch[r]]
+                if not late:
+                    break
+                waiter.pause(seen)
+        self._unacked.clear()
 
     def _plan_streams(self, group: Group, transfer: Transfer) -> list["_Stream"]:
         by_peer: dict[int, list[torch.Tensor]] = {p: [] for p in transfer.peers}
@@ -149,7 +174,7 @@ class ShmBackend:
         for s in streams:
             s.post()
         pending = list(incoming)
-        while pending or not all(s.acked() for s in streams):
+        while pending or not all(s.acked() for s in streams if s.direct or s.rounds > 1):
             seen = waiter.doorbell.value()
             progressed = False
             for inc in list(pending):
@@ -249,7 +274,9 @@ class _Stream:
         return False
 
     def finished(self) -> bool:
-        return self.posted == self.rounds and self.acked()
+        """All rounds posted; a direct stream also needs every ack (readers copy from
+        the caller's tensor), a lane stream's last acks are awaited lazily (_settle)."""
+        return self.posted == self.rounds and (not self.direct or self.acked())
 
 
 class _Incoming:

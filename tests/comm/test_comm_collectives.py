@@ -74,6 +74,11 @@ def test_comm_shm_large_messages_through_the_arena_lanes(pool):
     _check(pool.run(cc.run_cases_through_lanes, cases, backend="shm"))
 
 
+def test_comm_shm_arenas_leave_no_name_once_mapped(pool):
+    assert len(pool.pids) == 4
+    assert not cc.arenas_of(set(pool.pids))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_comm_two_disjoint_groups_at_once(pool, backend):
     for a, b in (((3, 1), (0, 2)), ((0,), (2, 3, 1))):
