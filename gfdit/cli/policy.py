@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from gfdit.cli.params import add_param_option, parse_params
 from gfdit.dsl.check import check
 from gfdit.dsl.diagnostics import PolicyError
 from gfdit.dsl.load import read_policy_text, revision_of
@@ -25,11 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
     checker = sub.add_parser("check", help="check .gfp files; exit 1 on any error")
     checker.add_argument("files", nargs="+", metavar="FILE")
-    checker.add_argument("--param", action="append", default=[], metavar="K=V")
+    add_param_option(checker)
     checker.add_argument("--json", action="store_true", help="diagnostics as JSON lines")
     explain = sub.add_parser("explain", help="why each decision was taken, on a simulated trace")
     explain.add_argument("--policy", required=True, help="a .gfp file or a shipped policy name")
-    explain.add_argument("--param", action="append", default=[], metavar="K=V")
+    add_param_option(explain)
     explain.add_argument("--workload", required=True, help="trace JSON or a shipped trace name")
     explain.add_argument("--cost-model", default=None, help="cost-model directory")
     explain.add_argument("--gpus", type=int, required=True)
@@ -46,16 +47,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     actions = {"check": run_check, "explain": run_explain, "reload": run_reload}
     return actions[args.action](args)
-
-
-def parse_params(pairs: list[str]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"gfdit policy: --param takes K=V, got {pair!r}")
-        params[key.strip()] = value.strip()
-    return params
 
 
 def run_check(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import logging
 import signal
 import sys
 
+from gfdit.cli.params import add_param_option, parse_params
 from gfdit.server.config import DEFAULT_ADDRESS
 
 
@@ -21,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help='"tiny", a local diffusers directory, or a hub id')
     parser.add_argument("--num-gpus", type=int, default=4, help="worker processes (ranks)")
     parser.add_argument("--policy", default="edf_best_fit", help="a .gfp file (watched) or a shipped policy name")
-    parser.add_argument("--param", action="append", default=[], metavar="K=V", help="override a policy param")
+    add_param_option(parser)
     parser.add_argument("--address", default=DEFAULT_ADDRESS, help=f"where clients connect (default {DEFAULT_ADDRESS})")
     parser.add_argument("--emulate", action="store_true", help="emulated workers: sleep for the cost model's time")
     parser.add_argument("--cost-model", default=None,
@@ -35,16 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decision-log", default=None, help="write the decision log (JSONL) here")
     parser.add_argument("--no-watch", action="store_true", help="do not watch the policy file")
     parser.add_argument("-v", "--verbose", action="store_true")
-
-
-def parse_params(pairs: list[str]) -> dict[str, str]:
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SystemExit(f"gfdit serve: --param takes K=V, got {pair!r}")
-        params[key.strip()] = value.strip()
-    return params
 
 
 def run(args: argparse.Namespace) -> int:

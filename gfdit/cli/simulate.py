@@ -8,6 +8,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from gfdit.cli.params import add_param_option, parse_params
 from gfdit.engine.costmodel import CostModel, CostModelError
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.policy_check import PolicyError
@@ -22,7 +23,7 @@ DEFAULT_WORKLOAD = "short-4gpu"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default="edf_best_fit", help="a .gfp file, a shipped policy or a built-in name")
-    parser.add_argument("--param", action="append", default=[], metavar="K=V", help="policy parameter (repeatable)")
+    add_param_option(parser)
     parser.add_argument("--workload", default=DEFAULT_WORKLOAD, help="trace JSON, or a shipped trace name")
     parser.add_argument("--cost-model", default=None, help="cost-model directory (default: the shipped qwen-h20)")
     parser.add_argument("--gpus", type=int, default=4)
@@ -35,16 +36,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="state-migration bandwidth in GB/s (default: the cost model's, else 25)")
     parser.add_argument("--migration-fixed-ms", type=float, default=None,
                         help="fixed cost per migration round in ms (default: the cost model's, else 1)")
-
-
-def _params(pairs: list[str]) -> dict[str, str]:
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise PolicyError(f"--param takes K=V, got {pair!r}")
-        params[key.strip()] = value.strip()
-    return params
 
 
 def _workload(spec: str) -> Workload:
@@ -71,7 +62,7 @@ def _cost_model(args: argparse.Namespace) -> CostModel:
 def run(args: argparse.Namespace) -> int:
     log = None
     try:
-        policy = resolve_policy(args.policy, _params(args.param))
+        policy = resolve_policy(args.policy, parse_params(args.param))
         workload = _workload(args.workload)
         cost_model = _cost_model(args)
         log = DecisionLog(args.decision_log) if args.decision_log else None
