@@ -8,7 +8,10 @@ Writes bench/results/comm_collectives.{json,md}. Size = bytes of each rank's
 input. Latency = max over members of the per-op time (p50 / p99 of back-to-back
 ops). Bandwidth (bus bandwidth, as nccl-tests) = bytes each rank receives from
 its peers per second: all_gather (k-1)·size, all_to_all (k-1)/k·size. memcpy =
-one single-threaded `copy_` of `size` bytes, in a rank of the same pool. Output
+one single-threaded `copy_` of `size` bytes, in a rank of the same pool; it is
+also measured with the group's k ranks copying at once (the memory bandwidth
+each rank gets while its peers work too). "gloo" = gloo's own collectives on a
+`dist.new_group` (the newgroup backend). Output
 buffers are allocated once and reused (`out=`), as in nccl-tests, so first-touch
 page faults of fresh outputs are not counted for any backend.
 """
@@ -60,9 +63,14 @@ def time_collective(comm, op, ranks, size, iters):
     return times
 
 
-def time_memcpy(comm, size, iters):
-    if comm.rank != 0:
+def time_memcpy(comm, size, iters, ranks=(0,)):
+    """Single-threaded copy_ of `size` bytes on each rank of `ranks` at the same time
+    (one rank: the plain memcpy baseline; the group's ranks: what each gets while
+    its peers copy too, i.e. the shared memory bandwidth a collective works with)."""
+    if comm.rank not in ranks:
         return None
+    if len(ranks) > 1:
+        comm.barrier(comm.group(ranks))
     src, dst = torch.randn(size // 4), torch.empty(size // 4)
     dst.copy_(src)
     times = []
@@ -90,6 +98,8 @@ def measure(pool, groups, sizes, quick):
         memcpy_bw = size / statistics.median(mc)
         for ranks in groups:
             k = len(ranks)
+            together = [t for t in pool.run(time_memcpy, size, iters, ranks) if t]
+            shared_bw = size / max(statistics.median(t) for t in together)
             for op in ("all_to_all", "all_gather"):
                 for backend in BACKENDS:
                     per_rank = [t for t in pool.run(time_collective, op, ranks, size, iters,
@@ -101,7 +111,8 @@ def measure(pool, groups, sizes, quick):
                                      iters=iters, p50_us=p50 * 1e6,
                                      p99_us=_pct(per_op, 0.99) * 1e6,
                                      busbw_GBps=moved / p50 / 1e9,
-                                     memcpy_GBps=memcpy_bw / 1e9))
+                                     memcpy_GBps=memcpy_bw / 1e9,
+                                     memcpy_k_at_once_GBps=shared_bw / 1e9))
                     print(f"{op:10s} k={k} {backend:8s} {size:>10d} B  "
                           f"p50 {p50 * 1e6:10.1f} us  bus {moved / p50 / 1e9:6.2f} GB/s  "
                           f"(memcpy {memcpy_bw / 1e9:5.2f})", flush=True)
@@ -131,6 +142,9 @@ def summarize(rows):
         largest_size=max(x["size"] for x in rows),
         shm_busbw_over_memcpy_at_largest={
             f"{r['op']} k={r['group_size']}": r["busbw_GBps"] / r["memcpy_GBps"] for r in big},
+        shm_busbw_over_memcpy_k_at_once_at_largest={
+            f"{r['op']} k={r['group_size']}": r["busbw_GBps"] / r["memcpy_k_at_once_GBps"]
+            for r in big},
         speedups=speedups,
     )
 
@@ -146,16 +160,19 @@ def write(rows, summary, args):
                                                  indent=1))
     lines = [f"# Collectives: latency and bandwidth ({meta['timestamp']}, {meta['cpus']} CPUs)",
              "", "| op | k | size | " + " | ".join(
-                 f"{b} p50 µs" for b in BACKENDS) + " | shm bus GB/s | memcpy GB/s | shm vs gloo |",
-             "|---|---|---|" + "---|" * (len(BACKENDS) + 3)]
+                 f"{b} p50 µs" for b in BACKENDS) + " | shm bus GB/s | memcpy GB/s "
+             "(1 rank / k at once) | shm vs gloo | shm vs p2p |",
+             "|---|---|---|" + "---|" * (len(BACKENDS) + 4)]
     by = {(r["op"], r["group_size"], r["size"], r["backend"]): r for r in rows}
     for (op, k, size, backend), r in by.items():
         if backend != "shm":
             continue
         lat = " | ".join(f"{by[(op, k, size, b)]['p50_us']:.0f}" for b in BACKENDS)
         ratio = by[(op, k, size, "newgroup")]["p50_us"] / r["p50_us"]
+        vs_p2p = by[(op, k, size, "p2p")]["p50_us"] / r["p50_us"]
         lines.append(f"| {op} | {k} | {_human(size)} | {lat} | {r['busbw_GBps']:.2f} | "
-                     f"{r['memcpy_GBps']:.2f} | {ratio:.1f}× |")
+                     f"{r['memcpy_GBps']:.2f} / {r['memcpy_k_at_once_GBps']:.2f} | "
+                     f"{ratio:.1f}× | {vs_p2p:.1f}× |")
     lines += ["", "Summary: " + json.dumps({k: v for k, v in summary.items() if k != "speedups"})]
     (OUT / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
