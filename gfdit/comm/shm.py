@@ -145,10 +145,11 @@ class ShmBackend:
     def _plan_streams(self, group: Group, transfer: Transfer) -> list["_Stream"]:
         by_peer: dict[int, list[torch.Tensor]] = {p: [] for p in transfer.peers}
         for index, t in transfer.sends:
-            by_peer[index].append(wire_bytes(t))
+            if t.numel():  # empty messages carry no bytes (the envelope still counts them)
+                by_peer[index].append(wire_bytes(t))
         shared: dict[tuple, list[int]] = {}
         for p, msgs in by_peer.items():
-            key = tuple((m.data_ptr(), m.numel()) for m in msgs if m.numel())
+            key = tuple((m.data_ptr(), m.numel()) for m in msgs)
             shared.setdefault(key, []).append(p)
         direct = {key: self.direct_bytes is not None and len(key) == 1
                   and key[0][1] >= self.direct_bytes for key in shared}

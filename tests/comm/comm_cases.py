@@ -179,14 +179,18 @@ def run_migration(comm, seed):
              "sigmas": make_input(seed, 8, (51,), torch.float64),
              "step": torch.tensor(7), "empty": torch.empty(0, 3),
              "rng": make_input(seed, 7, (5056,), torch.uint8)}
+    big = {"empty": torch.empty(0), "latents": make_input(seed, 6, (4, 100_000), torch.float32)}
     if g.index == 0:
         comm.send_tensors(g, state, 2)
+        comm.send_tensors(g, big, 2)
         return ("migration", True, "")
     if g.index == 2:
-        got = comm.recv_tensors(g, 0)
-        same = list(got) == list(state) and all(
-            torch.equal(got[k], v) and got[k].dtype == v.dtype for k, v in state.items())
-        return ("migration", same, "" if same else f"got {list(got)}")
+        same = True
+        for sent in (state, big):
+            got = comm.recv_tensors(g, 0)
+            same &= list(got) == list(sent) and all(
+                torch.equal(got[k], v) and got[k].dtype == v.dtype for k, v in sent.items())
+        return ("migration", same, "" if same else "received state differs")
     return ("migration", True, "not involved")
 
 
