@@ -75,7 +75,11 @@ def open_backend(name: str, device: torch.device, timeout_s: float, **options):
 
 
 class Comm:
-    """The collectives for any group this rank belongs to, over one backend."""
+    """The collectives for any group this rank belongs to, over one backend.
+
+    One thread per process issues collectives (the worker's loop); a Comm is not
+    safe to share between threads.
+    """
 
     def __init__(self, backend, rank: int, world_size: int, device: torch.device) -> None:
         self.rank = rank
@@ -203,9 +207,13 @@ class Comm:
         self.backend.exchange(g, Transfer("tensors", recvs=[(src_index, size)]))
         head = torch.empty(int(size.item()), dtype=torch.uint8, device=self.device)
         self.backend.exchange(g, Transfer("tensors", recvs=[(src_index, head)]))
-        spec = json.loads(bytes(head.cpu().numpy().tobytes()).decode())
-        out = {n: torch.empty(shape, dtype=DTYPE_NAMES[dt], device=self.device)
-               for n, dt, shape in spec}
+        try:
+            spec = json.loads(head.cpu().numpy().tobytes().decode())
+            out = {n: torch.empty(shape, dtype=DTYPE_NAMES[dt], device=self.device)
+                   for n, dt, shape in spec}
+        except (ValueError, KeyError, TypeError) as e:
+            raise CommError(f"recv_tensors on {g}: the header from rank "
+                            f"{g.ranks[src_index]} is not a tensor list ({e})") from e
         payload = [(src_index, t) for t in out.values()]
         self.backend.exchange(g, Transfer("tensors", recvs=payload, peers=(src_index,)))
         return out
