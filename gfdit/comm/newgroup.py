@@ -96,7 +96,8 @@ class NewGroupBackend(P2PBackend):
         return self._native(g, "barrier", lambda pg: dist.barrier(group=pg))
 
     def close(self) -> None:
-        for pg in self._groups.values():
-            dist.destroy_process_group(pg)
+        if dist.is_initialized():  # the world may have been aborted after a failure
+            for pg in self._groups.values():
+                dist.destroy_process_group(pg)
         self._groups.clear()
         super().close()

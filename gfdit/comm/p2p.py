@@ -1,7 +1,9 @@
 """The `p2p` backend: point-to-point messages on the one world group.
 
 Every collective is one `batch_isend_irecv` of envelopes (to check that both
-sides agree on sizes) followed by one of payloads. Nothing but the world is
+sides agree on sizes) followed by one of payloads. After a time-out or a peer
+failure the world is aborted here, so that members still blocked on this rank
+fail at once rather than at their own time-out. Nothing but the world is
 ever created: on NCCL with `device_id`, batched point-to-point runs on the
 world communicator; on gloo every pair already has a connection.
 """
@@ -13,6 +15,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from gfdit.comm.errors import CommError, SizeMismatch
 from gfdit.comm.group import Group
 from gfdit.comm.transfer import ENVELOPE_LEN, Transfer, check_envelope, envelope, wire_bytes
 from gfdit.comm.wire import RECV, SEND, TagCounter, wait_all
@@ -27,15 +30,40 @@ class P2PBackend:
         self.device = device
         self.timeout_s = timeout_s
         self._tags = TagCounter()
+        self._broken = ""
 
     def exchange(self, group: Group, transfer: Transfer) -> None:
         """Move `transfer`'s messages; raise CommError kinds on mismatch, death, time-out."""
         transfer.copy_local()
         if not transfer.peers:
             return
+        if self._broken:
+            raise CommError(f"{transfer.op} on {group}: the world was closed after an "
+                            f"earlier failure ({self._broken})")
         deadline = time.monotonic() + self.timeout_s
         what = f"{transfer.op} on {group} at rank {group.rank}"
         peer_ranks = tuple(group.ranks[p] for p in transfer.peers)
+        try:
+            self._move(group, transfer, deadline, what, peer_ranks)
+        except SizeMismatch:
+            raise
+        except CommError as e:
+            self._broken = str(e)
+            self._abandon_world()
+            raise
+
+    def _abandon_world(self) -> None:
+        """After a failure the world is unusable: close it here, so that peers
+        blocked on this rank fail at once instead of at their time-out."""
+        if not dist.is_initialized():
+            return
+        try:
+            dist.group.WORLD.abort()  # closes the pairs even while work is pending
+        except RuntimeError:
+            pass
+        dist.destroy_process_group()
+
+    def _move(self, group, transfer, deadline, what, peer_ranks) -> None:
         self._check_envelopes(group, transfer, deadline, what, peer_ranks)
         # receives first: a dead peer shows at once, not after a send times out
         ops = [self._op(dist.irecv, group, RECV, i, t) for i, t in transfer.recvs]

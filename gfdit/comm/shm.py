@@ -101,7 +101,8 @@ class ShmBackend:
             transfer.copy_local()
             return
         if self._broken:
-            raise CommError(f"{transfer.op} on {group}: the shm comm is broken ({self._broken})")
+            raise CommError(f"{transfer.op} on {group}: the shm comm is broken by an earlier "
+                            f"failure ({self._broken})")
         what = f"{transfer.op} on {group} at rank {self.rank}"
         peer_ranks = [group.ranks[p] for p in transfer.peers]
         waiter = Waiter(what, self.timeout_s, {r: self.peers[r].pid for r in peer_ranks},

@@ -219,8 +219,15 @@ def run_until_killed(comm, victim, shape):
         while time.monotonic() - start < 120:
             comm.all_gather(g, x, 0)
     except CommError as e:
-        return f"{type(e).__name__}: {e}", time.monotonic() - start
-    return "no error", time.monotonic() - start
+        err, seconds = f"{type(e).__name__}: {e}", time.monotonic() - start
+    else:
+        return "no error", time.monotonic() - start, ""
+    try:  # the comm is broken now: a later call says so instead of hanging
+        comm.barrier(comm.group([r for r in range(comm.world_size) if r != victim]))
+        after = "no error"
+    except CommError as e:
+        after = f"{type(e).__name__}: {e}"
+    return err, seconds, after
 
 
 @contextlib.contextmanager

@@ -27,9 +27,10 @@ def test_comm_killed_member_fails_the_others_within_the_timeout(backend):
     assert not outcomes[3].ok and "died" in outcomes[3].error
     for o in outcomes[:3]:
         assert o.ok, o
-        err, seconds = o.value
+        err, seconds, after = o.value
         assert re.match(r"(PeerFailure|CommTimeout): all_gather on group\(0, 1, 2, 3\)", err), err
         assert seconds < TIMEOUT_S + 10, (err, seconds)
+        assert after.startswith("CommError") and "earlier failure" in after, after
     assert not cc.arenas_of(pids), "shared memory left behind"
 
 
