@@ -17,7 +17,11 @@ _PEER_GONE = ("closed", "reset", "broken pipe", "connection", "eof", "terminated
 
 
 class TagCounter:
-    """Per-(group, direction, peer) message counters, turned into 31-bit gloo tags."""
+    """Per-(group, direction, peer) message counters, turned into gloo tags below 2**30.
+
+    Tags in [2**30, 2**31) are left to the workers' migration transfers
+    (`gfdit.workers.migration.MIGRATION_TAG_BASE`), so the two never match.
+    """
 
     __slots__ = ("_counts",)
 
@@ -28,7 +32,7 @@ class TagCounter:
         key = (group_id, direction, peer_rank)
         n = self._counts.get(key, 0)
         self._counts[key] = n + 1
-        return ((group_id & 0xFFFF) << 15) | (n & 0x7FFF)
+        return ((group_id & 0x7FFF) << 15) | (n & 0x7FFF)
 
 
 SEND, RECV = 0, 1
