@@ -22,13 +22,15 @@ def check_policy(policy: Policy, cost_model: CostModel, gpus: int) -> None:
     elif list(widths) != sorted(set(widths)):
         problems.append(f"widths must be ascending without repeats, got {list(widths)}")
     else:
-        usable = [w for w in widths if w <= gpus]
-        if not usable:
+        if not any(w <= gpus for w in widths):
             problems.append(f"no width in {list(widths)} fits {gpus} GPUs")
-        missing = [w for w in usable if w not in cost_model.layouts]
+        # every listed width, even one above the GPU count: hooks price them all
+        # (`argmin k in widths by finish(k)`), and an unpriced one fails every round
+        missing = [w for w in widths if w not in cost_model.layouts]
         if missing:
             problems.append(f"the cost model has no layout for widths {missing} "
-                            f"(it has {list(cost_model.widths)})")
+                            f"(it has {list(cost_model.widths)}); narrow the policy's "
+                            f"widths, e.g. --param widths={','.join(map(str, cost_model.widths))}")
     chunk = policy.chunk
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         problems.append(f"chunk must be a positive integer or None (all), got {chunk!r}")

@@ -145,10 +145,11 @@ def test_a_policy_swap_applies_at_the_next_round_and_chunk_to_tasks_not_yet_cut(
 
 def test_a_bad_policy_swap_is_refused_and_the_old_one_stays(cm):
     engine = make(cm)
-    engine.set_policy(TestPolicy(widths=(1, 2, 4)))  # width 4 > 2 GPUs never runs: no layout needed
     engine2 = make(cm, gpus=4)
     with pytest.raises(PolicyError, match="no layout for widths"):
         engine2.set_policy(TestPolicy(widths=(1, 2, 4)))
+    with pytest.raises(PolicyError, match="no layout for widths"):  # even above the GPU count
+        engine.set_policy(TestPolicy(widths=(1, 2, 4)))
     with pytest.raises(PolicyError, match="chunk"):
         engine.set_policy(TestPolicy(chunk=0))
     assert engine.policy.name == "test"
