@@ -215,13 +215,6 @@ class CostModel:
         shape = what if isinstance(what, Shape) else what.shape
         return self.remaining_s(shape, 1, encoded=False, steps_left=shape.steps)
 
-    def check_widths(self, widths: tuple[int, ...]) -> None:
-        """Raise if any of `widths` has no layout."""
-        missing = [w for w in widths if w not in self.layouts]
-        if missing:
-            raise CostModelError(
-                f"cost model {self.source!r} lacks widths {missing}; it has {list(self.widths)}")
-
 
 def _read_layout(file: Path) -> tuple[int, dict[str, Curve], str] | None:
     """(width, stage curves, model) of a layout file; None for a JSON file that is no layout at all."""
