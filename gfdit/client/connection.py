@@ -101,7 +101,8 @@ class Connection:
 
     def wait_for(self, produce: Callable[[], T | None], timeout: float | None) -> T:
         """Pump the socket until `produce()` (called under the lock) returns a value."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        began = time.monotonic()
+        deadline = None if timeout is None else began + timeout
         while True:
             with self._cond:
                 value = produce()
@@ -110,7 +111,7 @@ class Connection:
             now = time.monotonic()
             if deadline is not None and now >= deadline:
                 raise TimeoutError(f"no answer from {self.address} within {timeout:.1f}s")
-            self._check_alive(now)
+            self._check_alive(now, began)
             if self._io.acquire(blocking=False):
                 try:
                     self._pump(PUMP_S)
@@ -120,8 +121,8 @@ class Connection:
                 with self._cond:
                     self._cond.wait(PUMP_S)
 
-    def _check_alive(self, now: float) -> None:
-        silent = now - self._last_heard
+    def _check_alive(self, now: float, began: float) -> None:
+        silent = now - max(self._last_heard, began)  # silence while idle (no waiter) does not count
         if silent > self.gone_after_s:
             raise ServerGone(f"server at {self.address} silent for {silent:.1f}s")
         if silent > self.ping_after_s and now - self._last_ping > self.ping_after_s:
