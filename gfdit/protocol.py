@@ -234,7 +234,8 @@ class Rejected(ServerMessage, tag="rejected"):
 class ErrorReply(ServerMessage, tag="error"):
     """A message the server could not accept: malformed, unknown, unauthorized.
 
-    code -- "protocol" | "unauthorized" | "unknown_request" | "invalid" | "shutting_down".
+    code -- "protocol" | "unauthorized" | "unknown_request" | "invalid" | "shutting_down" |
+            "internal" (the server failed on this call and goes on).
     """
 
     code: str

@@ -145,7 +145,12 @@ class EngineLoop:
 
     def _take(self, item) -> None:
         if isinstance(item, ClientCall):
-            getattr(self, self.HANDLERS[type(item.msg)])(item.peer, item.msg)
+            try:
+                getattr(self, self.HANDLERS[type(item.msg)])(item.peer, item.msg)
+            except Exception as exc:  # noqa: BLE001 -- one client's call must not stop the server
+                log.exception("failed to answer a client's %s", type(item.msg).__name__)
+                self.send(item.peer, ErrorReply(call_id=item.msg.call_id, code="internal",
+                                                message=f"server error: {type(exc).__name__}: {exc}"[:1000]))
         elif isinstance(item, PolicyCompiled):
             if self.swap.on_compiled(item):
                 self.dirty = True
@@ -333,8 +338,8 @@ class EngineLoop:
             try:
                 with open(msg.path, encoding="utf-8") as f:
                     text = f.read(1 << 20)
-            except (OSError, UnicodeDecodeError) as exc:
-                return self.swap.reply(ReplyTo(peer, msg.call_id), False, f"cannot read {msg.path}: {exc}", [])
+            except (OSError, ValueError) as exc:  # ValueError: undecodable text, a NUL in the path
+                return self.swap.reply(ReplyTo(peer, msg.call_id), False, f"cannot read {msg.path!r}: {exc}", [])
         self.reloader.propose(text, source, msg.if_revision, ReplyTo(peer, msg.call_id))
 
     def _on_metrics(self, peer: bytes, msg: MetricsQuery) -> None:
