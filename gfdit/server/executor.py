@@ -159,7 +159,7 @@ class ProcessExecutor:
 
     def drop(self, request_id: str) -> None:
         """Every worker forgets the request's state (it ended)."""
-        if not self.recovering and not self.pool.dead_ranks:
+        if not self.gone and not self.recovering and not self.pool.dead_ranks:
             self.pool.drop(request_id)
 
     def poll(self, timeout: float) -> list[ExecEvent]:
@@ -185,8 +185,8 @@ class ProcessExecutor:
 
         if isinstance(event, TaskFinished):
             return self._stage_finished(event)
-        if isinstance(event, WorkerDead):
-            return self._worker_dead(event)
+        if isinstance(event, WorkerDead):  # one restart per world, however many members it reports dead
+            return [] if self._recovering is not None else self._worker_dead(event)
         if isinstance(event, WorkerFault):
             log.warning("worker %s reported: %s", event.rank, event.message)
         return []

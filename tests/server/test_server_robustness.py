@@ -36,3 +36,64 @@ def test_a_handler_that_fails_answers_internal_and_the_server_goes_on(client, mo
     assert err.value.code == "internal" and "boom" in str(err.value)
     monkeypatch.undo()
     assert client.ping() > 0 and client.status()["executor"] == "emulated"
+
+
+class FakePool:
+    """Just enough of a WorkerPool for the executor's recovery paths (no processes)."""
+
+    num_workers = 4
+
+    def __init__(self, events, restart_error=None):
+        self.events, self.restart_error = list(events), restart_error
+        self.dead_ranks: set[int] = set()
+        self.restarts = 0
+        self.dropped: list[str] = []
+
+    def poll(self, timeout):
+        events, self.events = self.events, []
+        return events
+
+    def restart(self):
+        self.restarts += 1
+        time.sleep(0.1)
+        if self.restart_error:
+            raise RuntimeError(self.restart_error)
+
+    def drop(self, request_id):
+        if self.restarts and self.restart_error:
+            raise AttributeError("'NoneType' object has no attribute 'send_multipart'")  # a closed pool
+        self.dropped.append(request_id)
+
+    def close(self):
+        pass
+
+
+def _poll_until(executor, kind, timeout=5.0):
+    events, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline and not any(isinstance(e, kind) for e in events):
+        events += executor.poll(0.01)
+    return events
+
+
+def test_several_members_reported_dead_at_once_restart_the_world_once():
+    from gfdit.server.executor import ProcessExecutor, RanksBack, RanksLost
+    from gfdit.workers.pool import WorkerDead
+
+    pool = FakePool([WorkerDead(0, "killed", ()), WorkerDead(2, "collective failed", ())])
+    ex = ProcessExecutor(pool, cost_model=None, emulated=False)
+    first = ex.poll(0.0)
+    assert [type(e) for e in first] == [RanksLost]
+    assert isinstance(_poll_until(ex, RanksBack)[-1], RanksBack)
+    assert pool.restarts == 1 and ex.restarts == 1
+
+
+def test_requests_ending_after_the_pool_is_gone_do_not_touch_it():
+    from gfdit.server.executor import PoolGone, ProcessExecutor
+    from gfdit.workers.pool import WorkerDead
+
+    pool = FakePool([WorkerDead(1, "killed", ())], restart_error="no devices")
+    ex = ProcessExecutor(pool, cost_model=None, emulated=False)
+    ex.poll(0.0)
+    assert isinstance(_poll_until(ex, PoolGone)[-1], PoolGone) and ex.gone
+    ex.drop("r1")  # the engine loop drops every request it fails: must not raise
+    assert pool.dropped == []
