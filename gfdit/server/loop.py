@@ -100,12 +100,14 @@ class EngineLoop:
             self._publish_outcomes()
             if self.stop_requested.is_set() and self._stop_deadline is None:
                 self._begin_stop()
+        self._publish_outcomes()  # what the stop itself ended (cancelled queued requests)
+        self.abort("server stopped before its task ended", state="cancelled")  # the grace ran out
 
-    def abort(self, reason: str) -> None:
-        """The loop cannot go on: every live request ends failed with `reason`, so no
+    def abort(self, reason: str, state: str = "failed") -> None:
+        """The loop cannot go on: every live request ends `state` with `reason`, so no
         client waits on a dead server."""
         for rid in self.book.live_ids():
-            self.book.finish(rid, "failed", reason=reason)
+            self.book.finish(rid, state, reason=reason)
 
     def _finished(self) -> bool:
         if self._stop_deadline is None:

@@ -97,3 +97,22 @@ def test_requests_ending_after_the_pool_is_gone_do_not_touch_it():
     assert isinstance(_poll_until(ex, PoolGone)[-1], PoolGone) and ex.gone
     ex.drop("r1")  # the engine loop drops every request it fails: must not raise
     assert pool.dropped == []
+
+
+def test_every_request_live_at_stop_gets_its_end_even_past_the_grace(server_factory, monkeypatch):
+    from gfdit.client import RequestCancelled
+    from gfdit.server import loop
+
+    monkeypatch.setattr(loop, "STOP_GRACE_S", 0.0)  # the loop ends at once: nothing may be left unanswered
+    server = server_factory(gpus=1, time_scale=1.0)
+    with Client(server.address, timeout=10, gone_after_s=5.0) as c:
+        running = c.submit("long", height=1024, width=1024, steps=20)
+        queued = c.submit("waits", height=1024, width=1024, steps=20)
+        for event in running.progress(timeout=10):
+            if event.state == "running":
+                break
+        server.stop(30)
+        for handle in (running, queued):
+            with pytest.raises(RequestCancelled) as err:
+                handle.result(timeout=10)
+            assert "server stop" in err.value.reason
