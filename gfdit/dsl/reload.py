@@ -15,6 +15,12 @@ round boundary and only with a policy that compiled. On failure nothing
 changes and the result carries every diagnostic. `if_revision` makes the
 proposal a compare-and-swap: refused unless it names the newest accepted
 revision (the pending one if there is one, else the running one).
+
+Compiling is not all: a policy may compile and still not run on this engine
+(a width the cost model lacks, a pool naming a rank the cluster lacks). Pass
+`check` (e.g. ``lambda p: check_policy(p, cost_model, gpus)``) and `propose`
+refuses such a policy too, keeping the old one; without it, `take_pending`
+may hand over a policy that `Engine.set_policy` then refuses.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from gfdit.dsl.diagnostics import Diagnostic, PolicyError, render_all
 from gfdit.dsl.load import compile_policy, read_policy_text, revision_of
@@ -51,11 +58,13 @@ class PolicyHolder:
     """Holds the running policy and at most one pending replacement; safe across threads."""
 
     def __init__(self, source: CompiledPolicy | str | Path, params: dict[str, str] | None = None,
-                 path: str | Path | None = None):
+                 path: str | Path | None = None, check: Callable[[CompiledPolicy], None] | None = None):
         """`source`: a compiled policy, a `.gfp` path, or policy text (raises `PolicyError` if it
-        does not compile: there is nothing to keep running)."""
+        does not compile: there is nothing to keep running). `check`: raises `ValueError` for a
+        compiled policy that cannot run where it is headed (see the module doc)."""
         self._lock = threading.Lock()
         self._params = dict(params or {})
+        self._check = check
         if isinstance(source, CompiledPolicy):
             policy = source
         elif isinstance(source, Path) or (source.endswith(".gfp") and "\n" not in source):
@@ -68,14 +77,15 @@ class PolicyHolder:
         self.path = Path(path) if path is not None else None
 
     @classmethod
-    def from_file(cls, path: str | Path, params: dict[str, str] | None = None) -> "PolicyHolder":
+    def from_file(cls, path: str | Path, params: dict[str, str] | None = None,
+                  check: Callable[[CompiledPolicy], None] | None = None) -> "PolicyHolder":
         """Load `path` (raises `PolicyError` if it does not compile: there is nothing to keep running)."""
-        return cls(Path(path), params)
+        return cls(Path(path), params, check=check)
 
     @classmethod
-    def from_text(cls, text: str, filename: str = "<text>",
-                  params: dict[str, str] | None = None) -> "PolicyHolder":
-        return cls(compile_policy(text, filename, params), params)
+    def from_text(cls, text: str, filename: str = "<text>", params: dict[str, str] | None = None,
+                  check: Callable[[CompiledPolicy], None] | None = None) -> "PolicyHolder":
+        return cls(compile_policy(text, filename, params), params, check=check)
 
     @property
     def current(self) -> CompiledPolicy:
@@ -109,6 +119,12 @@ class PolicyHolder:
             return ReloadResult(False, self.revision, tuple(error.diagnostics),
                                 f"reload refused: {len(error.errors)} error(s) in {name}; "
                                 f"revision {self.revision} keeps running")
+        if self._check is not None:
+            try:
+                self._check(policy)
+            except ValueError as error:  # e.g. the engine's PolicyError: compiles, cannot run here
+                return ReloadResult(False, self.revision, tuple(policy.warnings),
+                                    f"reload refused: {error}; revision {self.revision} keeps running")
         with self._lock:
             if if_revision is not None and (self._pending or self._current).revision != if_revision:
                 current = (self._pending or self._current).revision

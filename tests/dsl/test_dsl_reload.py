@@ -99,3 +99,15 @@ def test_the_holder_takes_a_path_text_or_compiled_policy(tmp_path: Path):
     assert PolicyHolder(path).path == path
     assert PolicyHolder(WIDE).current.name == "wide"
     assert PolicyHolder(PolicyHolder(FIFO).current).current.name == "fifo"
+
+
+def test_a_policy_that_compiles_but_cannot_run_here_is_refused_by_the_check():
+    from gfdit.engine.policy_check import check_policy
+    cost_model = CostModel.load(shipped_cost_model("qwen-h20"))  # widths 1, 2, 4
+    holder = PolicyHolder.from_text(FIFO, check=lambda p: check_policy(p, cost_model, 4))
+    before = holder.revision
+    result = holder.propose(FIFO.replace("policy fifo", "policy fifo\nparam widths = {1, 8}"))
+    assert not result.ok and result.revision == before
+    assert "no layout for widths [8]" in result.message and before in result.message
+    assert holder.take_pending() is None and holder.current.revision == before
+    assert holder.propose(WIDE).ok and holder.take_pending().name == "wide"
