@@ -35,7 +35,11 @@ def run(args: argparse.Namespace) -> int:
     if args.out == "-":
         sys.stdout.write(text)
     else:
-        Path(args.out).write_text(text)
+        try:
+            Path(args.out).write_text(text)
+        except OSError as exc:
+            print(f"gfdit workload: cannot write {args.out}: {exc}", file=sys.stderr)
+            return 2
         meta = trace["metadata"]
         print(f"wrote {args.out}: {len(trace['requests'])} requests {meta['class_counts']}, "
               f"offered load {meta['offered_load_expected']} (realized {meta['offered_load_realized']})")

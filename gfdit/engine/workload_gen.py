@@ -38,15 +38,57 @@ def load_profile(name: str) -> dict[str, Any]:
     path = Path(name) if name.endswith(".json") else PROFILE_DIR / f"{name}.json"
     if not path.is_file():
         raise RequestError(f"unknown workload profile {name!r}; known: {', '.join(known_profiles())}")
-    profile = json.loads(path.read_text())
-    for key in ("classes", "phases"):
-        if not profile.get(key):
-            raise RequestError(f"profile {name!r} has no {key!r}")
-    for phase in profile["phases"]:
-        unknown = set(phase["mix"]) - set(profile["classes"])
-        if unknown:
-            raise RequestError(f"profile {name!r} phase {phase['name']!r} mixes unknown classes {sorted(unknown)}")
+    try:
+        profile = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RequestError(f"cannot read profile {name!r}: {exc}") from exc
+    problems = _profile_problems(profile)
+    if problems:
+        raise RequestError(f"profile {name!r}: " + "; ".join(problems))
     return profile
+
+
+CLASS_KEYS = ("height", "width", "num_steps", "alpha")
+PHASE_KEYS = ("start_s", "end_s", "weight", "mix")
+
+
+def _profile_problems(profile: Any) -> list[str]:
+    """Every problem of a profile, checked before it is used (so none surfaces as a KeyError)."""
+    if not isinstance(profile, dict):
+        return ["not a JSON object"]
+    problems = [f"has no {key!r}" for key in ("classes", "phases") if not profile.get(key)]
+    if problems:
+        return problems
+    classes, phases = profile["classes"], profile["phases"]
+    if not isinstance(classes, dict) or not isinstance(phases, list):
+        return ["'classes' must be an object and 'phases' a list"]
+    for cname, cls in classes.items():
+        missing = [k for k in CLASS_KEYS if not isinstance(cls, dict) or not _number(cls.get(k))]
+        if missing:
+            problems.append(f"class {cname!r} needs numbers {missing}")
+    for i, phase in enumerate(phases):
+        label = phase.get("name", i) if isinstance(phase, dict) else i
+        missing = [k for k in PHASE_KEYS if not isinstance(phase, dict) or k not in phase]
+        if missing:
+            problems.append(f"phase {label!r} lacks {missing}")
+            continue
+        mix = phase["mix"]
+        if not isinstance(mix, dict) or not all(_number(v) and v >= 0 for v in mix.values()):
+            problems.append(f"phase {label!r}: 'mix' must map classes to shares >= 0")
+            continue
+        if not all(_number(phase[k]) for k in ("start_s", "end_s", "weight")):
+            problems.append(f"phase {label!r}: start_s, end_s and weight must be numbers")
+            continue
+        unknown = set(mix) - set(classes)
+        if unknown:
+            problems.append(f"phase {label!r} mixes unknown classes {sorted(unknown)}")
+        if phase["weight"] > 0 and phase["end_s"] > phase["start_s"] and not sum(mix.values()) > 0:
+            problems.append(f"phase {label!r} has arrivals (weight > 0) but no class share > 0")
+    return problems
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def generate(profile: dict[str, Any], cost_model: CostModel, gpus: int, load: float, seed: int,

@@ -94,3 +94,27 @@ def test_bad_workloads_report_every_bad_record(tmp_path):
         Workload.from_json([1, 2])
     with pytest.raises(RequestError, match="unknown workload profile"):
         load_profile("nope")
+
+
+def test_malformed_profiles_are_clear_errors_not_key_errors(tmp_path, capsys):
+    from gfdit.cli import main
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("{bad")
+    with pytest.raises(RequestError, match="cannot read profile"):
+        load_profile(str(bad_json))
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"classes": {"S": {"height": 512}},
+                                  "phases": [{"name": "p", "start_s": 0, "end_s": 9, "weight": 1},
+                                             {"name": "q", "start_s": 0, "end_s": 9, "weight": 1,
+                                              "mix": {"S": 0}}]}))
+    with pytest.raises(RequestError) as info:
+        load_profile(str(broken))
+    for part in ("class 'S' needs numbers ['width', 'num_steps', 'alpha']", "phase 'p' lacks ['mix']",
+                 "phase 'q' has arrivals (weight > 0) but no class share > 0"):
+        assert part in str(info.value)
+    assert main(["workload", "--profile", str(broken), "--gpus", "4", "--out", str(tmp_path / "o.json")]) == 2
+    assert main(["workload", "--profile", "short", "--gpus", "4",
+                 "--out", str(tmp_path / "no" / "such" / "dir.json")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+    for name in ("short", "burst"):
+        load_profile(name)  # the shipped profiles pass the checks
