@@ -79,16 +79,16 @@ def run(args: argparse.Namespace) -> int:
     print(metrics_table(result.metrics))
     if result.hook_errors:
         print(f"policy hook errors (requests held for a round): {result.hook_errors}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.metrics, indent=2, default=str) + "\n")
-    if args.trace:
-        from gfdit.engine.timeline import write_chrome_trace
-        write_chrome_trace(result.spans or [], args.gpus, args.trace)
-    if args.plot:
-        from gfdit.engine.timeline import plot_timeline
-        try:
+    try:
+        if args.json:
+            Path(args.json).write_text(json.dumps(result.metrics, indent=2, default=str) + "\n")
+        if args.trace:
+            from gfdit.engine.timeline import write_chrome_trace
+            write_chrome_trace(result.spans or [], args.gpus, args.trace)
+        if args.plot:
+            from gfdit.engine.timeline import plot_timeline
             plot_timeline(result.spans or [], args.gpus, args.plot, f"{policy.name} on {args.gpus} GPUs")
-        except RuntimeError as exc:
-            print(f"gfdit simulate: {exc}", file=sys.stderr)
-            return 2
+    except (RuntimeError, OSError) as exc:  # no matplotlib, or an output path that cannot be written
+        print(f"gfdit simulate: {exc}", file=sys.stderr)
+        return 2
     return 0

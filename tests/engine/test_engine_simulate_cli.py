@@ -58,6 +58,9 @@ def test_simulate_reports_bad_input_clearly(tmp_path, capsys):
     bad.write_text(json.dumps({"requests": [{"request_id": "a", "arrival_ms": 0}]}))
     assert main(["simulate", "--workload", str(bad)]) == 2
     assert "missing field 'height'" in capsys.readouterr().err
+    for option in ("--json", "--trace"):  # an output that cannot be written: one line, exit 2
+        assert main(["simulate", "--workload", "short-4gpu", option, str(tmp_path / "no" / "out.json")]) == 2
+        assert "No such file or directory" in capsys.readouterr().err
 
 
 def test_plot_draws_a_timeline(tmp_path):
