@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import zmq
+
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.request import Request
 from gfdit.engine.task import Dispatch
@@ -162,8 +164,9 @@ class ProcessExecutor:
         if not self.gone and not self.recovering and not self.pool.dead_ranks:
             self.pool.drop(request_id)
 
-    def poll(self, timeout: float) -> list[ExecEvent]:
-        """Events since the last call; waits up to `timeout` for the first."""
+    def poll(self, timeout: float, wake=None) -> list[ExecEvent]:
+        """Events since the last call; waits up to `timeout` for the first, or until
+        `wake` (anything with a `fileno()`) becomes readable."""
         with self._lock:
             events, self._backlog = self._backlog, []
         if self.gone:
@@ -176,6 +179,12 @@ class ProcessExecutor:
             else:
                 time.sleep(min(timeout, 0.01))
             return events
+        if wake is not None and timeout > 0 and not events:
+            poller = zmq.Poller()
+            poller.register(self.pool._router, zmq.POLLIN)  # a worker's message: the pool reads it below
+            poller.register(wake, zmq.POLLIN)
+            poller.poll(timeout * 1000)
+            timeout = 0.0
         for event in self.pool.poll(timeout):
             events.extend(self._translate(event))
         return events

@@ -1,7 +1,8 @@
 """The engine loop: the only thread that touches scheduler state.
 
 One iteration reads like the architecture says: take inputs (client calls and
-compiled policies from the inbox, task ends from the executor) -> run a
+compiled policies from the inbox, task ends from the executor; while tasks run
+it waits on the pool's socket and the inbox together) -> run a
 scheduling round if anything changed (or a tick is due) -> start the dispatched
 tasks -> send the results of requests that ended. Socket, file-watch, reload
 and pool-restart threads only ever put items into the inbox.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import socket
 import threading
 import time
 from typing import Callable
@@ -49,8 +51,42 @@ from gfdit.server.swap import PolicySwap
 
 log = logging.getLogger("gfdit.server.loop")
 IDLE_WAIT_S = 0.05
-BUSY_POLL_S = 0.002
 STOP_GRACE_S = 120.0
+
+
+class Inbox(queue.Queue):
+    """The engine loop's inbox: a queue whose `put` also makes `fileno()` readable, so
+    the loop can wait on the worker pool's socket and its inbox together."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._r, self._w = socket.socketpair()  # a closed socket raises; it never writes a reused fd
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+
+    def fileno(self) -> int:
+        return self._r.fileno()
+
+    def put(self, item, block: bool = True, timeout: float | None = None) -> None:
+        super().put(item, block, timeout)
+        self.wake()
+
+    def wake(self) -> None:
+        try:
+            self._w.send(b"\0")
+        except OSError:  # full: already readable; closed: the loop has ended
+            pass
+
+    def clear_wake(self) -> None:
+        try:
+            while self._r.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self._w.close()
+        self._r.close()
 
 
 class EngineLoop:
@@ -117,8 +153,10 @@ class EngineLoop:
     def _wait(self) -> list:
         if not self.inbox.empty():
             return self.executor.poll(0.0)
-        if self.executor.in_flight or self.executor.recovering:
-            return self.executor.poll(BUSY_POLL_S)
+        if self.executor.in_flight or self.executor.recovering:  # wake on a worker's message or an inbox item
+            events = self.executor.poll(self._idle_wait(), wake=self.inbox)
+            self.inbox.clear_wake()  # before the drain that follows: a later put wakes the next wait
+            return events
         events = self.executor.poll(0.0)
         if not events:
             try:

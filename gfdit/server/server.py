@@ -13,7 +13,6 @@ the engine loop mutates scheduler state; the others feed its inbox.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from gfdit.server.clock import EngineClock
 from gfdit.server.config import ServerConfig
 from gfdit.server.executor import ProcessExecutor
 from gfdit.server.frontend import Frontend
-from gfdit.server.loop import EngineLoop
+from gfdit.server.loop import EngineLoop, Inbox
 from gfdit.server.progress import ProgressBook
 from gfdit.server.prometheus import MetricsHTTP, ServerMetrics
 from gfdit.server.reload import ReloadService
@@ -89,9 +88,10 @@ class Server:
         clock = EngineClock(cfg.time_scale)
         decisions = DecisionLog(cfg.decision_log) if cfg.decision_log else None
         engine = Engine(policy, cost_model, Cluster(cfg.num_gpus), decisions)
-        inbox: queue.Queue = queue.Queue()
         executor = ProcessExecutor(pool, cost_model, emulated=emulated, time_scale=cfg.time_scale)
         self._parts[-1] = executor  # the executor closes the pool
+        inbox = Inbox()
+        self._parts.append(inbox)  # closed after every thread that puts into it
         ctx = zmq.Context()
         self._parts.append(ctx)
         frontend = Frontend(ctx, cfg.address, inbox, token=cfg.token)
@@ -143,6 +143,7 @@ class Server:
         """Cancel what is queued, let running tasks end, close everything."""
         if self.loop is not None:
             self.loop.stop_requested.set()
+            self.loop.inbox.wake()
         if self._thread is not None:
             self._thread.join(timeout)
         elif self.loop is None:

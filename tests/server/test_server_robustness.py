@@ -116,3 +116,30 @@ def test_every_request_live_at_stop_gets_its_end_even_past_the_grace(server_fact
             with pytest.raises(RequestCancelled) as err:
                 handle.result(timeout=10)
             assert "server stop" in err.value.reason
+
+
+def test_the_loop_waits_on_the_pool_and_the_inbox_instead_of_polling_in_slices(server_factory, monkeypatch):
+    server = server_factory(gpus=1, time_scale=1.0)
+    executor, calls = server.loop.executor, []
+    real_poll = executor.poll
+
+    def counted(timeout, wake=None):
+        calls.append(timeout)
+        return real_poll(timeout, wake=wake)
+
+    monkeypatch.setattr(executor, "poll", counted)
+    with Client(server.address, timeout=10) as c:
+        handle = c.submit("long", height=1024, width=1024, steps=40)
+        for event in handle.progress(timeout=10):
+            if event.state == "running":
+                break
+        calls.clear()
+        time.sleep(1.0)
+        polls = len(calls)
+        t0 = time.perf_counter()
+        for _ in range(20):
+            c.ping()
+        ping_s = (time.perf_counter() - t0) / 20
+        handle.cancel()
+    assert polls < 100, f"{polls} executor polls in 1 s of one running task"  # 2 ms slices: ~500
+    assert ping_s < 0.05  # an inbox item wakes the wait at once
