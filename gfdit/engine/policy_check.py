@@ -48,7 +48,25 @@ def check_policy(policy: Policy, cost_model: CostModel, gpus: int) -> None:
             problems.append(f"stage_pools names unknown stage {stage!r}; stages: {list(STAGES)}")
         if pool not in policy.pools:
             problems.append(f"stage {stage!r} is placed in unknown pool {pool!r}; pools: {sorted(policy.pools)}")
+    problems += _pool_capacity(policy, widths)
     if policy.tick is not None and not (isinstance(policy.tick, (int, float)) and policy.tick > 0):
         problems.append(f"tick must be a positive number of seconds or None, got {policy.tick!r}")
     if problems:
         raise PolicyError(f"policy {getattr(policy, 'name', '?')!r}: " + "; ".join(problems))
+
+
+def _pool_capacity(policy: Policy, widths: tuple) -> list[str]:
+    """With `chunk = all` one task covers every stage, so it needs ranks in all of their pools at
+    once; pools that share fewer than the smallest width would fail every request. (A single
+    stage's pool smaller than every width is left to the round: it fails the request with a reason.)"""
+    pools = [frozenset(policy.pools[pool]) for stage, pool in policy.stage_pools.items()
+             if stage in STAGES and pool in policy.pools]
+    if policy.chunk is not None or len(pools) < 2 or not widths \
+            or not all(isinstance(w, int) for w in widths):
+        return []
+    shared, smallest = frozenset.intersection(*pools), min(widths)
+    if len(shared) >= smallest or any(len(p) < smallest for p in pools):
+        return []
+    return [f"with chunk = all one task runs {', '.join(sorted(policy.stage_pools))} together, but "
+            f"their pools share {len(shared)} rank(s), fewer than the smallest width {smallest}: "
+            "no request could run"]

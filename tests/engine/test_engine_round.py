@@ -210,6 +210,11 @@ def test_bad_policies_are_refused_with_every_problem(cm):
         assert part in text
     with pytest.raises(PolicyError, match=r"no layout for widths \[8\]"):
         engine_with(TestPolicy(widths=(1, 8)), cm, gpus=8)
+    split = dict(pools={"aux": frozenset({0}), "main": frozenset({1, 2, 3})},
+                 stage_pools={"encode": "aux", "decode": "aux", "denoise": "main"})
+    engine_with(TestPolicy(**split), cm, gpus=4)  # chunked: each task fits its own pool
+    with pytest.raises(PolicyError, match="pools share 0 rank"):  # one whole task needs ranks in both
+        engine_with(TestPolicy(chunk=None, **split), cm, gpus=4)
 
 
 def test_view_estimates_for_a_candidate(cm):
