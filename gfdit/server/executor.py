@@ -161,8 +161,13 @@ class ProcessExecutor:
 
     def drop(self, request_id: str) -> None:
         """Every worker forgets the request's state (it ended)."""
+        from gfdit.workers.pool import PoolError
+
         if not self.gone and not self.recovering and not self.pool.dead_ranks:
-            self.pool.drop(request_id)
+            try:
+                self.pool.drop(request_id)
+            except PoolError as exc:  # a worker just died: the next poll reports it (and restarts the world)
+                log.warning("could not drop %s on every worker: %s", request_id, exc)
 
     def poll(self, timeout: float, wake=None) -> list[ExecEvent]:
         """Events since the last call; waits up to `timeout` for the first, or until

@@ -143,3 +143,14 @@ def test_the_loop_waits_on_the_pool_and_the_inbox_instead_of_polling_in_slices(s
         handle.cancel()
     assert polls < 100, f"{polls} executor polls in 1 s of one running task"  # 2 ms slices: ~500
     assert ping_s < 0.05  # an inbox item wakes the wait at once
+
+
+def test_a_drop_the_pool_cannot_deliver_does_not_raise_into_the_loop():
+    from gfdit.server.executor import ProcessExecutor
+    from gfdit.workers.pool import PoolError
+
+    class Unreachable(FakePool):
+        def drop(self, request_id):  # ROUTER_MANDATORY: a killed worker's peer is gone before poll sees it
+            raise PoolError("cannot reach worker 3: Host unreachable")
+
+    ProcessExecutor(Unreachable([]), cost_model=None, emulated=False).drop("r1")
