@@ -209,8 +209,8 @@ class Engine:
         self.last_round = now
         if self._pending is not None:
             self._swap(now)
-        if not self.waiting or not self.cluster.free:
-            return []
+        if not self.waiting or (not self.cluster.free and not self._held):
+            return []  # (with held requests the round runs anyway: their holds are re-judged)
         candidates = list(self.waiting.values())
         eligible = self._eligible_for if self.policy.stage_pools or self.cluster.lost else _anywhere
         lost = len(self.cluster.lost)

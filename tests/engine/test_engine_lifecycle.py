@@ -12,7 +12,7 @@ from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.engine import Engine
 from gfdit.engine.policy import Why
 from gfdit.engine.policy_check import PolicyError
-from gfdit.engine.request import State
+from gfdit.engine.request import Request, State
 from gfdit.engine.simulator import simulate
 
 from engine_support import TestPolicy, req, write_cost_model
@@ -181,3 +181,21 @@ def test_decision_log_lines_say_who_what_where_and_why(cm, tmp_path):
     assert first["width"] == 2 and first["ranks"] == [0, 1] and first["state_ranks"] == [0]
     assert first["rule"] == "test.width" and first["values"] == {"stage": "denoise"}
     assert lines[-1]["event"] == "complete"
+
+
+def test_a_hold_is_rejudged_even_when_no_rank_is_free(cm):
+    """`req.paused` counts only time its hold rule held it, not time the cluster stayed full after."""
+    policy = TestPolicy(hold_fn=lambda v, r: Why("early", {}) if r.id == "A" and v.now < 2 else None)
+    engine = make(cm, policy, gpus=2)
+    engine.submit(Request("A", 0.0, 512, 512, 1), 0.0)
+    engine.submit(Request("B", 0.0, 512, 512, 1), 0.0)
+    assert [d.request_id for d in engine.schedule(0.0)] == ["B"]
+    a = engine.active["A"]
+    assert a.state is State.HELD
+    engine.submit(Request("D", 1.0, 512, 512, 1), 1.0)
+    assert [d.request_id for d in engine.schedule(1.0)] == ["D"]  # A still held; now no rank is free
+    engine.submit(Request("C", 3.0, 512, 512, 1), 3.0)
+    engine.schedule(3.0)  # still no free rank, but A's hold no longer applies
+    assert a.state is State.QUEUED and a.held_since is None
+    engine.clock.now = 10.0
+    assert a.paused == pytest.approx(3.0)
