@@ -11,7 +11,7 @@ from gfdit.dsl import ast
 from gfdit.dsl.compile import FOLD
 from gfdit.dsl.declarations import Declarations, expand_stages
 from gfdit.dsl.diagnostics import Report
-from gfdit.dsl.names import RESERVED_PARAMS, STAGE_NAMES
+from gfdit.dsl.names import COST_FUNCTIONS, RESERVED_PARAMS, STAGE_NAMES
 
 _NO_CONSTANT = object()
 
@@ -97,6 +97,12 @@ def _constant_widths(decls: Declarations, report: Report) -> None:
         if bad:
             report.add("E302", node.span, f"{', '.join(f'{v:g}' for v in bad)} not in widths "
                        f"{{{', '.join(map(str, decls.widths))}}}")
+    for call in _constant_cost_calls(decls):
+        value = constant(call.args[0].value)
+        if not isinstance(value, bool) and value not in allowed:
+            report.add("E302", call.args[0].value.span, f"{call.func}({value:g}): width {value:g} is "
+                       f"not in widths {{{', '.join(map(str, decls.widths))}}}",
+                       "the cost model prices the policy's widths only; estimate at one of them")
 
 
 def _width_leaves(node: ast.Expr) -> list[ast.Expr]:
@@ -124,6 +130,27 @@ def _set_literals(decls: Declarations) -> list[ast.SetLit]:
                 walk(item)
 
     walk([*decls.width_rules, *decls.grows, *decls.lets.values()])
+    return found
+
+
+def _constant_cost_calls(decls: Declarations) -> list[ast.Call]:
+    """Cost-model calls (`finish(3)`, ...) whose width is a constant."""
+    found: list[ast.Call] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, ast.Call) and node.func in COST_FUNCTIONS and len(node.args) == 1 \
+                and node.args[0].where is None and constant(node.args[0].value) is not _NO_CONSTANT:
+            found.append(node)
+        if isinstance(node, ast.Node):
+            for value in vars(node).values():
+                if isinstance(value, (ast.Node, list)) and value is not node:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk([*decls.width_rules, *decls.grows, *decls.holds, *decls.admits, *decls.orders,
+          *decls.lets.values()])
     return found
 
 
