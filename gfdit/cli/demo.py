@@ -59,18 +59,19 @@ def follow(handle, req, out: Path, say, quiet: bool, rows: list, widths: dict) -
     from gfdit.server.summary_table import Finished
 
     tag = f"{req.request_id:<12}"
-    for event in handle.progress():
-        if hasattr(event, "step"):
-            if event.width:
-                widths.setdefault(req.request_id, []).append(event.width)
-            if not quiet:
-                say(f"{tag} {describe(event)}")
     try:
+        for event in handle.progress():
+            if hasattr(event, "step"):
+                if event.width:
+                    widths.setdefault(req.request_id, []).append(event.width)
+                if not quiet:
+                    say(f"{tag} {describe(event)}")
         result = handle.result()
-    except GfditError as exc:
+    except GfditError as exc:  # failed, cancelled, or the server went away: the row says so
         say(f"{tag} {exc}")
-        final = handle._final[0]
-        rows.append(Finished(req.request_class, final.state, final.latency_s, final.deadline_s, None))
+        final = handle._final[0] if handle._final else None
+        rows.append(Finished(req.request_class, final.state if final else "lost",
+                             final.latency_s if final else 0.0, final.deadline_s if final else None, None))
         return
     paths = result.save(out / "images")
     slo = "met" if result.slo_met else "missed"

@@ -154,3 +154,22 @@ def test_a_drop_the_pool_cannot_deliver_does_not_raise_into_the_loop():
             raise PoolError("cannot reach worker 3: Host unreachable")
 
     ProcessExecutor(Unreachable([]), cost_model=None, emulated=False).drop("r1")
+
+
+def test_the_demo_records_a_request_whose_server_went_away_instead_of_losing_it(tmp_path):
+    from types import SimpleNamespace
+
+    from gfdit.cli.demo import follow
+    from gfdit.client import ServerGone
+
+    class GoneHandle:
+        _final = None
+
+        def progress(self):
+            raise ServerGone("server at tcp://127.0.0.1:1 silent for 15.0s")
+            yield  # a generator, like RequestHandle.progress
+
+    rows, said = [], []
+    req = SimpleNamespace(request_id="d1", request_class="S")
+    follow(GoneHandle(), req, tmp_path, said.append, True, rows, {})
+    assert [(r.request_class, r.state) for r in rows] == [("S", "lost")] and "silent" in said[-1]
