@@ -33,6 +33,8 @@ def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str) 
     request_id = msg.request_id or fresh_id
     if not REQUEST_ID.match(request_id):
         raise InvalidSubmit(f"request_id must be 1-64 characters of [A-Za-z0-9_.:-], got {request_id[:80]!r}")
+    if msg.request_class and not REQUEST_ID.match(msg.request_class):  # a metrics label and a log field
+        raise InvalidSubmit(f"request_class must be 1-64 characters of [A-Za-z0-9_.:-], got {msg.request_class[:80]!r}")
     deadline = None
     if msg.deadline_s is not None:
         if not math.isfinite(msg.deadline_s) or msg.deadline_s <= 0:

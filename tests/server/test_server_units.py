@@ -40,6 +40,9 @@ def test_intake_fills_defaults_and_sets_deadline_from_arrival():
     (Submit(params=GenParams(prompt="p", height=64, width=64, steps=4, seed=1), deadline_s=-1.0), "deadline"),
     (Submit(params=GenParams(prompt="p", height=64, width=64, steps=4, seed=1), request_id="a b/c"), "request_id"),
     (Submit(params=GenParams(prompt="p", height=64, width=64, steps=4, seed=1), latent_seq_len=0), "latent_seq_len"),
+    (Submit(params=GenParams(prompt="p", height=64, width=64, steps=4, seed=1), request_class="x" * 100_000),
+     "request_class"),
+    (Submit(params=GenParams(prompt="p", height=64, width=64, steps=4, seed=1), request_class='S"\n'), "request_class"),
 ])
 def test_intake_refuses_bad_fields_naming_them(msg, needle):
     with pytest.raises(InvalidSubmit, match=needle):
