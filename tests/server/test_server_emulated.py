@@ -48,7 +48,7 @@ def test_cancel_running_frees_ranks_within_one_chunk(client, emulated_server):
     after = list(events)
     assert isinstance(after[-1], Result) and after[-1].state == "cancelled"
     assert len([e for e in after if getattr(e, "state", "") == "running"]) <= 1  # the chunk in flight, at most
-    assert max(e.step for e in after[:-1] if e.state == "running") < 400
+    assert max((e.step for e in after[:-1] if e.state == "running"), default=0) < 400  # none: between chunks
     status = client.status()
     assert status["free_ranks"] == [0, 1, 2, 3] and status["running"] == 0
     with pytest.raises(RequestCancelled):
