@@ -64,15 +64,21 @@ class P2PBackend:
         dist.destroy_process_group()
 
     def _move(self, group, transfer, deadline, what, peer_ranks) -> None:
-        self._check_envelopes(group, transfer, deadline, what, peer_ranks)
+        problems = self._check_envelopes(group, transfer, deadline, what, peer_ranks)
+        # A pair that disagrees moves no payload (both ends see the mismatch); the
+        # other pairs complete, so no member is left waiting on a payload that
+        # never comes, and no later message lands in a receive of the wrong size.
         # receives first: a dead peer shows at once, not after a send times out
-        ops = [self._op(dist.irecv, group, RECV, i, t) for i, t in transfer.recvs]
-        ops += [self._op(dist.isend, group, SEND, i, t) for i, t in transfer.sends]
+        ops = [self._op(dist.irecv, group, RECV, i, t) for i, t in transfer.recvs if i not in problems]
+        ops += [self._op(dist.isend, group, SEND, i, t) for i, t in transfer.sends if i not in problems]
         ops = [op for op in ops if op.tensor.numel() > 0]
         if ops:
             wait_all(dist.batch_isend_irecv(ops), deadline, what, peer_ranks)
+        if problems:
+            raise next(iter(problems.values()))
 
-    def _check_envelopes(self, group, transfer, deadline, what, peer_ranks) -> None:
+    def _check_envelopes(self, group, transfer, deadline, what, peer_ranks) -> dict[int, SizeMismatch]:
+        """Exchange envelopes with every peer: the peers whose plan disagrees, with the error."""
         outgoing = {
             p: torch.tensor(envelope(transfer, group, p), dtype=torch.int64, device=self.device)
             for p in transfer.peers
@@ -84,8 +90,13 @@ class P2PBackend:
         ops = [self._op(dist.irecv, group, RECV, p, t) for p, t in incoming.items()]
         ops += [self._op(dist.isend, group, SEND, p, t) for p, t in outgoing.items()]
         wait_all(dist.batch_isend_irecv(ops), deadline, what, peer_ranks)
+        problems = {}
         for p, t in incoming.items():
-            check_envelope(transfer, group, p, t.tolist())
+            try:
+                check_envelope(transfer, group, p, t.tolist())
+            except SizeMismatch as e:
+                problems[p] = e
+        return problems
 
     def _op(self, fn, group: Group, direction: int, index: int, t: torch.Tensor) -> dist.P2POp:
         peer = group.ranks[index]

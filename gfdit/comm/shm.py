@@ -113,8 +113,10 @@ class ShmBackend:
             streams = self._plan_streams(group, transfer)
             _attach_local_copies(streams, transfer.local)
             incoming = [_Incoming(self, group, transfer, p) for p in transfer.peers]
-            self._round_zero(streams, incoming, waiter, what)
+            problems = self._round_zero(streams, incoming, waiter, what)
             self._drive(streams, incoming, waiter)
+            if problems:
+                raise SizeMismatch(problems[0])
         except SizeMismatch:
             for s in streams:
                 self._unacked.update(s.envs)
@@ -171,8 +173,12 @@ class ShmBackend:
                                    lane if in_lane else max(lane, 1 << 62), direct[key]))
         return streams
 
-    def _round_zero(self, streams, incoming, waiter, what) -> None:
-        """Post and consume round 0 everywhere, then raise any envelope mismatch."""
+    def _round_zero(self, streams, incoming, waiter, what) -> list[str]:
+        """Post and consume round 0 everywhere; return the envelope mismatches.
+
+        Both ends of a pair that disagrees see it in round 0 and move nothing more
+        between them; the other pairs go on (`_drive`), so a member that agrees
+        with everyone is served instead of waiting for rounds that never come."""
         for s in streams:
             s.post()
         pending = list(incoming)
@@ -188,7 +194,12 @@ class ShmBackend:
         problems = [inc.mismatch for inc in incoming if inc.mismatch]
         problems += [s.rejection() for s in streams if s.rejection()]
         if problems:
-            raise SizeMismatch(problems[0])
+            bad = {inc.peer for inc in incoming if inc.mismatch}
+            for s in streams:
+                dropped = bad | s.rejected()
+                self._unacked.update(r for r in dropped if r in s.envs)  # round 0's acks
+                s.drop(dropped)
+        return problems
 
     def _drive(self, streams, incoming, waiter) -> None:
         """The remaining rounds, double-buffered, until every peer has acked."""
@@ -262,12 +273,21 @@ class _Stream:
         peer = self.b.peers[r]
         return peer.words[peer.slot(self.b.rank) + ACK]
 
+    def rejected(self) -> set[int]:
+        """Readers that refused this stream's envelope in round 0."""
+        return {r for r in self.envs
+                if self.b.peers[r].words[self.b.peers[r].slot(self.b.rank) + ERR] == self.first[r]}
+
     def rejection(self) -> str:
-        for r in self.envs:
-            peer = self.b.peers[r]
-            if peer.words[peer.slot(self.b.rank) + ERR] == self.first[r]:
-                return f"rank {r} rejected what rank {self.b.rank} sent (see rank {r}'s error)"
+        for r in sorted(self.rejected()):
+            return f"rank {r} rejected what rank {self.b.rank} sent (see rank {r}'s error)"
         return ""
+
+    def drop(self, ranks: set[int]) -> None:
+        """Stop serving `ranks` after round 0 (their envelopes disagreed)."""
+        for r in ranks:
+            self.envs.pop(r, None)
+            self.first.pop(r, None)
 
     def step(self) -> bool:
         if self.posted < self.rounds and self.acked(rounds_back=1):

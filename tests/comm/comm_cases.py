@@ -208,6 +208,27 @@ def run_mismatch(comm):
     return err, after.tolist()
 
 
+def run_partial_mismatch(comm, numel, lanes_only=False):
+    """Rank 2 expects a longer broadcast than rank 0 sends: 0 and 2 raise
+    SizeMismatch, 1 and 3 (who agree with 0) get the data, and the group goes on."""
+    g = comm.group((0, 1, 2, 3))
+    n = numel + 1 if comm.rank == 2 else numel
+    x = torch.arange(float(numel)) if comm.rank == 0 else torch.zeros(n)
+    saved = getattr(comm.backend, "direct_bytes", None)
+    if lanes_only:
+        comm.backend.direct_bytes = None
+    try:
+        got, err = comm.broadcast(g, x, 0), None
+        got = bool(torch.equal(got, torch.arange(float(numel))))
+    except CommError as e:
+        got, err = None, f"{type(e).__name__}: {e}"
+    finally:
+        if lanes_only:
+            comm.backend.direct_bytes = saved
+    after = comm.all_gather(g, torch.full((2,), float(comm.rank)), 0)
+    return err, got, after.tolist()
+
+
 def run_until_killed(comm, victim, shape):
     """Loop big all_gathers; `victim` SIGKILLs itself mid-way. Others must raise."""
     g = comm.group(range(comm.world_size))

@@ -114,3 +114,23 @@ def test_comm_size_mismatch_raises_on_every_member_and_group_survives(pool, back
         assert err and err.startswith("SizeMismatch"), (rank, err)
         assert "all_gather on group(0, 1, 2, 3)" in err and "bytes" in err, err
         assert after == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+
+
+@pytest.mark.parametrize("backend,numel,lanes_only", [
+    ("p2p", 4, False), ("p2p", 1 << 20, False), ("shm", 4, False), ("shm", 1 << 20, False),
+    ("shm", 1 << 20, True)])
+def test_comm_mismatch_of_one_pair_leaves_the_other_members_served(pool, backend, numel, lanes_only):
+    """Only ranks 0 and 2 disagree: they raise; 1 and 3 get the broadcast at once
+    (p2p used to leave them waiting on a payload, which the next collective's
+    envelope then filled: gloo aborted the process)."""
+    outcomes = pool.run_outcomes(cc.run_partial_mismatch, numel, lanes_only, backend=backend,
+                                 timeout_s=40)
+    assert all(o.ok for o in outcomes), [o.error for o in outcomes]
+    results = [o.value for o in outcomes]
+    for rank in (0, 2):
+        err, got, _ = results[rank]
+        assert err and err.startswith("SizeMismatch: broadcast on group(0, 1, 2, 3)"), (rank, err)
+    for rank in (1, 3):
+        assert results[rank][:2] == (None, True), (rank, results[rank])
+    for _, _, after in results:
+        assert after == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
