@@ -41,6 +41,23 @@ def test_tags_of_different_tasks_do_not_overlap():
     assert tag_base((1 << 20) - 1) + TAG_SPAN - 1 < 2**31  # gloo tags are int32
 
 
+def test_collective_tags_stay_clear_of_migration_tags():
+    """Collectives and migrations share pairs (a task migrates onto a group, then
+    runs its collectives there): their tag ranges must not meet. The ids of
+    (0, 1) and (0, 2) have bit 15 set; with 16 id bits their tags reached 2**30."""
+    from gfdit.comm.group import group_id
+    from gfdit.comm.wire import RECV, SEND, TagCounter
+    from gfdit.workers.migration import MIGRATION_TAG_BASE
+
+    assert group_id((0, 1)) & 0x8000 and group_id((0, 2)) & 0x8000
+    tags = TagCounter()
+    seen = []
+    for ranks in [(0, 1), (0, 2), (0, 1, 2), (1, 0), (0, 1, 2, 3)]:
+        for direction in (SEND, RECV):
+            seen += [tags.next(group_id(ranks), direction, 1) for _ in range(40000)]  # wraps
+    assert 0 <= min(seen) and max(seen) < MIGRATION_TAG_BASE == tag_base(0)
+
+
 groups = st.lists(st.integers(0, 15), min_size=1, max_size=8, unique=True)
 holders = st.lists(st.integers(0, 15), min_size=0, max_size=8, unique=True)
 
