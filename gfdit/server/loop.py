@@ -375,6 +375,9 @@ class EngineLoop:
         if text is None:
             if not msg.path:
                 return self.swap.reply(ReplyTo(peer, msg.call_id), False, "give the policy text or a path", [])
+            if not msg.path.endswith(".gfp"):  # diagnostics quote the source: no reading other files to a client
+                return self.swap.reply(ReplyTo(peer, msg.call_id), False,
+                                       f"the server reads only .gfp policy files, not {msg.path[:200]!r}", [])
             try:
                 with open(msg.path, encoding="utf-8") as f:
                     text = f.read(1 << 20)

@@ -173,3 +173,11 @@ def test_the_demo_records_a_request_whose_server_went_away_instead_of_losing_it(
     req = SimpleNamespace(request_id="d1", request_class="S")
     follow(GoneHandle(), req, tmp_path, said.append, True, rows, {})
     assert [(r.request_class, r.state) for r in rows] == [("S", "lost")] and "silent" in said[-1]
+
+
+def test_a_server_side_reload_path_must_be_a_policy_file(client, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("password = hunter2\n")
+    reply = client.reload_policy(str(secret), server_path=True)
+    assert not reply.ok and ".gfp" in reply.message
+    assert "hunter2" not in reply.message + "".join(reply.diagnostics)  # diagnostics quote source lines
