@@ -329,9 +329,8 @@ class EngineLoop:
             reason = f"server cannot run requests: {self.pool_gone}" if self.pool_gone else "server queue full"
             return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
         now = self.clock.now()
-        self._ids += 1
         try:
-            request, params = build_request(msg, now, self.config, f"r{self._ids:06d}")
+            request, params = build_request(msg, now, self.config, "" if msg.request_id else self._fresh_id())
         except InvalidSubmit as exc:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=f"invalid request: {exc}"))
         if self.book.known(request.id):
@@ -346,6 +345,13 @@ class EngineLoop:
         self.book.emit(request.id, "queued", now, stage="encode", steps=request.steps,
                        message=f"deadline in {tracked.deadline - now:.3f}s" if tracked.deadline != float("inf") else "")
         self.dirty = True
+
+    def _fresh_id(self) -> str:
+        """A server-chosen request id that no client has taken."""
+        while True:
+            self._ids += 1
+            if not self.book.known(rid := f"r{self._ids:06d}"):
+                return rid
 
     def _on_cancel(self, peer: bytes, msg: Cancel) -> None:
         what = self.engine.cancel(msg.request_id, self.clock.now())

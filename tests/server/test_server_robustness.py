@@ -181,3 +181,15 @@ def test_a_server_side_reload_path_must_be_a_policy_file(client, tmp_path):
     reply = client.reload_policy(str(secret), server_path=True)
     assert not reply.ok and ".gfp" in reply.message
     assert "hunter2" not in reply.message + "".join(reply.diagnostics)  # diagnostics quote source lines
+
+
+def test_a_server_chosen_id_never_collides_with_a_client_chosen_one(server_factory):
+    from gfdit.protocol import Accepted, GenParams, Rejected, Submit
+
+    server = server_factory()
+    params = GenParams(prompt="p", height=64, width=64, steps=2, seed=0)
+    with Client(server.address, timeout=10) as c:
+        for rid in ("r000002", ""):  # the second submit lets the server choose: not r000002
+            reply = c._call(Submit(params=params, request_id=rid, subscribe=False), expect=(Accepted, Rejected))
+            assert isinstance(reply, Accepted), reply
+        assert reply.request_id != "r000002"
