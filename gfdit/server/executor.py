@@ -26,7 +26,6 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import zmq
 
@@ -98,13 +97,11 @@ class _Flight:
 class ProcessExecutor:
     """Drives a `gfdit.workers.pool.WorkerPool` from the engine loop's thread."""
 
-    def __init__(self, pool, cost_model: CostModel, *, emulated: bool, time_scale: float = 1.0,
-                 on_recovered: Callable[[], None] | None = None):
+    def __init__(self, pool, cost_model: CostModel, *, emulated: bool, time_scale: float = 1.0):
         self.pool = pool
         self.cost_model = cost_model
         self.emulated = emulated
         self.time_scale = time_scale
-        self._on_recovered = on_recovered or (lambda: None)
         self._wire = itertools.count(1)
         self._flights: dict[str, _Flight] = {}
         self._wire_to_task: dict[int, str] = {}
@@ -246,7 +243,6 @@ class ProcessExecutor:
                 back = [PoolGone(f"workers could not be restarted: {str(exc).splitlines()[0][:300]}")]
         with self._lock:
             self._backlog.extend(back)
-        self._on_recovered()
 
     def close(self) -> None:
         if self._recovering is not None:

@@ -49,11 +49,9 @@ class ClientCall:
 class Frontend:
     """Owns the ROUTER socket; feeds `inbox`; sends replies queued by other threads."""
 
-    def __init__(self, ctx: zmq.Context, address: str, inbox: "queue.Queue", token: str = "",
-                 wake=None):
+    def __init__(self, ctx: zmq.Context, address: str, inbox: "queue.Queue", token: str = ""):
         self._ctx = ctx
         self._inbox = inbox
-        self._wake = wake or (lambda: None)
         self._tokens = TokenCheck(token)
         self._router = ctx.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.LINGER, 0)
@@ -136,8 +134,7 @@ class Frontend:
             return self._refuse(peer, _call_id_of(frames), "protocol", str(exc))
         if not self._tokens.allows(msg.token):
             return self._refuse(peer, msg.call_id, "unauthorized", "missing or wrong token")
-        self._inbox.put(ClientCall(peer, msg, tuple(payload)))
-        self._wake()
+        self._inbox.put(ClientCall(peer, msg, tuple(payload)))  # the engine loop's Inbox wakes it
 
     def _refuse(self, peer: bytes, call_id: int, code: str, message: str) -> None:
         self.errors_answered += 1
