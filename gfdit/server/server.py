@@ -56,6 +56,7 @@ class Server:
         self.metrics_port: int | None = None
         self._parts: list = []  # closed in reverse order
         self._thread: threading.Thread | None = None
+        self._serving = False  # serve_forever has begun: it closes everything when the loop ends
         self.loop: EngineLoop | None = None
         self.cost_model: CostModel | None = None
 
@@ -122,6 +123,7 @@ class Server:
 
     def serve_forever(self) -> None:
         """Run the engine loop on this thread until `stop()` (or a client's stop) completes."""
+        self._serving = True
         try:
             self.loop.run()
         except Exception as exc:  # noqa: BLE001 -- top of the engine loop: fatal, every client learns it
@@ -146,7 +148,7 @@ class Server:
             self.loop.inbox.wake()
         if self._thread is not None:
             self._thread.join(timeout)
-        elif self.loop is None:
+        elif not self._serving:  # started but never served: nothing else will close the workers
             self.close()
 
     @property

@@ -193,3 +193,30 @@ def test_a_server_chosen_id_never_collides_with_a_client_chosen_one(server_facto
             reply = c._call(Submit(params=params, request_id=rid, subscribe=False), expect=(Accepted, Rejected))
             assert isinstance(reply, Accepted), reply
         assert reply.request_id != "r000002"
+
+
+def test_stop_closes_a_server_that_was_started_but_never_served(tmp_path, policy_texts):
+    from pathlib import Path
+
+    from gfdit.server import Server, ServerConfig
+
+    policy = tmp_path / "p.gfp"
+    policy.write_text(policy_texts[0])
+    qwen = Path(__file__).resolve().parents[2] / "gfdit" / "data" / "costmodels" / "qwen-h20"
+    server = Server(ServerConfig(executor="emulated", num_gpus=2, cost_model=str(qwen), policy=str(policy),
+                                 address="tcp://127.0.0.1:0")).start()
+    pids = list(server.worker_pids.values())
+    assert pids and all(_alive(pid) for pid in pids)
+    server.stop()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in pids)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
