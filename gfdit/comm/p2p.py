@@ -18,7 +18,7 @@ import torch.distributed as dist
 from gfdit.comm.errors import CommError, SizeMismatch
 from gfdit.comm.group import Group
 from gfdit.comm.transfer import ENVELOPE_LEN, Transfer, check_envelope, envelope, wire_bytes
-from gfdit.comm.wire import RECV, SEND, TagCounter, wait_all
+from gfdit.comm.wire import RECV, SEND, TagCounter, classify, wait_all
 
 
 class P2PBackend:
@@ -73,7 +73,7 @@ class P2PBackend:
         ops += [self._op(dist.isend, group, SEND, i, t) for i, t in transfer.sends if i not in problems]
         ops = [op for op in ops if op.tensor.numel() > 0]
         if ops:
-            wait_all(dist.batch_isend_irecv(ops), deadline, what, peer_ranks)
+            _post_and_wait(ops, deadline, what, peer_ranks)
         if problems:
             raise next(iter(problems.values()))
 
@@ -89,7 +89,7 @@ class P2PBackend:
         }
         ops = [self._op(dist.irecv, group, RECV, p, t) for p, t in incoming.items()]
         ops += [self._op(dist.isend, group, SEND, p, t) for p, t in outgoing.items()]
-        wait_all(dist.batch_isend_irecv(ops), deadline, what, peer_ranks)
+        _post_and_wait(ops, deadline, what, peer_ranks)
         problems = {}
         for p, t in incoming.items():
             try:
@@ -109,3 +109,13 @@ class P2PBackend:
 
     def close(self) -> None:
         self._tags = TagCounter()
+
+
+def _post_and_wait(ops, deadline: float, what: str, peer_ranks: tuple[int, ...]) -> None:
+    """Post `ops` and wait for them. Posting on a pair gloo already knows to be
+    closed raises at once: that is a peer failure too, not a bare RuntimeError."""
+    try:
+        works = dist.batch_isend_irecv(ops)
+    except RuntimeError as e:
+        raise classify(e, what, peer_ranks) from e
+    wait_all(works, deadline, what, peer_ranks)

@@ -229,6 +229,22 @@ def run_partial_mismatch(comm, numel, lanes_only=False):
     return err, got, after.tolist()
 
 
+def run_after_peer_exited(comm, victim):
+    """`victim` exits between collectives; once its pairs are closed, the others'
+    next collective must fail with a CommError (posting on a closed gloo pair
+    raises at once, before any wait)."""
+    g = comm.group(range(comm.world_size))
+    comm.barrier(g)
+    if comm.rank == victim:
+        os._exit(0)
+    time.sleep(1.5)
+    try:
+        comm.all_gather(g, torch.ones(4), 0)
+        return "no error"
+    except CommError as e:
+        return f"{type(e).__name__}: {e}"
+
+
 def run_until_killed(comm, victim, shape):
     """Loop big all_gathers; `victim` SIGKILLs itself mid-way. Others must raise."""
     g = comm.group(range(comm.world_size))

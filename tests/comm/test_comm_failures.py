@@ -34,6 +34,14 @@ def test_comm_killed_member_fails_the_others_within_the_timeout(backend):
     assert not cc.arenas_of(pids), "shared memory left behind"
 
 
+def test_comm_collective_after_a_member_exited_is_a_comm_error():
+    with LocalPool(4, backends=("p2p",), timeout_s=TIMEOUT_S) as pool:
+        outcomes = pool.run_outcomes(cc.run_after_peer_exited, 3, timeout_s=TIMEOUT_S + 30)
+    for o in outcomes[:3]:
+        assert o.ok, (o.error, o.traceback)
+        assert re.match(r"(PeerFailure|CommTimeout): all_gather on group\(0, 1, 2, 3\)", o.value), o.value
+
+
 def test_comm_new_group_appears_only_in_the_newgroup_backend():
     callers = sorted(
         str(p.relative_to(ROOT))
