@@ -114,44 +114,31 @@ def _width_leaves(node: ast.Expr) -> list[ast.Expr]:
     return [node]
 
 
+def _nodes(root: object):
+    """Every AST node under `root` (a node or a list of them), depth first."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, list):
+            stack.extend(reversed(node))
+        elif isinstance(node, ast.Node):
+            yield node
+            stack.extend(reversed([v for v in vars(node).values()
+                                   if isinstance(v, (ast.Node, list)) and v is not node]))
+
+
 def _set_literals(decls: Declarations) -> list[ast.SetLit]:
     """Set literals that choices range over (they stand for candidate widths)."""
-    found: list[ast.SetLit] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, ast.Choice) and isinstance(node.domain, ast.SetLit):
-            found.append(node.domain)
-        if isinstance(node, ast.Node):
-            for value in vars(node).values():
-                if isinstance(value, (ast.Node, list)) and value is not node:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk([*decls.width_rules, *decls.grows, *decls.lets.values()])
-    return found
+    return [node.domain for node in _nodes([*decls.width_rules, *decls.grows, *decls.lets.values()])
+            if isinstance(node, ast.Choice) and isinstance(node.domain, ast.SetLit)]
 
 
 def _constant_cost_calls(decls: Declarations) -> list[ast.Call]:
     """Cost-model calls (`finish(3)`, ...) whose width is a constant."""
-    found: list[ast.Call] = []
-
-    def walk(node: object) -> None:
-        if isinstance(node, ast.Call) and node.func in COST_FUNCTIONS and len(node.args) == 1 \
-                and node.args[0].where is None and constant(node.args[0].value) is not _NO_CONSTANT:
-            found.append(node)
-        if isinstance(node, ast.Node):
-            for value in vars(node).values():
-                if isinstance(value, (ast.Node, list)) and value is not node:
-                    walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk([*decls.width_rules, *decls.grows, *decls.holds, *decls.admits, *decls.orders,
-          *decls.lets.values()])
-    return found
+    roots = [*decls.width_rules, *decls.grows, *decls.holds, *decls.admits, *decls.orders, *decls.lets.values()]
+    return [node for node in _nodes(roots)
+            if isinstance(node, ast.Call) and node.func in COST_FUNCTIONS and len(node.args) == 1
+            and node.args[0].where is None and constant(node.args[0].value) is not _NO_CONSTANT]
 
 
 def _shadowed(rules: list, kind: str, report: Report) -> None:
