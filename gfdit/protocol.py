@@ -18,6 +18,7 @@ from typing import Union
 
 import msgspec
 
+DEFAULT_ADDRESS = "tcp://127.0.0.1:7600"  # where a server listens and a client connects by default
 MAX_BODY_BYTES = 1 << 20  # a control message body is small; payload frames carry bulk data
 MAX_PAYLOAD_BYTES = 256 << 20
 

@@ -9,6 +9,7 @@ from gfdit.client.connection import Connection
 from gfdit.client.errors import RequestRejected, ServerError
 from gfdit.client.handle import RequestHandle
 from gfdit.protocol import (
+    DEFAULT_ADDRESS,
     Accepted,
     Ack,
     ErrorReply,
@@ -27,8 +28,6 @@ from gfdit.protocol import (
     Submit,
     Subscribe,
 )
-
-DEFAULT_ADDRESS = "tcp://127.0.0.1:7600"
 
 
 class Client:

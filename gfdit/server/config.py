@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gfdit.protocol import DEFAULT_ADDRESS
+
 EXECUTORS = ("real", "emulated")
-DEFAULT_ADDRESS = "tcp://127.0.0.1:7600"
 
 
 class ConfigError(ValueError):
