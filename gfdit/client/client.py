@@ -108,11 +108,13 @@ class Client:
         """Propose a new policy. A local file's text is sent (or, with server_path, the
         path is read by the server); anything else is taken as policy text. Returns
         the ReloadReply: ok, revision, and every diagnostic when refused."""
+        text = str(path_or_text)
+        looks_like_path = isinstance(path_or_text, Path) or ("\n" not in text and text.endswith(".gfp"))
         if server_path:
-            msg = ReloadPolicy(path=str(path_or_text), if_revision=if_revision)
-        elif isinstance(path_or_text, Path) or (
-            "\n" not in str(path_or_text) and Path(str(path_or_text)).is_file()
-        ):
+            msg = ReloadPolicy(path=text, if_revision=if_revision)
+        elif looks_like_path and not Path(text).is_file():
+            raise FileNotFoundError(f"policy file not found: {text}")
+        elif looks_like_path or ("\n" not in text and Path(text).is_file()):
             msg = ReloadPolicy(text=Path(path_or_text).read_text(), path=str(path_or_text), if_revision=if_revision)
         else:
             msg = ReloadPolicy(text=str(path_or_text), if_revision=if_revision)

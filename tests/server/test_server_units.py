@@ -111,3 +111,11 @@ def test_class_table_counts_latency_and_slo():
     assert "| S | 2 | 2 | 2.00 | 3.00 | 1/2 (50%) |" in table
     assert "| L | 1 | 0 | - | - | 0/1 (0%) |" in table
     assert "| all | 3 | 2 | 2.00 |" in table
+
+
+def test_reload_of_a_missing_policy_file_is_file_not_found_not_policy_text(tmp_path):
+    from gfdit.client import Client
+
+    with Client("tcp://127.0.0.1:9", timeout=1.0) as client:  # nothing is sent: the check is local
+        with pytest.raises(FileNotFoundError, match="policy file not found"):
+            client.reload_policy(str(tmp_path / "typo.gfp"))
