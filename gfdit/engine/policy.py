@@ -41,6 +41,31 @@ class Why:
     values: Mapping[str, object] = field(default_factory=dict)
 
 
+class RuleError(Exception):
+    """A policy rule failed at run time (the hook contract for errors).
+
+    A hook that cannot answer raises this, naming the rule that failed:
+    `rule` is its source location (``policies/x.gfp:7:10`` for a compiled
+    policy: file, line, column of the rule or expression that raised;
+    ``python:NAME.HOOK`` for a Python one) and `cause` the exception it raised.
+    The engine counts it per `rule` (`Engine.rule_errors`), logs it with that
+    location and applies the hook's fallback (docs/engine.md, "Rule errors").
+    """
+
+    def __init__(self, rule: str, cause: BaseException):
+        super().__init__(rule, cause)
+        self.rule = rule
+        self.cause = cause
+
+    @property
+    def message(self) -> str:
+        """What went wrong, without the location: ``CostModelError: ... no layout of width 3 ...``."""
+        return f"{type(self.cause).__name__}: {self.cause}"
+
+    def __str__(self) -> str:
+        return f"{self.rule}: {self.message}"
+
+
 @dataclass(frozen=True, slots=True)
 class ClassSpec:
     """A request class: how its deadline is derived, its priority, whether it can be preempted.
