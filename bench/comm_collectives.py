@@ -104,7 +104,7 @@ def measure(pool, groups, sizes, quick):
                 for backend in BACKENDS:
                     per_rank = [t for t in pool.run(time_collective, op, ranks, size, iters,
                                                     backend=backend) if t]
-                    per_op = [max(ts) for ts in zip(*per_rank)]
+                    per_op = [max(ts) for ts in zip(*per_rank, strict=True)]
                     p50 = statistics.median(per_op)
                     moved = (k - 1) * size if op == "all_gather" else (k - 1) * size / k
                     rows.append(dict(op=op, backend=backend, group_size=k, size=size,

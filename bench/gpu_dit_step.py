@@ -20,6 +20,7 @@ and here, on CPU, with toy configs (same code path, seconds):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -110,7 +111,7 @@ def time_text_encoder(args, timer: Timer, dtype: torch.dtype) -> list[tuple[floa
     samples = []
     for tokens in (args.text_tokens // 2, args.text_tokens):
         ids = torch.randint(0, vocab, (1, tokens), device=args.device)
-        samples.append((tokens, timer.ms(lambda: encoder(ids))))
+        samples.append((tokens, timer.ms(functools.partial(encoder, ids))))
     del encoder
     return samples
 
@@ -133,11 +134,8 @@ def time_dit_steps(args, timer: Timer, dtype: torch.dtype) -> list[tuple[float, 
         img_ids = torch.cat([torch.zeros(tokens, 1), ids], 1).to(args.device, dtype)
         t = torch.full((1,), 0.5, device=args.device, dtype=dtype)
         guidance = torch.full((1,), 3.5, device=args.device, dtype=torch.float32)
-
-        def step():
-            model(hidden_states=latents, encoder_hidden_states=text, pooled_projections=pooled, timestep=t,
-                  img_ids=img_ids, txt_ids=txt_ids, guidance=guidance, return_dict=False)
-
+        step = functools.partial(model, hidden_states=latents, encoder_hidden_states=text, pooled_projections=pooled,
+                                 timestep=t, img_ids=img_ids, txt_ids=txt_ids, guidance=guidance, return_dict=False)
         samples.append((tokens, timer.ms(step)))
         print(f"dit step  {side}x{side}  {tokens:6d} tokens  {samples[-1][1]:9.2f} ms", flush=True)
     del model
@@ -154,7 +152,7 @@ def time_vae_decode(args, timer: Timer, dtype: torch.dtype) -> list[tuple[float,
     samples = []
     for side in args.resolutions:
         latents = torch.randn(1, config["latent_channels"], side // scale, side // scale, device=args.device, dtype=dtype)
-        samples.append((side * side, timer.ms(lambda: vae.decode(latents, return_dict=False))))
+        samples.append((side * side, timer.ms(functools.partial(vae.decode, latents, return_dict=False))))
     del vae
     return samples
 

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gfdit.engine.costmodel import Migration  # noqa: E402
-from gfdit.engine.request import latent_tokens  # noqa: E402
+from gfdit.shapes import latent_tokens  # noqa: E402
 from gfdit.protocol import GenParams, RunTask  # noqa: E402
 from gfdit.workers.pool import WorkerPool  # noqa: E402
 from gfdit.workers.profile import migration_fit  # noqa: E402

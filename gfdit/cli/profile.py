@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     options = {"tool": "gfdit profile", "device": args.device, "dtype": args.dtype, "backend": args.backend,
                "steps": args.steps, "repeats": args.repeats, "shapes": [list(s) for s in shapes],
-               "latent_seq_len": "gfdit.engine.request.latent_tokens(H, W, F)"}
+               "latent_seq_len": "gfdit.shapes.latent_tokens(H, W, F)"}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for width, layout in profile.layouts(found, args.model, options).items():

@@ -62,7 +62,7 @@ class GenerationResult:
 def outputs_from(entries: list[dict[str, str]], payload: list[bytes]) -> list[Output]:
     """Pair a Result's output descriptions with its payload frames."""
     outputs = []
-    for entry, data in zip(entries, payload):
+    for entry, data in zip(entries, payload, strict=True):
         shape = tuple(int(x) for x in entry.get("shape", "").split(",") if x)
         outputs.append(Output(entry.get("mime", RAW_MIME), bytes(data), shape, entry.get("dtype", "uint8")))
     return outputs

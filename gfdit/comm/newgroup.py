@@ -67,7 +67,7 @@ class NewGroupBackend(P2PBackend):
             xb = wire_bytes(x)
             parts = [torch.empty_like(xb) for _ in g.ranks]
             dist.all_gather(parts, xb, group=pg)
-            by_rank = dict(zip(sorted(g.ranks), parts))
+            by_rank = dict(zip(sorted(g.ranks), parts, strict=True))
             return torch.cat([by_rank[r].view(x.dtype).view(x.shape) for r in g.ranks], dim)
         return self._native(g, "all_gather", run)
 
@@ -77,7 +77,7 @@ class NewGroupBackend(P2PBackend):
             send = torch.cat([wire_bytes(chunks[i]) for i in order])
             recv = torch.empty_like(send)
             dist.all_to_all_single(recv, send, group=pg)
-            parts = dict(zip(order, recv.chunk(g.size)))
+            parts = dict(zip(order, recv.chunk(g.size), strict=True))
             shape = chunks[0].shape
             dtype = chunks[0].dtype
             return torch.cat([parts[i].view(dtype).view(shape) for i in range(g.size)], dim)

@@ -66,7 +66,7 @@ def write(directory: Path, width: int, data: dict) -> None:
 def build() -> None:
     for width, ys in QWEN_POINTS.items():
         a, b, c = quadratic_through(QWEN_TOKENS, ys)
-        step = stage("latent_seq_len", a, b, c, zip(QWEN_TOKENS, ys))
+        step = stage("latent_seq_len", a, b, c, zip(QWEN_TOKENS, ys, strict=True))
         step["coeffs_exact_rational"] = {"a": str(a), "b": str(b), "c": str(c)}
         write(HERE / "qwen-h20", width, layout("Qwen/Qwen-Image", width, step, {
             "hardware": "H20", "source": "published Qwen-Image per-step latency (GF-DiT), exact quadratic",

@@ -155,8 +155,7 @@ class _RuleBuilder:
         for key in keys:
             compiled, size = self.compiler.compile_sized(key.expr)
             frame = max(frame, size)
-            f = compiled.fn
-            fns.append((lambda f: (lambda v, q, e: -f(v, q, e)))(f) if key.desc else f)
+            fns.append(_negated(compiled.fn) if key.desc else compiled.fn)
         return _order_closure(fns, frame)
 
     def _observed(self, *nodes: object) -> list[tuple[str, object, int]]:
@@ -183,6 +182,11 @@ def significant_keys(keys: list[ast.OrderKey]) -> list[ast.OrderKey]:
             keys[-1].expr.base == "req" and keys[-1].expr.name == "arrival"):
         keys.pop()
     return keys
+
+
+def _negated(fn):
+    """A `desc` order key: the compiled key, negated."""
+    return lambda v, q, e: -fn(v, q, e)
 
 
 def _order_closure(fns: list, frame_size: int):

@@ -168,7 +168,7 @@ class TypeChecker:
 
     def _pair(self, node: ast.Call) -> str | None:
         types = [self.of(a.value) for a in node.args]
-        for arg, ty in zip(node.args, types):
+        for arg, ty in zip(node.args, types, strict=True):
             if ty is not None and ty not in NUMERIC:
                 self.report.add("E201", arg.span, f"{node.func} needs numbers or durations, not {ty}")
                 return None

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from gfdit.shapes import Shape
+
 ENCODE_STAGES = ("text_encode", "dit_prepare", "timestep_prepare")
 DECODE_STAGES = ("vae_decode", "finalize")
 STEP_VARIANTS = {True: ("dit_step_chunk_cfg", "dit_step_chunk"),
@@ -44,17 +46,6 @@ MIGRATION_FILE = "migration.json"
 
 class CostModelError(ValueError):
     """A cost model file is malformed, or lacks a width or stage asked for."""
-
-
-@dataclass(frozen=True, slots=True)
-class Shape:
-    """What the cost of a request depends on (all the cost model's x variables)."""
-
-    tokens: int  # latent_seq_len
-    text_tokens: int  # text_seq_len
-    steps: int  # num_steps
-    voxels: int  # height * width * frames of the output
-    cfg: bool = False  # true classifier-free guidance (two passes per step)
 
 
 class HasShape(Protocol):

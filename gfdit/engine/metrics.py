@@ -73,7 +73,7 @@ def block(outcomes: Sequence[Outcome], gpus: int, span: float) -> dict:
         "p50_latency_s": percentile(latencies, 50),
         "p95_latency_s": percentile(latencies, 95),
         "p99_latency_s": percentile(latencies, 99),
-        "mean_normalized_latency": (sum(l / o.t_single for l, o in zip(latencies, done)) / len(done)
+        "mean_normalized_latency": (sum(l / o.t_single for l, o in zip(latencies, done, strict=True)) / len(done)
                                     if done else math.nan),
         "throughput_rpm": len(done) * per_min,
         "goodput_rpm": met * per_min,
@@ -92,7 +92,7 @@ def round_cost_by_queue(costs: Sequence[float], queues: Sequence[int]) -> dict:
     """p50 / p99 round seconds per queue-length bucket."""
     out = {}
     for low, high in QUEUE_BUCKETS:
-        picked = [c for c, q in zip(costs, queues) if q >= low and (high is None or q <= high)]
+        picked = [c for c, q in zip(costs, queues, strict=True) if q >= low and (high is None or q <= high)]
         if picked:
             out[f"{low}-{high}" if high is not None else f"{low}+"] = {
                 "rounds": len(picked), "p50_s": percentile(picked, 50), "p99_s": percentile(picked, 99)}

@@ -125,7 +125,7 @@ def _place(grants: "list[Grant]", alloc: Allocator, prefs: Sequence[str], sticky
         picked = picked or avail[:need]
         chosen[i].extend(picked)
         free.difference_update(picked)
-    for grant, ranks in zip(grants, chosen):
+    for grant, ranks in zip(grants, chosen, strict=True):
         grant.group = tuple(sorted(ranks))
     return True
 

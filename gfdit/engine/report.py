@@ -32,7 +32,7 @@ def metrics_table(metrics: dict) -> str:
     cells = [[name if key is None else _cell(fmt, block[key]) for _, key, fmt in COLUMNS] for name, block in rows]
     header = [h for h, _, _ in COLUMNS]
     widths = [max(len(header[i]), *(len(r[i]) for r in cells)) for i in range(len(header))]
-    line = lambda parts: "| " + " | ".join(p.rjust(w) for p, w in zip(parts, widths)) + " |"  # noqa: E731
+    line = lambda parts: "| " + " | ".join(p.rjust(w) for p, w in zip(parts, widths, strict=True)) + " |"  # noqa: E731
     out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in cells]
     return "\n".join(out)

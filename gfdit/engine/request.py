@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .costmodel import Shape
+from gfdit.shapes import Shape, latent_tokens
 
 
 class State(str, enum.Enum):
@@ -132,14 +132,6 @@ class Request:
         return rec
 
 
-def latent_tokens(height: int, width: int, frames: int = 1) -> int:
-    """Latent sequence length of a DiT with an 8x VAE and 2x2 patches (4x in time for video).
-
-    Images: H/16 * W/16 (1024x1024 -> 4096, the Qwen-Image convention). Videos
-    (frames > 1): ((frames - 1) // 4 + 1) latent frames of that many tokens each.
-    """
-    latent_frames = 1 if frames <= 1 else (frames - 1) // 4 + 1
-    return max(1, (height // 16) * (width // 16) * latent_frames)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,8 +22,10 @@ import random
 from pathlib import Path
 from typing import Any
 
+from gfdit.shapes import latent_tokens
+
 from .costmodel import CostModel, Shape
-from .request import RequestError, latent_tokens
+from .request import RequestError
 from .workload import DATA_DIR
 
 PROFILE_DIR = DATA_DIR / "profiles"

@@ -78,7 +78,7 @@ class Histogram:
         lines = []
         for key, (counts, total, count) in sorted(self.series.items()):
             cumulative = 0
-            for bound, n in zip(self.buckets, counts):
+            for bound, n in zip(self.buckets, counts, strict=True):
                 cumulative += n
                 bucket = _labels(key, 'le="' + _num(bound) + '"')
                 lines.append(f"{self.name}_bucket{bucket} {cumulative}")

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import time
 
-from gfdit.protocol import GenParams, RunTask
+from gfdit.protocol import RunTask
+from gfdit.shapes import params_shape
 from gfdit.workers.migration import plan_migration
 
 
@@ -71,7 +72,7 @@ def task_seconds(cost_model, task: RunTask, text_tokens: int = 512) -> float:
     """Wall time of `task` by the engine's `CostModel` (migration included).
 
     `text_tokens` is the prompt length the cost model's text_encode stage takes;
-    the request's latent tokens follow `gfdit.engine.request.latent_tokens`.
+    the request's latent tokens follow `gfdit.shapes.latent_tokens`.
     """
     shape = params_shape(task.params, text_tokens, cfg=task.params.guidance_scale not in (None, 0, 1))
     width = len(task.group)
@@ -88,12 +89,3 @@ def task_seconds(cost_model, task: RunTask, text_tokens: int = 512) -> float:
         migration = cost_model.migration
         migrate = migration.seconds(migration.state_bytes(shape), len(set(task.state_ranks)), len(plan))
     return stage_seconds[task.stage]() + migrate
-
-
-def params_shape(params: GenParams, text_tokens: int = 512, cfg: bool = False):
-    """The engine's cost `Shape` of a request's generation parameters."""
-    from gfdit.engine.costmodel import Shape
-    from gfdit.engine.request import latent_tokens
-
-    tokens = latent_tokens(params.height, params.width, params.frames)
-    return Shape(tokens, text_tokens, params.steps, params.height * params.width * params.frames, cfg)

@@ -13,7 +13,7 @@ Two halves:
   the cost-model format of docs/evaluation.md, plus the measured migration cost.
 
 Its x variables follow the engine: ``latent_seq_len`` is
-`gfdit.engine.request.latent_tokens(H, W, F)`, ``voxels`` is H*W*F.
+`gfdit.shapes.latent_tokens(H, W, F)`, ``voxels`` is H*W*F.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from gfdit.protocol import GenParams, RunTask
+from gfdit.shapes import latent_tokens
 
 STAGE_PREFIX = "stage."
 
@@ -114,8 +115,6 @@ X_NAMES = {"text_encode": "text_seq_len", "dit_prepare": "latent_seq_len", "time
 def profile_model(pool, widths: list[int], shapes: list[tuple[int, int, int]], steps: int,
                   repeats: int = 2, prompt: str = "a lighthouse at dusk, oil painting") -> Measurements:
     """Time every stage of `shapes` at each of `widths` on `pool` (needs max(widths) workers)."""
-    from gfdit.engine.request import latent_tokens
-
     if steps < 2:
         raise ValueError("profiling needs at least 2 steps (one warm-up step is not timed)")
     found, ids = Measurements(), iter(range(1, 1 << 30))
@@ -166,8 +165,6 @@ def _record(found: Measurements, width: int, tokens: int, voxels: int, steps: in
 
 def _measure_moves(pool, ids, shapes, steps, repeats, prompt) -> list[tuple[float, float, float]]:
     """Move a fresh state from rank 0 to rank 1 (a 0-step chunk): (tokens, bytes, seconds)."""
-    from gfdit.engine.request import latent_tokens
-
     moves = []
     for height, width_px, frames in shapes:
         for rep in range(repeats + 1):

@@ -77,7 +77,7 @@ def images_from_payload(outputs: Sequence[dict[str, str]], frames: Sequence[byte
     import numpy as np
 
     images: list[np.ndarray] = []
-    for desc, frame in zip(outputs, frames):
+    for desc, frame in zip(outputs, frames, strict=True):
         if desc.get("mime") != RAW_RGB8:
             raise ProtocolError(f"unsupported output mime {desc.get('mime')!r}")
         try:

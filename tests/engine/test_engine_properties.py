@@ -7,6 +7,7 @@ time never goes backwards.
 
 from __future__ import annotations
 
+import itertools
 import math
 import zlib
 from dataclasses import dataclass, field
@@ -232,11 +233,11 @@ def test_simulated_timelines_never_double_book_a_rank(cm, case):
             by_rank.setdefault(rank, []).append((span.start, span.end))
     for intervals in by_rank.values():
         intervals.sort()
-        for (_, end), (start, _) in zip(intervals, intervals[1:]):
+        for (_, end), (start, _) in itertools.pairwise(intervals):
             assert start >= end - 1e-9, "overlapping tasks on one rank"
     per_request: dict[str, list] = {}
     for span in result.spans:
         per_request.setdefault(span.request_id, []).append(span)
     for spans in per_request.values():  # in order, one at a time, steps contiguous
-        for a, b in zip(spans, spans[1:]):
+        for a, b in itertools.pairwise(spans):
             assert b.start >= a.end - 1e-9 and b.steps[0] == a.steps[1]

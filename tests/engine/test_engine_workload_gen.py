@@ -66,7 +66,7 @@ def test_matches_the_public_trace_format_and_rates(qwen):
     ours = generate(load_profile("short"), qwen, 4, 0.9, seed=0)
     assert set(ours["requests"][0]) == set(public["requests"][0])
     assert set(public["metadata"]) - {"effective_rate_scale", "rate_scale"} <= set(ours["metadata"])
-    for mine, theirs in zip(ours["metadata"]["phases"], public["metadata"]["phases"]):
+    for mine, theirs in zip(ours["metadata"]["phases"], public["metadata"]["phases"], strict=True):
         assert mine["name"] == theirs["name"] and mine["mix"] == theirs["mix"]
         assert mine["arrival_rate_per_min"] == pytest.approx(theirs["arrival_rate_per_min"], rel=1e-9)
 

@@ -1,5 +1,6 @@
 """Server parts that need no processes: intake checks, access rules, metrics text, progress order, demo edits."""
 
+import itertools
 
 import pytest
 
@@ -101,7 +102,7 @@ def test_demo_edits_and_workload():
     assert "req.dedline" in broken_edit(text)
     work = mixed_workload(12, 0.5, seed=1)
     assert len({r.request_id for r in work}) == 12 and {r.request_class for r in work} == {"S", "M", "L"}
-    assert all(a.at_s <= b.at_s for a, b in zip(work, work[1:]))
+    assert all(a.at_s <= b.at_s for a, b in itertools.pairwise(work))
 
 
 def test_class_table_counts_latency_and_slo():

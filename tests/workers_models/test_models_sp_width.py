@@ -45,7 +45,7 @@ def _worst(results) -> float:
 def test_sharded_denoise_equals_width_one(pool, family):
     results = pool.run(sp_cases.widths, family, PARAMS[family], LAYOUTS)
     for rank, per_layout in enumerate(results):
-        for layout, errors in zip(LAYOUTS, per_layout):
+        for layout, errors in zip(LAYOUTS, per_layout, strict=True):
             assert (errors is not None) == any(rank in g for g in layout)
     assert _worst(results) <= TOLERANCE, results
 

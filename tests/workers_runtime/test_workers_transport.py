@@ -35,7 +35,7 @@ def test_images_round_trip_exactly():
     done = TaskDone(task_id=1, request_id="r", rank=0, ok=True, outputs=outputs)
     msg, payload = transport.decode(transport.encode(done, frames), transport.TO_CONTROLLER)
     back = transport.images_from_payload(msg.outputs, payload)
-    assert all(np.array_equal(a, b) for a, b in zip(images, back)) and len(back) == 3
+    assert len(back) == 3 and all(np.array_equal(a, b) for a, b in zip(images, back, strict=True))
 
 
 def test_long_video_travels_stacked_within_the_frame_limit():

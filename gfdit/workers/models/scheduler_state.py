@@ -59,7 +59,7 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, numpy.ndarray):
         return a.shape == b.shape and a.dtype == b.dtype and bool(numpy.array_equal(a, b))
     if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
     return a == b
 
 
