@@ -14,7 +14,7 @@ from gfdit.dsl import ast
 from gfdit.dsl.declarations import Declarations, collect
 from gfdit.dsl.depth import check_depth
 from gfdit.dsl.diagnostics import Diagnostic, Report
-from gfdit.dsl.parse import parse_program
+from gfdit.dsl.parse import parse_program, too_large
 from gfdit.dsl.resolve import resolve
 from gfdit.dsl.rules import check_rules
 from gfdit.dsl.typecheck import typecheck
@@ -36,6 +36,8 @@ def check(text: str, filename: str = "<text>", params: dict[str, str] | None = N
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     report = Report(filename, text)
     program = parse_program(text, filename, report)
+    if too_large(text):  # nothing was parsed: no other diagnostic would be true
+        return Checked(program, Declarations(), report.sorted())
     try:
         decls = collect(program, report, dict(params or {}))
         suppressed = program.failed_names | decls.failed_names

@@ -14,8 +14,9 @@ import lark
 
 from gfdit.dsl import ast
 from gfdit.dsl.diagnostics import Report, did_you_mean
-from gfdit.dsl.names import (CLUSTER_NAMES, ON_SHORT_MODES, PLACEMENTS, STAGE_NAMES)
-from gfdit.dsl.parse import parse_param_value
+from gfdit.dsl.names import (CLUSTER_NAMES, ON_SHORT_MODES, PLACEMENTS, RESERVED_PARAMS,
+                             STAGE_NAMES)
+from gfdit.dsl.parse import KEYWORDS, parse_param_value
 from gfdit.engine.policy import ClassSpec
 
 DEFAULT_CHUNK = 5
@@ -60,7 +61,7 @@ def collect(program: ast.Program, report: Report, overrides: dict[str, str]) -> 
     seen_config: dict[str, ast.Node] = {}
     for decl in program.decls:
         if isinstance(decl, (ast.ParamDecl, ast.LetDecl, ast.ClassDecl, ast.PoolDecl)):
-            if not _claim(decl.name, names, report):
+            if not _claim(decl, names, report, decls.failed_names):
                 continue
         _SORT[type(decl)](decl, decls, report, places, seen_config)
     for rule in [*decls.holds, *decls.width_rules, *decls.grows]:
@@ -70,7 +71,7 @@ def collect(program: ast.Program, report: Report, overrides: dict[str, str]) -> 
     _apply_overrides(decls, overrides, report, header or ast.Span(1, 1, 1, 2))
     _reserved_params(decls, report)
     _build_classes(decls, report)
-    _build_places(places, decls, report)
+    _build_places(places, decls, report, program.failed_names)
     return decls
 
 
@@ -87,7 +88,19 @@ def _check_header(program: ast.Program, decls: Declarations, report: Report) -> 
         report.add("E101", extra.span, "a file declares one policy; this is a second `policy`")
 
 
-def _claim(ident: ast.Ident, names: dict[str, ast.Ident], report: Report) -> bool:
+def _claim(decl: ast.Node, names: dict[str, ast.Ident], report: Report, failed: set[str]) -> bool:
+    ident = decl.name
+    if ident.name in KEYWORDS:
+        failed.add(ident.name)  # its uses are not reported again as unknown
+        report.add("E102", ident.span, f"'{ident.name}' is a keyword and cannot name a "
+                   f"{_KIND[type(decl)]}", "pick another name")
+        return False
+    if ident.name in RESERVED_PARAMS and not isinstance(decl, ast.ParamDecl):
+        report.add("E102", ident.span, f"'{ident.name}' is a reserved param; a "
+                   f"{_KIND[type(decl)]} of that name would hide it in expressions while the "
+                   "engine keeps the param's value",
+                   f"set it with `param {ident.name} = ...`, or pick another name")
+        return False
     if ident.name in BUILTIN_NAMES:
         report.add("E102", ident.span, f"'{ident.name}' is a built-in name and cannot be redefined",
                    "pick another name")
@@ -98,6 +111,9 @@ def _claim(ident: ast.Ident, names: dict[str, ast.Ident], report: Report) -> boo
         return False
     names[ident.name] = ident
     return True
+
+
+_KIND = {ast.ParamDecl: "param", ast.LetDecl: "let", ast.ClassDecl: "class", ast.PoolDecl: "pool"}
 
 
 def _sort_param(d, decls, report, places, seen):
@@ -281,7 +297,9 @@ def _pool_ranks(pool: ast.PoolDecl, decls: Declarations, report: Report) -> froz
     return frozenset(int(v) for v in values)
 
 
-def _build_places(items: list[ast.Node], decls: Declarations, report: Report) -> None:
+def _build_places(items: list[ast.Node], decls: Declarations, report: Report,
+                  unparsed: set[str]) -> None:
+    """Pools, then placements; a pool whose declaration did not parse (`unparsed`) is not unknown."""
     for pool in (d for d in items if isinstance(d, ast.PoolDecl)):
         ranks = _pool_ranks(pool, decls, report)
         if ranks is not None:
@@ -292,7 +310,7 @@ def _build_places(items: list[ast.Node], decls: Declarations, report: Report) ->
         if place.pool is None:
             _placement(place, decls, report)
             continue
-        if place.pool.name not in decls.pools:
+        if place.pool.name not in decls.pools and place.pool.name not in unparsed:
             report.add("E109", place.pool.span, f"unknown pool '{place.pool.name}'",
                        did_you_mean(place.pool.name, decls.pools) or "declare it: pool NAME = {0}")
         for stage in expand_stages(place.items, report):

@@ -26,7 +26,7 @@ CODES: dict[str, str] = {
     "E005": "cannot read the policy file",
     # declarations and names
     "E101": "missing or misplaced `policy NAME` header",
-    "E102": "duplicate name",
+    "E102": "duplicate name, or a built-in name, keyword or reserved param redefined",
     "E103": "unknown name",
     "E104": "unknown request field",
     "E105": "unknown function or wrong arguments",
@@ -61,6 +61,10 @@ CODES: dict[str, str] = {
     "W401": "rule can never match",
     "W402": "declared but never used",
     "W403": "condition is constant",
+    "W404": "`any` without `where`",
+    "W405": "a grow rule that can never widen",
+    "W406": "comparison with a class the policy does not declare",
+    "W407": "a rule for a stage that never comes first under `chunk = all`",
 }
 
 

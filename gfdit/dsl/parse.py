@@ -9,6 +9,7 @@ words that cannot continue an expression (a misspelled keyword, say). Parse erro
 
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,9 @@ _DECL_START = re.compile(r"^\s*(" + "|".join(DECL_KEYWORDS) + r")(?![A-Za-z0-9_]
 # an unindented line starting with a word that cannot continue an expression starts a new piece
 _CONTINUATION = ("else", "where", "by", "and", "or", "then", "up", "to", "not", "if", "in",
                  "asc", "desc", "min", "max", "argmin", "argmax")
+_NESTED_IN_THEN = re.compile(r"(?<![A-Za-z0-9_])then\s+(if|min|max|argmin|argmax)(\s+[A-Za-z_][A-Za-z0-9_]*)?\s*$")
+# words of the grammar: no param, let, class or pool may be named by one
+KEYWORDS = frozenset((*DECL_KEYWORDS, *_CONTINUATION, "when", "short", "true", "false", "all"))
 _NEW_PIECE = re.compile(r"^(?!(" + "|".join(_CONTINUATION) + r")(?![A-Za-z0-9_]))[A-Za-z_]")
 _NAMED_DECL = re.compile(r"^\s*(let|param|class|pool)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 MAX_SOURCE_CHARS = 200_000
@@ -49,7 +53,7 @@ def parse_program(source: str, filename: str, report: Report) -> ast.Program:
     """Parse `source`; syntax errors go to `report`, the declarations that parsed are returned."""
     end = _end_span(source)
     program = ast.Program(ast.Span(1, 1, end.line, end.col), filename, source, [])
-    if len(source) > MAX_SOURCE_CHARS:
+    if too_large(source):
         report.add("E004", ast.Span(1, 1, 1, 2),
                    f"policy text is {len(source)} characters; the limit is {MAX_SOURCE_CHARS}")
         return program
@@ -68,6 +72,11 @@ def parse_program(source: str, filename: str, report: Report) -> ast.Program:
                 _report_syntax(sub_error, report, _piece_end(sub_line, sub_text))
                 program.failed_names.update(m.group(2) for m in _NAMED_DECL.finditer(sub_text))
     return program
+
+
+def too_large(source: str) -> bool:
+    """Over MAX_SOURCE_CHARS: the text is refused (E004) without being parsed."""
+    return len(source) > MAX_SOURCE_CHARS
 
 
 def _parse_piece(first_line: int, text: str, program: ast.Program,
@@ -194,6 +203,8 @@ def _token_word(token: Token) -> str:
 
 
 def _token_hint(token: Token, expected: set[str], source_line: str) -> str | None:
+    if _NESTED_IN_THEN.search(source_line[:token.column - 1]):
+        return "a nested `if` or choice inside `then` needs parentheses: then (if C then A else B) else D"
     glued = token.column > 1 and source_line[token.column - 2: token.column - 1].isdigit()
     if token.type == "NAME" and glued:
         if token.value == "x":
@@ -241,11 +252,11 @@ def _ident(token: Token) -> ast.Ident:
 
 def _number(text: str) -> float:
     value = float(text)
-    return int(value) if value.is_integer() and "." not in text else value
+    return int(value) if value.is_integer() and "." not in text and math.isfinite(value) else value
 
 
 def _duration(text: str) -> float:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|min|s|h)", text)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)(ms|min|s|h)", text)
     assert match is not None
     return float(match.group(1)) * UNIT_SECONDS[match.group(2)]
 
@@ -335,7 +346,7 @@ class _Builder(Transformer):
         return ast.ShortDecl(_span(meta), _ident(c[0]))
 
     def set_lit(self, meta, c):
-        return ast.SetLit(_span(meta), tuple(_number(str(t)) for t in c))
+        return ast.SetLit(_span(meta), tuple(value for value, _ in c))
 
     # expressions
     def if_expr(self, meta, c):

@@ -2,7 +2,8 @@
 
 Each stage has an unconditional `width` rule; constant widths are members of
 `widths`; exactly one `order by`. Warnings: rules shadowed by an earlier
-unconditional rule for the same stages, constant conditions, unused lets/params.
+unconditional rule for the same stages, constant conditions, unused lets/params,
+and the `LINTS` (rules or terms that cannot do what they seem to).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from gfdit.dsl import ast
 from gfdit.dsl.compile import FOLD
 from gfdit.dsl.declarations import Declarations, expand_stages
-from gfdit.dsl.diagnostics import Report
+from gfdit.dsl.diagnostics import Report, did_you_mean
 from gfdit.dsl.names import COST_FUNCTIONS, RESERVED_PARAMS, STAGE_NAMES
 
 _NO_CONSTANT = object()
@@ -34,6 +35,8 @@ def check_rules(decls: Declarations, report: Report, used: set[str], end: ast.Sp
     _shadowed(decls.grows, "grow", report)
     for rule in [*decls.holds, *decls.width_rules, *decls.grows, *decls.admits]:
         _constant_condition(rule, report)
+    for lint in LINTS:
+        lint(decls, report)
     for name, let in decls.lets.items():
         if name not in used:
             report.add("W402", let.name.span, f"let '{name}' is never used")
@@ -42,20 +45,22 @@ def check_rules(decls: Declarations, report: Report, used: set[str], end: ast.Sp
             report.add("W402", param.name.span, f"param '{name}' is never used")
 
 
-def constant(node: ast.Expr | None) -> object:
-    """The value of an expression made of literals and params only, else `_NO_CONSTANT`."""
+def constant(node: ast.Expr | None, params: bool = True) -> object:
+    """The value of an expression made of literals and params only, else `_NO_CONSTANT`.
+
+    With `params=False` a param is not a constant: `--param` can change it at load."""
     if isinstance(node, (ast.Num, ast.Dur, ast.Bool)):
         return node.value
-    if isinstance(node, ast.Name) and node.ref is not None and node.ref.kind == "param":
+    if params and isinstance(node, ast.Name) and node.ref is not None and node.ref.kind == "param":
         value = node.ref.value.value
         return value if isinstance(value, (int, float, bool)) else _NO_CONSTANT
     if isinstance(node, ast.Binary):
-        left, right = constant(node.left), constant(node.right)
+        left, right = constant(node.left, params), constant(node.right, params)
         if left is _NO_CONSTANT or right is _NO_CONSTANT:
             return _NO_CONSTANT
         return FOLD[node.op](left, right)
     if isinstance(node, ast.Unary):
-        inner = constant(node.operand)
+        inner = constant(node.operand, params)
         if inner is _NO_CONSTANT:
             return inner
         return (not inner) if node.op == "not" else -inner
@@ -159,10 +164,61 @@ def _shadowed(rules: list, kind: str, report: Report) -> None:
 
 def _constant_condition(rule: ast.Node, report: Report) -> None:
     cond = getattr(rule, "cond", None)
-    value = constant(cond)
+    value = constant(cond, params=False)  # a condition over params is the operator's to flip
     if isinstance(value, bool):
         what = "always true" if value else "always false"
         effect = "the rule never applies" if not value else "it is the same as no condition"
         if isinstance(rule, ast.AdmitDecl):
             effect = "every request is rejected" if not value else "it admits every request"
         report.add("W403", cond.span, f"this condition is {what}: {effect}")
+
+
+def _any_without_where(decls: Declarations, report: Report) -> None:
+    for node in _nodes(_all_expressions(decls)):
+        if isinstance(node, ast.Call) and node.func == "any" and node.ref is not None \
+                and node.ref.kind == "agg" and node.args and node.args[0].where is None:
+            report.add("W404", node.span, "`any` without `where` only asks whether the set is "
+                       "empty (and `waiting` always holds the candidate)",
+                       "filter it: any(waiting where C), or write count(...) > 0")
+
+
+def _grow_never_widens(decls: Declarations, report: Report) -> None:
+    for grow in decls.grows:
+        bound = constant(grow.bound, params=False)
+        if isinstance(bound, (int, float)) and not isinstance(bound, bool) and bound <= decls.widths[0]:
+            report.add("W405", grow.bound.span, f"`up to {bound:g}` is not above the smallest width "
+                       f"{decls.widths[0]}: this rule never widens anything",
+                       f"bound it by a wider allowed width, e.g. `up to {decls.widths[-1]}`")
+
+
+def _undeclared_class(decls: Declarations, report: Report) -> None:
+    for node in _nodes(_all_expressions(decls)):
+        if not (isinstance(node, ast.Binary) and node.op in ("==", "!=")):
+            continue
+        for side, other in ((node.left, node.right), (node.right, node.left)):
+            if isinstance(side, ast.Field) and side.name == "class" and isinstance(other, ast.Str) \
+                    and other.value not in decls.class_decls and other.value != "default":
+                report.add("W406", other.span, f'the policy declares no class "{other.value}"',
+                           did_you_mean(other.value, decls.class_decls)
+                           or f"declare it (class {other.value} {{ }}) if requests carry it")
+
+
+def _dead_under_whole_tasks(decls: Declarations, report: Report) -> None:
+    if decls.chunk is not None:
+        return
+    quiet = Report(report.file, "")
+    for kind, rules in (("hold", decls.holds), ("width", decls.width_rules), ("grow", decls.grows)):
+        for rule in rules:
+            stages = expand_stages(rule.stages, quiet)
+            if stages and "encode" not in stages:
+                report.add("W407", rule.span, f"with `chunk = all` every task starts at encode: "
+                           f"this {kind} rule for {', '.join(stages)} never applies",
+                           f"write `{kind} * ...` (or include encode)")
+
+
+def _all_expressions(decls: Declarations) -> list:
+    return [*decls.lets.values(), *decls.admits, *decls.holds, *decls.orders, *decls.width_rules,
+            *decls.grows]
+
+
+LINTS = (_any_without_where, _grow_never_widens, _undeclared_class, _dead_under_whole_tasks)
