@@ -23,10 +23,10 @@ from pathlib import Path
 
 from gfdit.engine.builtin_policies import edf_best_fit, static_sp
 from gfdit.engine.costmodel import CostModel
-from gfdit.engine.registry import POLICY_DIR, _dsl_loader
 from gfdit.engine.simulator import simulate
 from gfdit.engine.workload import Workload, shipped_cost_model
 from gfdit.engine.workload_gen import generate, load_profile
+from gfdit.policies import resolve_policy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LOAD, GPUS, SEED = 0.9, 4, 11
@@ -48,9 +48,7 @@ def trace(n: int, cost_model: CostModel) -> Workload:
 def policies() -> dict[str, object]:
     chosen = {"edf_best_fit (python, chunk 1)": edf_best_fit(chunk=1),
               "static_sp (python, width 4, chunk all)": static_sp(4)}
-    loader, gfp = _dsl_loader(), POLICY_DIR / "edf_best_fit.gfp"
-    if loader is not None and gfp.is_file():
-        chosen["edf_best_fit.gfp (compiled, chunk 1)"] = loader(str(gfp), {"chunk": "1"})
+    chosen["edf_best_fit.gfp (compiled, chunk 1)"] = resolve_policy("edf_best_fit", {"chunk": "1"})
     return chosen
 
 

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from gfdit.client import Client  # noqa: E402
 from gfdit.engine.costmodel import CostModel  # noqa: E402
-from gfdit.engine.registry import resolve_policy  # noqa: E402
+from gfdit.policies import resolve_policy  # noqa: E402
 from gfdit.engine.simulator import simulate  # noqa: E402
 from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload  # noqa: E402
 from gfdit.server import Server, ServerConfig  # noqa: E402

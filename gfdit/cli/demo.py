@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from gfdit.engine.registry import POLICY_DIR
+from gfdit.policies import POLICY_DIR
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

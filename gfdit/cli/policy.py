@@ -74,9 +74,9 @@ def run_check(args: argparse.Namespace) -> int:
 def run_explain(args: argparse.Namespace) -> int:
     from gfdit.engine.costmodel import CostModel
     from gfdit.engine.decisions import DecisionLog
-    from gfdit.engine.registry import resolve_policy
     from gfdit.engine.simulator import simulate
     from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
+    from gfdit.policies import resolve_policy
 
     try:
         policy = resolve_policy(args.policy, parse_params(args.param))

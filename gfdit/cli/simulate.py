@@ -12,7 +12,7 @@ from gfdit.cli.params import add_param_option, parse_params
 from gfdit.engine.costmodel import CostModel, CostModelError
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.policy_check import PolicyError
-from gfdit.engine.registry import resolve_policy
+from gfdit.policies import resolve_policy
 from gfdit.engine.report import metrics_table
 from gfdit.engine.request import RequestError
 from gfdit.engine.simulator import simulate

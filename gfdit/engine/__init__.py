@@ -1,5 +1,6 @@
 """The engine: requests, trajectory tasks, the cluster, the cost model, the
-scheduling round and the simulator. No torch, no I/O in the scheduler.
+scheduling round and the simulator. No torch, no I/O in the scheduler. Policy
+resolution (names, `.gfp` files) lives above it, in `gfdit.policies`.
 
 Public API (see docs/engine.md):
     CostModel, Migration, Shape          -- costmodel
@@ -11,7 +12,6 @@ Public API (see docs/engine.md):
     simulate, Result                     -- simulator
     compute_metrics                      -- metrics
     DecisionLog                          -- decisions
-    resolve_policy                       -- registry
     Workload                             -- workload
 """
 
@@ -22,7 +22,6 @@ from .engine import Engine
 from .executor import Executor, SimExecutor, Span, TaskEnd
 from .metrics import compute_metrics
 from .policy_check import PolicyError
-from .registry import resolve_policy
 from .request import Outcome, Request, RequestError, State
 from .simulator import Result, simulate
 from .task import Dispatch
@@ -31,5 +30,5 @@ from .workload import Workload
 __all__ = [
     "Cluster", "ClusterError", "CostModel", "CostModelError", "DecisionLog", "Dispatch", "Engine",
     "Executor", "Migration", "Outcome", "PolicyError", "Request", "RequestError", "Result", "Shape",
-    "SimExecutor", "Span", "State", "TaskEnd", "Workload", "compute_metrics", "resolve_policy", "simulate",
+    "SimExecutor", "Span", "State", "TaskEnd", "Workload", "compute_metrics", "simulate",
 ]

@@ -23,7 +23,7 @@ from gfdit.engine.cluster import Cluster
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.engine import Engine
-from gfdit.engine.registry import resolve_policy
+from gfdit.policies import resolve_policy
 from gfdit.server.access import check_bind
 from gfdit.server.calibrate import calibrate, calibration_widths, cpu_contention
 from gfdit.server.clock import EngineClock

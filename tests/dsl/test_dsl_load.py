@@ -10,7 +10,7 @@ from dsl_views import Req, Round
 
 from gfdit.dsl import PolicyError, compile_policy, load_policy, revision_of
 from gfdit.engine.policy import ClassSpec
-from gfdit.engine.registry import resolve_policy
+from gfdit.policies import resolve_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY_FORM = Path(__file__).with_name("cases") / "ok_every_form.gfp"
@@ -94,7 +94,7 @@ def test_errors_are_policy_errors_carrying_every_diagnostic(tmp_path):
     assert error.value.diagnostics[0].code == "E005"
 
 
-def test_the_engine_registry_resolves_shipped_names_to_compiled_policies():
+def test_resolve_policy_compiles_shipped_names():
     policy = resolve_policy("slo_grow", {"margin": "3s"})
     assert type(policy).__name__ == "CompiledPolicy" and policy.name == "slo_grow"
 

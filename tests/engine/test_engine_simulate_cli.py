@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from gfdit.cli import main
-from gfdit.engine import registry
 from gfdit.engine.builtin_policies import EDFBestFit, StaticSP, edf_best_fit, static_sp
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.policy_check import PolicyError
-from gfdit.engine.registry import resolve_policy
 from gfdit.engine.simulator import simulate
 from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
+from gfdit.policies import POLICY_DIR, builtin_policy, resolve_policy
 
 PUBLIC = Path(__file__).resolve().parents[3] / "shared" / "data" / "workloads" / "public-short.json"
 KEYS = ("requests", "completed", "slo_attainment", "mean_latency_s", "p50_latency_s", "p95_latency_s",
@@ -70,16 +69,21 @@ def test_plot_draws_a_timeline(tmp_path):
     assert out.stat().st_size > 1000
 
 
-def test_resolve_policy_falls_back_to_builtins_and_checks_params(monkeypatch):
-    monkeypatch.setattr(registry, "_dsl_loader", lambda: None)
-    assert isinstance(resolve_policy("static_sp", {"sp": "2"}), StaticSP)
-    assert resolve_policy("static_sp", {"sp": "2"}).widths == (2,)
-    policy = resolve_policy("edf_best_fit", {"chunk": "all", "widths": "{1,2}"})
+def test_builtin_policies_check_and_coerce_params():
+    assert isinstance(builtin_policy("static_sp", {"sp": "2"}), StaticSP)
+    assert builtin_policy("static_sp", {"sp": "2"}).widths == (2,)
+    policy = builtin_policy("edf_best_fit", {"chunk": "all", "widths": "{1,2}"})
     assert isinstance(policy, EDFBestFit) and policy.chunk is None and policy.widths == (1, 2)
     with pytest.raises(PolicyError, match="has no parameters"):
-        resolve_policy("static_sp", {"nope": "1"})
+        builtin_policy("static_sp", {"nope": "1"})
+
+
+def test_resolve_policy_prefers_the_shipped_gfp_and_refuses_a_missing_file(tmp_path):
+    assert type(resolve_policy("static_sp")).__module__.startswith("gfdit.dsl")  # policies/static_sp.gfp
     with pytest.raises(PolicyError, match="policy file not found"):
         resolve_policy("/nowhere/x.gfp")
+    with pytest.raises(PolicyError, match="policy file not found"):  # no silent fall-back to the built-in
+        resolve_policy(str(tmp_path / "static_sp.gfp"))
 
 
 def test_shipped_workload_builtin_policies_side_by_side(qwen):
@@ -122,12 +126,9 @@ def test_workload_command_writes_the_trace_format(tmp_path, capsys):
     ("edf_best_fit", {"chunk": "1"}, lambda: edf_best_fit(chunk=1)),
 ])
 def test_builtins_and_shipped_gfp_policies_decide_alike(qwen, name, params, builtin):
-    loader = registry._dsl_loader()
-    gfp = registry.POLICY_DIR / f"{name}.gfp"
-    if loader is None or not gfp.is_file():
-        pytest.skip("the policy language or the shipped .gfp is not available")
     workload = Workload.load(shipped_workload("burst-4gpu"))
-    compiled = simulate(loader(str(gfp), params), workload, qwen, 4, record_spans=True)
+    compiled = simulate(resolve_policy(str(POLICY_DIR / f"{name}.gfp"), params), workload, qwen, 4,
+                        record_spans=True)
     python = simulate(builtin(), workload, qwen, 4, record_spans=True)
     assert [(s.task_id, s.group, s.start) for s in compiled.spans] == \
            [(s.task_id, s.group, s.start) for s in python.spans]

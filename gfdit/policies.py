@@ -1,35 +1,28 @@
 """`resolve_policy`: turn a `--policy` argument into a Policy.
 
+It sits above both the engine (which runs a `Policy`) and the policy language
+(which compiles `.gfp` files to one), so neither has to know the other.
 Resolution, in order:
 1. `spec` is a path ending in `.gfp`, or names `policies/<spec>.gfp` under the
-   repository root (the parent of the gfdit package): if the policy language
-   is installed (`gfdit.dsl.load.load_policy(path, params)`), it compiles
-   that file;
-2. otherwise a built-in Python policy of that name (for a `.gfp` path, its
-   file stem), called with `params` as keyword arguments;
+   repository root (the parent of the gfdit package): `gfdit.dsl.load.load_policy`
+   compiles that file with `params`;
+2. otherwise a built-in Python policy of that name (`builtin_policy`), called
+   with `params` as keyword arguments;
 3. otherwise a `PolicyError` listing every known name.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
-from .builtin_policies import BUILTINS
-from .policy import Policy
-from .policy_check import PolicyError
+from gfdit.dsl.load import load_policy
+from gfdit.engine.builtin_policies import BUILTINS
+from gfdit.engine.policy import Policy
+from gfdit.engine.policy_check import PolicyError
 
-POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
-
-
-def _dsl_loader() -> Callable[[str, Mapping[str, object]], Policy] | None:
-    try:
-        module = importlib.import_module("gfdit.dsl.load")
-    except ImportError:
-        return None
-    return getattr(module, "load_policy", None)
+POLICY_DIR = Path(__file__).resolve().parents[1] / "policies"
 
 
 def known_policies() -> list[str]:
@@ -40,18 +33,21 @@ def known_policies() -> list[str]:
 def resolve_policy(spec: str, params: Mapping[str, object] | None = None) -> Policy:
     """The policy named by `spec` (a .gfp path, a shipped policy name, or a built-in)."""
     params = dict(params or {})
-    path = Path(spec)
-    gfp = path if spec.endswith(".gfp") else POLICY_DIR / f"{spec}.gfp"
-    name = path.stem if spec.endswith(".gfp") else spec
+    is_path = spec.endswith(".gfp")
+    gfp = Path(spec) if is_path else POLICY_DIR / f"{spec}.gfp"
     if gfp.is_file():
-        loader = _dsl_loader()
-        if loader is not None:
-            return loader(str(gfp), params)
-    elif spec.endswith(".gfp") and name not in BUILTINS:
+        return load_policy(str(gfp), params)
+    if is_path:
         raise PolicyError(f"policy file not found: {spec}")
+    return builtin_policy(spec, params)
+
+
+def builtin_policy(name: str, params: Mapping[str, object] | None = None) -> Policy:
+    """The built-in Python policy `name`, its `params` (command-line strings) checked and coerced."""
+    params = dict(params or {})
     factory = BUILTINS.get(name)
     if factory is None:
-        raise PolicyError(f"unknown policy {spec!r}; known: {', '.join(known_policies())}")
+        raise PolicyError(f"unknown policy {name!r}; known: {', '.join(known_policies())}")
     accepted = set(inspect.signature(factory).parameters)
     unknown = sorted(set(params) - accepted)
     if unknown:
