@@ -33,7 +33,7 @@ REQUEST_FIELDS: dict[str, tuple[str, str, str]] = {
     "steps_done": (NUM, "steps_done", "denoise steps done"),
     "steps_left": (NUM, "steps_left", "denoise steps left"),
     "stage": (STAGE, "stage", "stage of its next task"),
-    "width": (NUM, "width", "width of its last task, 0 if none ran yet"),
+    "width": (NUM, "width", "width of its running task, else of its last one, 0 if none ran yet"),
     "t_single": (DUR, "t_single", "isolated single-GPU time of the whole trajectory"),
     "preemptible": (BOOL, "preemptible", "whether it may be preempted"),
 }

@@ -113,7 +113,7 @@ class RequestView(Protocol):
     @property
     def stage(self) -> Stage: ...  # stage of its next task
     @property
-    def width(self) -> int: ...  # width of its last task, 0 if none ran yet
+    def width(self) -> int: ...  # its running task's width, else its last one's, 0 if none ran
     @property
     def t_single(self) -> float: ...  # isolated single-GPU time, whole trajectory
     @property

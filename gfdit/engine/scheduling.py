@@ -19,9 +19,9 @@ Semantics (docs/engine.md has the full account):
 - grow: while ranks stay free, the most urgent placed candidate whose `grow`
   hook answers moves to the smallest allowed wider width that fits, stays within
   the hook's bound and finishes strictly sooner by the cost model; then the
-  search restarts from the most urgent. `req.width` stays the width of the
-  request's last task throughout (as for every hook), so a request keeps
-  growing while it gains, up to the bound.
+  search restarts from the most urgent (urgency is `order by` order). A
+  candidate's `req.width` stays the width of its last task throughout, so a
+  request keeps growing while it gains, up to the bound.
 - place: see `placement.py`.
 A hook that raises holds its candidate for the round and is reported as an error.
 """

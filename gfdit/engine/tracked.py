@@ -128,7 +128,8 @@ class Tracked:
 
     @property
     def width(self) -> int:
-        return self.last_width
+        """Its running task's width; else its last finished task's, 0 if none ran yet."""
+        return len(self.task.group) if self.task is not None else self.last_width
 
     @property
     def ranks(self) -> tuple[int, ...]:
