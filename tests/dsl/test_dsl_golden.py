@@ -37,25 +37,39 @@ def render_case(path: Path) -> str:
 
 @pytest.mark.parametrize("path", ALL_CASES, ids=[p.stem for p in ALL_CASES])
 def test_golden_case(path):
-    expected_file = path.with_suffix(".out")
-    actual = render_case(path)
-    if REGEN or not expected_file.exists():
+    assert_golden(path.with_suffix(".out"), render_case(path))
+
+
+def assert_golden(expected_file: Path, actual: str) -> None:
+    """`actual` equals the recorded file; a missing file fails unless GFDIT_REGEN_GOLDEN=1 (re)writes it."""
+    if REGEN:
+        expected_file.parent.mkdir(exist_ok=True)
         expected_file.write_text(actual)
+    if not expected_file.exists():
+        pytest.fail(f"golden file {expected_file} is missing: write it with "
+                    f"GFDIT_REGEN_GOLDEN=1 python3 -m pytest tests/dsl/test_dsl_golden.py, then review it")
     assert actual == expected_file.read_text()
 
 
 @pytest.mark.parametrize("path", ALL_CASES, ids=[p.stem for p in ALL_CASES])
 def test_case_name_announces_its_code(path):
-    """A case named eNNN_/wNNN_ must produce that code; an ok_ case must compile."""
+    """A case named eNNN_/wNNN_ must produce that code (an eNNN_ one must fail to compile, a wNNN_
+    one must compile); an ok_ case must compile; a mix_ case must fail with several errors."""
     text = path.read_text()
     checked = check(text, path.name, params_of(text))
     codes = {d.code for d in checked.diagnostics}
+    errors = sum(d.severity == "error" for d in checked.diagnostics)
     prefix = path.stem.split("_")[0]
+    rendered = render_all(checked.diagnostics)
     if prefix == "ok":
-        assert checked.ok, render_all(checked.diagnostics)
-    elif prefix[0] in "ew" and prefix[1:].isdigit():
-        assert prefix.upper() in codes, render_all(checked.diagnostics)
-        assert checked.ok == (prefix[0] == "w"), render_all(checked.diagnostics)
+        assert checked.ok, rendered
+    elif prefix == "mix":
+        assert not checked.ok and errors >= 2, rendered
+    elif prefix[:1] in ("e", "w") and prefix[1:].isdigit():
+        assert prefix.upper() in codes, rendered
+        assert checked.ok == (prefix[0] == "w"), rendered
+    else:
+        pytest.fail(f"case {path.name}: name it ok_*, mix_*, eNNN_* or wNNN_* so the test knows what to expect")
 
 
 def test_broken_cases_cover_every_code():
@@ -83,9 +97,9 @@ def test_shipped_policy_ast(path):
     """Every shipped policy parses to its recorded AST (cases/shipped/NAME.ast), with no warning."""
     checked = check(path.read_text(), f"policies/{path.name}")
     assert checked.ok and not checked.diagnostics, render_all(checked.diagnostics)
-    expected_file = CASES / "shipped" / f"{path.stem}.ast"
-    actual = dump(checked.program)
-    if REGEN or not expected_file.exists():
-        expected_file.parent.mkdir(exist_ok=True)
-        expected_file.write_text(actual)
-    assert actual == expected_file.read_text()
+    assert_golden(CASES / "shipped" / f"{path.stem}.ast", dump(checked.program))
+
+
+def test_every_shipped_policy_has_its_golden_ast():
+    recorded = {p.stem for p in (CASES / "shipped").glob("*.ast")}
+    assert len(SHIPPED) >= 10 and {p.stem for p in SHIPPED} == recorded

@@ -141,6 +141,7 @@ def test_preempt_pause_holds_batch_but_only_up_to_the_aging_bound():
 def test_disaggregate_keeps_encode_decode_on_the_aux_pool():
     requests = [req(f"r{i}", i * 0.5, size) for i, size in enumerate("SMLSMS")]
     records, _ = run("disaggregate", requests, gpus=4)
+    assert {d["stage"] for d in dispatches(records)} >= {"encode", "denoise", "decode"}
     for d in dispatches(records):
         allowed = {0} if d["stage"] in ("encode", "decode") else {1, 2, 3}
         assert set(d["ranks"]) <= allowed, d
