@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from gfdit.comm.launch import LocalPool
+from gfdit.engine.metrics import percentile
 
 BACKENDS = ("shm", "p2p", "newgroup")
 SIZES = [4 << 10, 16 << 10, 64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 64 << 20]
@@ -85,11 +86,6 @@ def prepare(comm, rank_sets):
     comm.backend.prepare(rank_sets)
 
 
-def _pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
 def measure(pool, groups, sizes, quick):
     rows = []
     for size in sizes:
@@ -109,7 +105,7 @@ def measure(pool, groups, sizes, quick):
                     moved = (k - 1) * size if op == "all_gather" else (k - 1) * size / k
                     rows.append(dict(op=op, backend=backend, group_size=k, size=size,
                                      iters=iters, p50_us=p50 * 1e6,
-                                     p99_us=_pct(per_op, 0.99) * 1e6,
+                                     p99_us=percentile(per_op, 99) * 1e6,
                                      busbw_GBps=moved / p50 / 1e9,
                                      memcpy_GBps=memcpy_bw / 1e9,
                                      memcpy_k_at_once_GBps=shared_bw / 1e9))

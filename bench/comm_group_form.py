@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from gfdit.comm.launch import LocalPool
+from gfdit.engine.metrics import percentile
 
 OUT = Path(__file__).resolve().parent / "results"
 SIZES = {2: (2, 0), 4: (3, 1, 0, 2)}
@@ -52,11 +53,6 @@ def time_new_group(comm, ranks, samples):
     return create, usable
 
 
-def _pct(values, q):
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=20, help="new_group samples per size")
@@ -71,11 +67,11 @@ def main(argv=None) -> int:
             member = per_rank[ranks[0]]
             rows.append(dict(
                 group_size=k, ranks=list(ranks), samples_form=len(form), samples_new_group=samples,
-                form_p50_us=statistics.median(form) * 1e6, form_p99_us=_pct(form, 0.99) * 1e6,
+                form_p50_us=statistics.median(form) * 1e6, form_p99_us=percentile(form, 99) * 1e6,
                 new_group_p50_us=statistics.median(member[0]) * 1e6,
-                new_group_p99_us=_pct(member[0], 0.99) * 1e6,
+                new_group_p99_us=percentile(member[0], 99) * 1e6,
                 usable_p50_us=statistics.median(member[1]) * 1e6,
-                usable_p99_us=_pct(member[1], 0.99) * 1e6))
+                usable_p99_us=percentile(member[1], 99) * 1e6))
             r = rows[-1]
             r["ratio_p50"] = r["new_group_p50_us"] / r["form_p50_us"]
             r["ratio_p99"] = r["new_group_p99_us"] / r["form_p99_us"]

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gfdit.client import Client  # noqa: E402
+from gfdit.engine.metrics import percentile  # noqa: E402
 from gfdit.server import Server, ServerConfig  # noqa: E402
 
 QWEN = str(ROOT / "gfdit" / "data" / "costmodels" / "qwen-h20")
@@ -44,11 +45,6 @@ def server(policy: str, gpus: int, time_scale: float, **params: str) -> Server:
                           address="tcp://127.0.0.1:0", time_scale=time_scale, watch_policy=False,
                           policy_params=params)
     return Server(config).start_background()
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def task_overhead(policy: str, gpus: int, requests: int, concurrent: bool, steps: int = 50) -> dict:
@@ -101,8 +97,8 @@ def round_trips(n: int = 200) -> dict:
                 submits.append(time.perf_counter() - t)
     finally:
         srv.stop()
-    return {"ping_p50_ms": pct(pings, 50) * 1e3, "ping_p99_ms": pct(pings, 99) * 1e3,
-            "submit_p50_ms": pct(submits, 50) * 1e3, "submit_p99_ms": pct(submits, 99) * 1e3}
+    return {"ping_p50_ms": percentile(pings, 50) * 1e3, "ping_p99_ms": percentile(pings, 99) * 1e3,
+            "submit_p50_ms": percentile(submits, 50) * 1e3, "submit_p99_ms": percentile(submits, 99) * 1e3}
 
 
 def markdown(doc: dict) -> str:

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 from collections import deque
 
+from gfdit.engine.metrics import percentile
+
 QUEUE_BUCKETS = (10, 100, 1000)
 KEEP = 100_000
 
 
 def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    """`percentile`, with None (JSON null) for no values."""
+    return percentile(values, q) if values else None
 
 
 class ControlCosts:

@@ -1,8 +1,11 @@
-"""The latency and SLO table per class that the demo (and benches) print."""
+"""The latency and SLO table per class that the demo (and benches) print; p95 is `simulate`'s
+(`gfdit.engine.metrics.percentile`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from gfdit.engine.metrics import percentile
 
 
 @dataclass(frozen=True)
@@ -12,12 +15,6 @@ class Finished:
     latency_s: float
     deadline_s: float | None
     slo_met: bool | None
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def class_table(rows: list[Finished]) -> str:
@@ -30,7 +27,7 @@ def class_table(rows: list[Finished]) -> str:
         lat = [r.latency_s for r in done]
         met = sum(1 for r in done if r.slo_met)
         mean = f"{sum(lat) / len(lat):.2f}" if lat else "-"
-        p95 = f"{_pct(lat, 95):.2f}" if lat else "-"
+        p95 = f"{percentile(lat, 95):.2f}" if lat else "-"
         slo = f"{met}/{len(group)} ({100 * met / len(group):.0f}%)" if group else "-"
         lines.append(f"| {name} | {len(group)} | {len(done)} | {mean} | {p95} | {slo} |")
     return "\n".join(lines)

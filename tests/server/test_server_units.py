@@ -109,9 +109,22 @@ def test_class_table_counts_latency_and_slo():
     rows = [Finished("S", "completed", 1.0, 2.0, True), Finished("S", "completed", 3.0, 2.0, False),
             Finished("L", "failed", 0.0, None, None)]
     table = class_table(rows)
-    assert "| S | 2 | 2 | 2.00 | 3.00 | 1/2 (50%) |" in table
+    assert "| S | 2 | 2 | 2.00 | 2.90 | 1/2 (50%) |" in table  # p95 as `simulate` computes it (linear)
     assert "| L | 1 | 0 | - | - | 0/1 (0%) |" in table
     assert "| all | 3 | 2 | 2.00 |" in table
+
+
+def test_control_costs_use_the_engine_percentile():
+    from gfdit.engine.metrics import percentile
+    from gfdit.server.costs import ControlCosts
+
+    costs = ControlCosts()
+    assert costs.summary()["overhead_p99_s"] is None
+    for seconds in (0.001, 0.002, 0.010):
+        costs.task(seconds, 3)
+    summary = costs.summary()
+    assert summary["overhead_p99_s"] == percentile([0.001, 0.002, 0.010], 99) == pytest.approx(0.00984)
+    assert summary["overhead_p50_s"] == 0.002
 
 
 def test_reload_of_a_missing_policy_file_is_file_not_found_not_policy_text(tmp_path):
