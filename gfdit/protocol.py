@@ -14,9 +14,13 @@ Two planes share this module:
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Literal, Union, get_args
 
 import msgspec
+
+# The trajectory stages, in order: what a RunTask computes and what a policy's rules name.
+Stage = Literal["encode", "denoise", "decode"]
+STAGES: tuple[Stage, ...] = get_args(Stage)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:7600"  # where a server listens and a client connects by default
 MAX_BODY_BYTES = 1 << 20  # a control message body is small; payload frames carry bulk data
@@ -65,7 +69,7 @@ class RunTask(Message, tag="run_task"):
 
     task_id: int
     request_id: str
-    stage: str  # "encode" | "denoise" | "decode"
+    stage: str  # one of STAGES
     step_begin: int
     step_end: int
     group: tuple[int, ...]

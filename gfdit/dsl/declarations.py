@@ -14,14 +14,13 @@ import lark
 
 from gfdit.dsl import ast
 from gfdit.dsl.diagnostics import Report, did_you_mean
-from gfdit.dsl.names import (CLUSTER_NAMES, ON_SHORT_MODES, PLACEMENTS, RESERVED_PARAMS,
-                             STAGE_NAMES)
+from gfdit.dsl.names import CLUSTER_NAMES, RESERVED_PARAMS, STAGE_NAMES
 from gfdit.dsl.parse import KEYWORDS, parse_param_value
-from gfdit.engine.policy import ClassSpec
+from gfdit.engine.policy import ON_SHORT_MODES, PLACEMENTS, ClassSpec
 
 DEFAULT_CHUNK = 5
 DEFAULT_WIDTHS = (1, 2, 4)
-DEFAULT_PLACEMENT = ("sticky", "compact", "lowest")
+DEFAULT_PLACEMENT = PLACEMENTS  # every preference, in this order
 CLASS_KEYS = ("slo", "priority", "preemptible")
 BUILTIN_NAMES = (*CLUSTER_NAMES, *STAGE_NAMES, "req")
 

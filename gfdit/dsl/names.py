@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gfdit.engine.policy import STAGES
+
 NUM, DUR, BOOL, SET, CLASS, STAGE, STR, REQS = (
     "number", "duration", "bool", "set", "class", "stage", "string", "requests")
 NUMERIC = (NUM, DUR)
 
-STAGE_NAMES = ("encode", "denoise", "decode")
+STAGE_NAMES = STAGES  # the engine's names (gfdit.engine.policy), under the language's name
 RESERVED_PARAMS = ("chunk", "widths", "tick")
-PLACEMENTS = ("sticky", "compact", "lowest")
-ON_SHORT_MODES = ("skip", "shrink", "reserve")
 ELEMENT = "r"  # names the element inside an aggregate: count(waiting where r.width > 1)
 
 # request field -> (type, RequestView attribute, meaning)

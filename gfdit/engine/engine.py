@@ -24,7 +24,7 @@ from .cluster import Cluster
 from .costmodel import CostModel
 from .decisions import DecisionLog
 from .placement import Allocator
-from .policy import Policy, Stage, Why
+from .policy import STAGES, Policy, Stage, Why
 from .policy_check import check_policy
 from .request import REJECTED, TERMINAL, Outcome, Request, State
 from .scheduling import Grant, RoundResult, run_round
@@ -34,8 +34,7 @@ from .view import Round
 
 
 NEXT_STAGES: dict[str, tuple[Stage, ...]] = {  # the kinds of next task, and the stages each covers
-    "encode": ("encode",), "denoise": ("denoise",), "decode": ("decode",),
-    "whole": ("encode", "denoise", "decode"), "rest": ("denoise", "decode"),
+    **{stage: (stage,) for stage in STAGES}, "whole": STAGES, "rest": STAGES[1:],
 }
 
 

@@ -18,13 +18,15 @@ The round, in order (see docs/policy-language.md):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Protocol, Sequence
+from typing import Literal, Mapping, Protocol, Sequence, get_args
 
-Stage = Literal["encode", "denoise", "decode"]
-STAGES: tuple[Stage, ...] = ("encode", "denoise", "decode")
+from gfdit.protocol import STAGES as STAGES  # re-exported: the policy's stage names are the wire's
+from gfdit.protocol import Stage
 
 OnShort = Literal["skip", "shrink", "reserve"]
+ON_SHORT_MODES: tuple[OnShort, ...] = get_args(OnShort)
 Placement = Literal["sticky", "compact", "lowest"]
+PLACEMENTS: tuple[Placement, ...] = get_args(Placement)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 from .costmodel import CostModel
-from .policy import STAGES, Policy
-
-ON_SHORT = ("skip", "shrink", "reserve")
-PLACEMENTS = ("sticky", "compact", "lowest")
+from .policy import ON_SHORT_MODES, PLACEMENTS, STAGES, Policy
 
 
 class PolicyError(ValueError):
@@ -34,8 +31,8 @@ def check_policy(policy: Policy, cost_model: CostModel, gpus: int) -> None:
     chunk = policy.chunk
     if chunk is not None and (not isinstance(chunk, int) or isinstance(chunk, bool) or chunk < 1):
         problems.append(f"chunk must be a positive integer or None (all), got {chunk!r}")
-    if policy.on_short not in ON_SHORT:
-        problems.append(f"on_short must be one of {list(ON_SHORT)}, got {policy.on_short!r}")
+    if policy.on_short not in ON_SHORT_MODES:
+        problems.append(f"on_short must be one of {list(ON_SHORT_MODES)}, got {policy.on_short!r}")
     bad_place = [p for p in policy.placement if p not in PLACEMENTS]
     if bad_place:
         problems.append(f"unknown placement {bad_place}; known: {list(PLACEMENTS)}")

@@ -38,12 +38,12 @@ import traceback
 
 import zmq
 
-from gfdit.protocol import DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError, WorkerReady
+from gfdit.protocol import (STAGES, DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError,
+                            WorkerReady)
 from gfdit.workers import transport
 from gfdit.workers.migration import PendingSends, plan_migration, post_send, receive
 from gfdit.workers.profile import StageClock
 
-STAGES = ("encode", "denoise", "decode")
 POLL_MS = 500
 
 
