@@ -1,6 +1,6 @@
 """`gfdit policy`: check .gfp files, explain a policy's decisions on a trace, reload a server's policy.
 
-    gfdit policy check FILE... [--param K=V] [--json]
+    gfdit policy check FILE... [--param K=V] [--json] [--cost-model DIR|none] [--gpus N]
     gfdit policy explain --policy P --workload W --cost-model DIR --gpus N [--request ID]
     gfdit policy reload FILE [--address ADDR] [--if-revision R] [--token T] [--timeout S]
 """
@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     checker.add_argument("files", nargs="+", metavar="FILE")
     add_param_option(checker)
     checker.add_argument("--json", action="store_true", help="diagnostics as JSON lines")
+    checker.add_argument("--cost-model", default=None,
+                         help="cost-model directory the rules are probed on (default: the shipped "
+                              "qwen-h20; `none`: check the language only)")
+    checker.add_argument("--gpus", type=int, default=None,
+                         help="GPUs of the probed rounds (default: the policy's largest width)")
     explain = sub.add_parser("explain", help="why each decision was taken, on a simulated trace")
     explain.add_argument("--policy", required=True, help="a .gfp file or a shipped policy name")
     add_param_option(explain)
@@ -51,6 +56,11 @@ def run(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     params, failed = parse_params(args.param), 0
+    try:
+        cost_model = _probe_cost_model(args.cost_model)
+    except ValueError as error:  # CostModelError, RequestError (no such shipped model)
+        print(f"gfdit policy check: {error}", file=sys.stderr)
+        return 2
     for name in args.files:
         try:
             text = read_policy_text(name)
@@ -59,6 +69,9 @@ def run_check(args: argparse.Namespace) -> int:
         else:
             checked = check(text, name, params)
             diagnostics, ok = checked.diagnostics, checked.ok
+            if ok and cost_model is not None:
+                diagnostics = _probed(text, name, params, cost_model, args.gpus)
+                ok = not any(d.severity == "error" for d in diagnostics)
         failed += not ok
         for d in diagnostics:
             print(json.dumps(d.to_dict()) if args.json else d.render(),
@@ -69,6 +82,27 @@ def run_check(args: argparse.Namespace) -> int:
             status = f"ok, revision {revision_of(text, params)}" if ok else f"{errors} error(s)"
             print(f"{name}: {status}" + (f", {warnings} warning(s)" if warnings else ""))
     return 1 if failed else 0
+
+
+def _probe_cost_model(option: str | None):
+    """The cost model `policy check` probes rules on: the option's directory, the shipped default, or
+    None for `--cost-model none`."""
+    if option is not None and option.lower() == "none":
+        return None
+    from gfdit.engine.costmodel import CostModel
+    from gfdit.engine.workload import shipped_cost_model
+
+    return CostModel.load(option or shipped_cost_model("qwen-h20"))
+
+
+def _probed(text: str, name: str, params: dict[str, str], cost_model, gpus: int | None) -> list:
+    """Every diagnostic of a policy that checks: its warnings and what probing its rules finds."""
+    from gfdit.dsl.load import compile_policy
+    from gfdit.dsl.probe import probe
+
+    policy = compile_policy(text, name, params)
+    found = probe(policy, cost_model, gpus or policy.widths[-1])
+    return sorted([*policy.warnings, *found], key=lambda d: (d.span.line, d.span.col, d.code))
 
 
 def run_explain(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ CODES: dict[str, str] = {
     "E305": "bad pool ranks",
     "E306": "repeated configuration",
     "E307": "a stage placed in two pools",
+    "E308": "a rule fails when it runs on the cost model",
     # warnings
     "W401": "rule can never match",
     "W402": "declared but never used",

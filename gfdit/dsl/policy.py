@@ -52,6 +52,7 @@ class CompiledPolicy:
         self.classes = MappingProxyType(dict(d.classes))
         self.source, self.path = checked.program.source, checked.program.filename
         self.warnings: list[Diagnostic] = [x for x in checked.diagnostics if x.severity == "warning"]
+        self.declarations = d  # the checked rules, for check-time probing (gfdit.dsl.probe)
         self._width_set = frozenset(self.widths)
         builder = _RuleBuilder(ExprCompiler(d.lets), checked.program, self._allowed)
         self._admits = [builder.rule(a.cond, None, a.span, a.reason) for a in d.admits]

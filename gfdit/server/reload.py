@@ -49,16 +49,23 @@ def text_revision(text: str, params: dict[str, str]) -> str:
     return revision_of(text, params)
 
 
-def compile_policy(text: str, filename: str, params: dict[str, str]):
-    """Compile .gfp text: (policy, warnings rendered) or (None, every diagnostic rendered)."""
+def compile_policy(text: str, filename: str, params: dict[str, str], runs_on: tuple | None = None):
+    """Compile .gfp text: (policy, warnings rendered) or (None, every diagnostic rendered).
+
+    `runs_on` = (cost model, GPU count): also probe every rule on that engine's cost model
+    (`gfdit.dsl.probe`) and refuse a policy whose rules would fail when they run."""
     from gfdit.dsl import load
     from gfdit.dsl.diagnostics import PolicyError
+    from gfdit.dsl.probe import probe
 
     try:
         policy = load.compile_policy(text, filename, params)
     except PolicyError as exc:
         return None, [d.render() for d in exc.diagnostics]
-    return policy, [d.render() for d in getattr(policy, "warnings", ())]
+    found = probe(policy, *runs_on) if runs_on is not None else []
+    if found:
+        return None, [d.render() for d in PolicyError([*found, *policy.warnings]).diagnostics]
+    return policy, [d.render() for d in policy.warnings]
 
 
 class ReloadService:

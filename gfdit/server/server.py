@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import zmq
@@ -33,7 +34,7 @@ from gfdit.server.frontend import Frontend
 from gfdit.server.loop import EngineLoop, Inbox
 from gfdit.server.progress import ProgressBook
 from gfdit.server.prometheus import MetricsHTTP, ServerMetrics
-from gfdit.server.reload import ReloadService
+from gfdit.server.reload import ReloadService, compile_policy
 from gfdit.server.watcher import PolicyWatcher
 
 log = logging.getLogger("gfdit.server")
@@ -98,7 +99,8 @@ class Server:
         frontend = Frontend(ctx, cfg.address, inbox, token=cfg.token)
         self._parts.append(frontend)
         self.address = frontend.address
-        reloader = ReloadService(inbox.put, cfg.policy_params)
+        reloader = ReloadService(inbox.put, cfg.policy_params,
+                                 partial(compile_policy, runs_on=(cost_model, cfg.num_gpus)))
         self._parts.append(reloader)
         metrics = ServerMetrics()
         if cfg.metrics_port is not None:

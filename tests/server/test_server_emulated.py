@@ -157,3 +157,12 @@ def test_clients_on_many_threads_share_one_connection(client):
     for t in threads:
         t.join()
     assert not errors and len(results) == 8
+
+
+def test_a_reload_whose_rule_fails_on_the_cost_model_is_refused(client, policy_texts):
+    _, wide = policy_texts
+    before = client.status()["revision"]
+    refused = client.reload_policy(wide + "hold * when slack(max(req.width, 1) * 3) < 0s\n")
+    assert not refused.ok and client.status()["revision"] == before
+    rendered = "\n".join(refused.diagnostics)
+    assert "error[E308]" in rendered and "no layout of width 3" in rendered
