@@ -8,7 +8,7 @@ Public API (see docs/engine.md):
     Cluster                              -- cluster
     Engine                               -- engine (the state machine)
     Dispatch                             -- task (what executors run)
-    Executor, SimExecutor, TaskEnd       -- executor
+    Executor, SimExecutor, TaskEnd, feed -- executor (and what executors report)
     simulate, Result                     -- simulator
     compute_metrics                      -- metrics
     DecisionLog                          -- decisions
@@ -19,7 +19,7 @@ from .cluster import Cluster, ClusterError
 from .costmodel import CostModel, CostModelError, Migration, Shape
 from .decisions import DecisionLog
 from .engine import Engine
-from .executor import Executor, SimExecutor, Span, TaskEnd
+from .executor import Executor, SimExecutor, Span, TaskEnd, feed
 from .metrics import compute_metrics
 from .policy_check import PolicyError
 from .request import Outcome, Request, RequestError, State
@@ -30,5 +30,5 @@ from .workload import Workload
 __all__ = [
     "Cluster", "ClusterError", "CostModel", "CostModelError", "DecisionLog", "Dispatch", "Engine",
     "Executor", "Migration", "Outcome", "PolicyError", "Request", "RequestError", "Result", "Shape",
-    "SimExecutor", "Span", "State", "TaskEnd", "Workload", "compute_metrics", "simulate",
+    "SimExecutor", "Span", "State", "TaskEnd", "Workload", "compute_metrics", "feed", "simulate",
 ]

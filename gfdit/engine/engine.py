@@ -18,11 +18,13 @@ Failure rules (docs/engine.md):
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from typing import Iterable
 
 from .cluster import Cluster
 from .costmodel import CostModel
 from .decisions import DecisionLog
+from .events import Advanced, EngineEvent, Finished, Held, Retrying, TaskStarted
 from .placement import Allocator
 from .policy import STAGES, Policy, Stage, Why
 from .policy_check import check_policy
@@ -42,7 +44,11 @@ class Engine:
     """Requests, their trajectory tasks and the cluster's ranks, advanced by a policy."""
 
     def __init__(self, policy: Policy, cost_model: CostModel, cluster: Cluster,
-                 decision_log: DecisionLog | None = None, max_attempts: int = 3):
+                 decision_log: DecisionLog | None = None, max_attempts: int = 3,
+                 keep_ended: int | None = 10_000):
+        """`keep_ended`: how many ended requests the engine remembers (their outcomes, for
+        `outcomes`, `cancel`'s "already ..." and duplicate ids); None keeps all (the
+        simulator). A live server keeps a bounded window: its memory must not grow."""
         check_policy(policy, cost_model, cluster.gpus)
         self.policy = policy
         self.cost_model = cost_model
@@ -53,13 +59,12 @@ class Engine:
         self.active: dict[str, Tracked] = {}  # accepted, not terminal (arrival order)
         self.waiting: dict[str, Tracked] = {}  # active with no task in flight
         self.tasks: dict[str, Tracked] = {}  # task id -> its request
-        self.outcomes: list[Outcome] = []
         self.hook_errors: dict[str, int] = {}
         self.rounds = 0
         self.last_round: float | None = None
-        self._fresh: list[Outcome] = []
-        self._ended: dict[str, Outcome] = {}
-        self._seen: set[str] = set()
+        self._events: list[EngineEvent] = []
+        self._ended: OrderedDict[str, Outcome] = OrderedDict()
+        self._keep = keep_ended
         self._pending: Policy | None = None
         self._eligible: dict[str, frozenset[int] | None] = {}  # by the kind of next task
         self._task_seq = 0
@@ -69,14 +74,13 @@ class Engine:
     def submit(self, request: Request, now: float) -> str | None:
         """Admit or reject a request: None if accepted, else the rejection reason."""
         self.clock.now = now
-        if request.id in self._seen:
+        if request.id in self.active or request.id in self._ended:
             return f"duplicate request id {request.id!r}"
         spec = self.policy.classes.get(request.request_class) or self.policy.classes.get("default")
         try:
             tracked = Tracked(request, spec, self.cost_model, self.clock)
         except ValueError as exc:
             return f"cannot price request {request.id}: {exc}"
-        self._seen.add(request.id)
         reason, why = self._admit(tracked, now)
         if reason is not None:
             self._record(Outcome(request.id, request.request_class, REJECTED, request.arrival,
@@ -96,44 +100,62 @@ class Engine:
             self._hook_error(now, tracked, "admit", exc)
             return None, None
 
-    def cancel(self, request_id: str, now: float) -> str:
+    def cancel(self, request_id: str, now: float, reason: str = "cancelled by client") -> str:
         """Cancel a request. Returns what happened: "cancelled" (it was waiting),
         "cancelling" (its running task ends first, then its ranks free),
         "already <state>", or "unknown"."""
+        return self._end_by_caller(request_id, now, State.CANCELLED, reason)
+
+    def fail(self, request_id: str, reason: str, now: float) -> str:
+        """Fail a request with `reason` (the driver cannot run it: e.g. its workers are
+        gone). Like `cancel`: "failed" at once if it was waiting, "failing" when its
+        running task ends, "already <state>", or "unknown". A fail overrides a
+        pending cancel."""
+        return self._end_by_caller(request_id, now, State.FAILED, reason)
+
+    def _end_by_caller(self, request_id: str, now: float, state: State, reason: str) -> str:
         self.clock.now = now
         tracked = self.active.get(request_id)
         if tracked is None:
             done = self._ended.get(request_id)
             return f"already {done.state}" if done else "unknown"
         if tracked.task is not None:
-            tracked.cancel_requested = True
-            return "cancelling"
-        self._finish(tracked, State.CANCELLED, now, "cancelled by client")
-        return "cancelled"
+            if tracked.ending is None or state is State.FAILED:
+                tracked.ending = (state, reason)
+            return {State.CANCELLED: "cancelling", State.FAILED: "failing"}[state]
+        self._finish(tracked, state, now, reason)
+        return state.value
 
     def task_done(self, task_id: str, now: float, ok: bool = True, error: str | None = None,
-                  state_intact: bool = True) -> str:
+                  state_intact: bool = True, outputs: object = None) -> str:
         """A task ended. Returns the request's resulting state, or "unknown task"
-        for a task the engine no longer tracks (e.g. aborted when its ranks were lost)."""
+        for a task the engine no longer tracks (e.g. aborted when its ranks were lost).
+        `outputs` (what a final task produced) rides on the request's `Finished` event."""
         tracked = self.tasks.pop(task_id, None)
         if tracked is None or tracked.task is None or tracked.task.id != task_id:
             return "unknown task"
         self.clock.now = now
         task = tracked.task
+        if ok:
+            self._events.append(Advanced(tracked.dispatch))  # type: ignore[arg-type]
         self._end_task(tracked, task, now)
+        return self._after_task(tracked, task, now, ok, error, state_intact, outputs)
+
+    def _after_task(self, tracked: Tracked, task: Task, now: float, ok: bool, error: str | None,
+                    state_intact: bool, outputs: object) -> str:
         if ok:
             tracked.encoded = tracked.encoded or task.encode
             tracked.steps_done = task.step_end
             tracked.holders = task.group
             tracked.last_width = len(task.group)
             if task.decode:
-                self._finish(tracked, State.COMPLETED, now, None)
+                self._finish(tracked, State.COMPLETED, now, None, outputs)
                 return State.COMPLETED.value
-        if tracked.cancel_requested:
-            self._finish(tracked, State.CANCELLED, now, "cancelled by client")
-            return State.CANCELLED.value
+        if tracked.ending is not None:
+            self._finish(tracked, tracked.ending[0], now, tracked.ending[1])
+            return tracked.state.value
         if not ok:
-            why = f"task {task_id} ({task.stage}) failed: {error or 'no error given'}"
+            why = f"task {task.id} ({task.stage}) failed: {error or 'no error given'}"
             self._retry(tracked, now, why, restart=not state_intact)
         return tracked.state.value
 
@@ -150,8 +172,8 @@ class Engine:
                 self.tasks.pop(task.id, None)
                 self._end_task(tracked, task, now)
                 hit.append(tracked.id)
-                if tracked.cancel_requested:
-                    self._finish(tracked, State.CANCELLED, now, "cancelled by client")
+                if tracked.ending is not None:
+                    self._finish(tracked, tracked.ending[0], now, tracked.ending[1])
                     continue
                 self._retry(tracked, now, f"ranks {list(lost)} lost ({reason}) during task {task.id}", True)
             elif task is None and tracked.holders:
@@ -190,10 +212,15 @@ class Engine:
             self._finish(self.waiting[rid], State.FAILED, now, reason)
         return ids
 
-    def take_finished(self) -> list[Outcome]:
-        """Outcomes of requests that ended (or were rejected) since the last call."""
-        fresh, self._fresh = self._fresh, []
-        return fresh
+    def take_events(self) -> list[EngineEvent]:
+        """What happened since the last call (see `gfdit.engine.events`), in order."""
+        events, self._events = self._events, []
+        return events
+
+    @property
+    def outcomes(self) -> list[Outcome]:
+        """Outcomes of the requests that ended, oldest first (the last `keep_ended` of them)."""
+        return list(self._ended.values())
 
     @property
     def idle(self) -> bool:
@@ -242,6 +269,9 @@ class Engine:
     def _hold(self, tracked: Tracked, now: float, why: Why | None) -> None:
         if tracked.held_since is None:
             tracked.held_since = now
+            reason = f"held by {why.rule}" if why is not None and why.rule else "a hold rule paused it"
+            self._events.append(Held(tracked.id, tracked.stage, tracked.steps_done, tracked.req.steps,
+                                     reason if why is not None else "a policy hook failed on it"))
         tracked.state = State.HELD
         self._held[tracked.id] = tracked
         if why is not None and self.log is not None:
@@ -274,13 +304,18 @@ class Engine:
         tracked.task = task
         self.tasks[task.id] = tracked
         del self.waiting[tracked.id]
+        dispatch = Dispatch(task.id, tracked.id, task.stage, task.stages, (task.step_begin, task.step_end),
+                            grant.group, holders, nbytes, mig_s, task.duration_est, tracked.req)
+        tracked.dispatch = dispatch
+        self._events.append(TaskStarted(dispatch, tracked.req.request_class, tracked.req.steps,
+                                        not tracked.started, now - tracked.req.arrival))
+        tracked.started = True
         if self.log is not None:
             self._note(now, "dispatch", tracked, task=task.id, stage=task.stage, width=len(grant.group),
                        wanted=grant.wanted, action=grant.action, ranks=list(grant.group),
                        state_ranks=list(holders), rule=grant.why.rule, values=dict(grant.why.values),
                        grown=[w.rule for w in grant.grown], steps=[task.step_begin, task.step_end])
-        return Dispatch(task.id, tracked.id, task.stage, task.stages, (task.step_begin, task.step_end),
-                        grant.group, holders, nbytes, mig_s, task.duration_est)
+        return dispatch
 
     def _swap(self, now: float) -> None:
         old, self.policy, self._pending = self.policy, self._pending, None  # type: ignore[assignment]
@@ -315,6 +350,7 @@ class Engine:
         self.cluster.release(task.group)
         tracked.busy_rank_s += len(task.group) * (now - task.start)
         tracked.task = None
+        tracked.dispatch = None
         tracked.last_end = now
         tracked.state = State.QUEUED
         self.waiting[tracked.id] = tracked
@@ -326,9 +362,11 @@ class Engine:
             return
         if restart:
             tracked.restart()
+        self._events.append(Retrying(tracked.id, tracked.stage, why))
         self._note(now, "restart" if restart else "retry", tracked, reason=why)
 
-    def _finish(self, tracked: Tracked, state: State, now: float, reason: str | None) -> None:
+    def _finish(self, tracked: Tracked, state: State, now: float, reason: str | None,
+                outputs: object = None) -> None:
         assert state in TERMINAL
         tracked.state = state
         tracked.reason = reason
@@ -342,15 +380,16 @@ class Engine:
         req = tracked.req
         self._record(Outcome(req.id, req.request_class, state.value, req.arrival, tracked.deadline, now,
                              tracked.t_single, reason, tracked.migrations, tracked.migration_s,
-                             tracked.busy_rank_s, tracked.attempts))
+                             tracked.busy_rank_s, tracked.attempts), outputs)
         if self.log is not None:
             self._note(now, {State.COMPLETED: "complete", State.FAILED: "fail",
                              State.CANCELLED: "cancel"}[state], tracked, reason=reason)
 
-    def _record(self, outcome: Outcome) -> None:
-        self.outcomes.append(outcome)
-        self._fresh.append(outcome)
+    def _record(self, outcome: Outcome, outputs: object = None) -> None:
+        self._events.append(Finished(outcome, outputs))
         self._ended[outcome.id] = outcome
+        if self._keep is not None and len(self._ended) > self._keep:
+            self._ended.popitem(last=False)
 
     # ---- helpers --------------------------------------------------------
     def _view(self, now: float) -> Round:

@@ -1,8 +1,11 @@
 """Executors run the engine's dispatches; `SimExecutor` does it on a virtual clock.
 
-An executor takes `Dispatch`es (`start`) and reports the tasks that ended
-(`ended`). The simulator's executor knows every end time in advance; the live
-server's executors learn them from workers, so `next_end` may be None there.
+Every executor (this simulator's, the live server's `ProcessExecutor`) has the
+`Executor` shape: `start(dispatch, now)`, and `poll(now, timeout)` for what
+happened since, as `ExecutorEvent`s. `feed(engine, event, now)` is the one way
+a driver hands those events to the engine: the simulator and the server call it
+alike. The simulator's executor knows every end time in advance; a live one
+learns them from workers, so its `next_end` is None.
 """
 
 from __future__ import annotations
@@ -10,19 +13,88 @@ from __future__ import annotations
 import heapq
 import random
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .task import Dispatch
+
+if TYPE_CHECKING:
+    from .engine import Engine
 
 
 @dataclass(frozen=True, slots=True)
 class TaskEnd:
-    """A task finished (ok) or failed (ok=False, with an error) at time `at`."""
+    """A dispatched task finished (ok) or failed (ok=False, with an error) at engine time `at`.
+
+    `state_intact=False`: the executor cannot vouch for the request's state (a
+    failed denoise may have half-updated it), so a retry starts from encode.
+    `outputs` is what a final task produced (the server: image descriptors and
+    frames); the engine hands it on with the request's `Finished` event and
+    never reads it. `wall_s` / `worker_s` / `migrate_s` are measured by live
+    executors (wall time at the executor, the workers' own time, migration).
+    """
 
     task_id: str
     at: float
     ok: bool = True
     error: str | None = None
+    state_intact: bool = True
+    outputs: object = None
+    wall_s: float = 0.0
+    worker_s: float = 0.0
+    migrate_s: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class StageEnd:
+    """One stage of a multi-stage task finished: progress only (the request's state
+    changes when the whole task ends)."""
+
+    task_id: str
+    request_id: str
+    stage: str
+    step_end: int
+    width: int
+
+
+@dataclass(frozen=True, slots=True)
+class RanksLost:
+    """Ranks died (their tasks are lost with them)."""
+
+    ranks: tuple[int, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RanksBack:
+    """Lost ranks are usable again."""
+
+    ranks: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorGone:
+    """Nothing can run any more (e.g. the worker pool could not be restarted)."""
+
+    reason: str
+
+
+ExecutorEvent = TaskEnd | StageEnd | RanksLost | RanksBack | ExecutorGone
+
+
+def feed(engine: "Engine", event: ExecutorEvent, now: float) -> str | None:
+    """Hand one executor event to the engine (what the simulator and the server both do).
+    Returns `task_done`'s answer for a `TaskEnd`, else None."""
+    if isinstance(event, TaskEnd):
+        return engine.task_done(event.task_id, event.at, event.ok, event.error, event.state_intact,
+                                outputs=event.outputs)
+    if isinstance(event, RanksLost):
+        engine.ranks_lost(event.ranks, event.reason, now)
+    elif isinstance(event, RanksBack):
+        engine.ranks_restored(event.ranks, now)
+    elif isinstance(event, ExecutorGone):
+        for request_id in list(engine.active):
+            engine.fail(request_id, event.reason, now)
+    return None  # StageEnd: progress only
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +112,14 @@ class Span:
 
 
 class Executor(Protocol):
-    """Runs dispatched tasks and reports their ends."""
+    """Runs dispatched tasks and reports what happened to them."""
 
     def start(self, dispatch: Dispatch, now: float) -> None:
         """Begin running `dispatch` at `now`."""
 
-    def ended(self, now: float) -> list[TaskEnd]:
-        """Tasks that ended at or before `now`, in end order (each reported once)."""
+    def poll(self, now: float, timeout: float = 0.0) -> list[ExecutorEvent]:
+        """Events since the last call, each reported once: a virtual executor's up to
+        `now`; a live one waits up to `timeout` wall seconds for the first."""
 
     def next_end(self) -> float | None:
         """When the next running task will end, if known."""
@@ -79,8 +152,8 @@ class SimExecutor:
             self.spans.append(Span(dispatch.request_id, dispatch.task_id, dispatch.stage, dispatch.steps,
                                    dispatch.group, now, end, dispatch.migration_s))
 
-    def ended(self, now: float) -> list[TaskEnd]:
-        out = []
+    def poll(self, now: float, timeout: float = 0.0) -> list[ExecutorEvent]:
+        out: list[ExecutorEvent] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
             end, _, task_id = heapq.heappop(heap)

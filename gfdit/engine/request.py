@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gfdit.shapes import Shape, latent_tokens
@@ -60,6 +60,8 @@ class Request:
     cfg: bool = False
     seed: int = 0
     prompt: str = ""
+    payload: object = field(default=None, compare=False, repr=False)  # how to run it (the server: its
+    # generation parameters); the engine never reads it
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id:

@@ -17,7 +17,8 @@ from .cluster import Cluster
 from .costmodel import CostModel
 from .decisions import DecisionLog
 from .engine import Engine
-from .executor import SimExecutor, Span
+from .events import Finished
+from .executor import SimExecutor, Span, feed
 from .metrics import compute_metrics
 from .policy import Policy
 from .request import Outcome, Request
@@ -48,8 +49,9 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
     """Run `policy` over `workload` on `gpus` simulated ranks; returns metrics and outcomes."""
     requests = workload.requests if isinstance(workload, Workload) else sorted(
         workload, key=lambda r: (r.arrival, r.id))
-    engine = Engine(policy, cost_model, Cluster(gpus, ranks_per_node), decision_log)
+    engine = Engine(policy, cost_model, Cluster(gpus, ranks_per_node), decision_log, keep_ended=None)
     executor = SimExecutor(record=record_spans, fail_rate=fail_rate, seed=seed)
+    outcomes: list[Outcome] = []  # from the engine's Finished events: every request, for the report
     costs: list[float] = []
     queues: list[int] = []
     wall0 = time.perf_counter()
@@ -60,8 +62,8 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
         if math.isinf(upcoming):
             break
         now = max(now, upcoming)
-        for end in executor.ended(now):  # take inputs
-            engine.task_done(end.task_id, end.at, end.ok, end.error)
+        for event in executor.poll(now):  # take inputs
+            feed(engine, event, now)
         while i < n and requests[i].arrival <= now:
             engine.submit(requests[i], now)
             i += 1
@@ -74,9 +76,9 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
         for dispatch in dispatches:  # dispatch
             executor.start(dispatch, now)
         idle_since = _check_stall(engine, executor, i == n, now, idle_since)
-    metrics = compute_metrics(engine.outcomes, gpus, costs if time_rounds else None,
-                              queues if time_rounds else None)  # record
-    return Result(metrics, engine.outcomes, executor.spans, gpus, engine.rounds, dict(engine.hook_errors),
+        outcomes.extend(e.outcome for e in engine.take_events() if isinstance(e, Finished))  # record
+    metrics = compute_metrics(outcomes, gpus, costs if time_rounds else None, queues if time_rounds else None)
+    return Result(metrics, outcomes, executor.spans, gpus, engine.rounds, dict(engine.hook_errors),
                   costs, now, time.perf_counter() - wall0)
 
 

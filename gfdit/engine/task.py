@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .policy import Stage
+from .request import Request
 
 
 @dataclass(slots=True)
@@ -84,3 +85,4 @@ class Dispatch:
     migration_bytes: int
     migration_s: float
     duration_est: float  # compute seconds by the cost model, migration excluded
+    request: Request | None = None  # the request it belongs to (its `payload` is how to run it)

@@ -12,7 +12,7 @@ import math
 from .costmodel import CostModel
 from .policy import ClassSpec, Stage
 from .request import Request, State
-from .task import Task
+from .task import Dispatch, Task
 
 
 class Clock:
@@ -30,7 +30,7 @@ class Tracked:
     __slots__ = ("req", "_clock", "_cm", "_parts", "state", "deadline", "priority",
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
-                 "task", "cancel_requested", "attempts", "migrations", "migration_s",
+                 "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
                  "busy_rank_s", "reason", "finish")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
@@ -51,7 +51,9 @@ class Tracked:
         self.paused_total = 0.0
         self.held_since: float | None = None
         self.task: Task | None = None
-        self.cancel_requested = False
+        self.dispatch: Dispatch | None = None  # what the executor runs for `task`
+        self.started = False  # a task of it was ever dispatched
+        self.ending: tuple[State, str] | None = None  # cancel / fail asked while a task runs
         self.attempts = 1
         self.migrations = 0
         self.migration_s = 0.0

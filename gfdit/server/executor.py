@@ -16,6 +16,12 @@ A dead worker takes the whole world down (a torch.distributed world cannot lose
 a member): the executor reports every rank lost, restarts the pool on a side
 thread (the engine loop keeps serving clients meanwhile) and reports the ranks
 back when the fresh world is ready.
+
+It is an `Executor` of the engine (gfdit/engine/executor.py): `start(dispatch,
+now)` and `poll(now, timeout)` reporting the engine's `ExecutorEvent`s, which
+the engine loop hands to the engine with `feed`, exactly as the simulator does.
+The request and its generation parameters travel on the dispatch
+(`dispatch.request.payload` is the `GenParams`).
 """
 
 from __future__ import annotations
@@ -25,63 +31,20 @@ import itertools
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Callable
 
 import zmq
 
 from gfdit.engine.costmodel import CostModel
+from gfdit.engine.executor import ExecutorEvent, ExecutorGone, RanksBack, RanksLost, StageEnd, TaskEnd
 from gfdit.engine.request import Request
 from gfdit.engine.task import Dispatch
-from gfdit.protocol import GenParams, RunTask
+from gfdit.protocol import RunTask
 
 log = logging.getLogger("gfdit.server.executor")
 
 
-@dataclass(frozen=True)
-class TaskEnded:
-    """A dispatch finished. `outputs`/`payload` carry the images of a decode."""
-
-    task_id: str
-    request_id: str
-    ok: bool
-    error: str | None = None
-    outputs: list[dict[str, str]] = field(default_factory=list)
-    payload: list[bytes] = field(default_factory=list)
-    migrate_s: float = 0.0
-    wall_s: float = 0.0
-    worker_s: float = 0.0  # the workers' own time (slowest rank per stage, summed)
-
-
-@dataclass(frozen=True)
-class StageEnded:
-    """One stage of a multi-stage dispatch finished (for progress events)."""
-
-    task_id: str
-    request_id: str
-    stage: str
-    step_end: int
-    width: int
-
-
-@dataclass(frozen=True)
-class RanksLost:
-    ranks: tuple[int, ...]
-    reason: str
-
-
-@dataclass(frozen=True)
-class RanksBack:
-    ranks: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class PoolGone:
-    """The pool could not be restarted: nothing can run any more."""
-
-    reason: str
-
-
-ExecEvent = TaskEnded | StageEnded | RanksLost | RanksBack | PoolGone
 RESTART_TRIES = 2
 
 
@@ -97,8 +60,11 @@ class _Flight:
 class ProcessExecutor:
     """Drives a `gfdit.workers.pool.WorkerPool` from the engine loop's thread."""
 
-    def __init__(self, pool, cost_model: CostModel, *, emulated: bool, time_scale: float = 1.0):
+    def __init__(self, pool, cost_model: CostModel, *, emulated: bool, time_scale: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        """`clock`: the engine's now, stamped on every `TaskEnd`."""
         self.pool = pool
+        self.clock = clock
         self.cost_model = cost_model
         self.emulated = emulated
         self.time_scale = time_scale
@@ -107,32 +73,40 @@ class ProcessExecutor:
         self._wire_to_task: dict[int, str] = {}
         self._recovering: threading.Thread | None = None
         self.gone = False
-        self._backlog: list[ExecEvent] = []
+        self._backlog: list[ExecutorEvent] = []
         self._lock = threading.Lock()
         self.restarts = 0
 
     @property
-    def in_flight(self) -> int:
+    def running(self) -> int:
+        """Dispatches in flight."""
         return len(self._flights)
+
+    def next_end(self) -> float | None:
+        return None  # learnt from the workers
 
     @property
     def recovering(self) -> bool:
         return self._recovering is not None
 
-    def start(self, dispatch: Dispatch, request: Request, params: GenParams) -> None:
+    def start(self, dispatch: Dispatch, now: float) -> None:
         """Send a dispatch's stages to the pool, back to back."""
         from gfdit.workers.pool import PoolError
 
         flight = _Flight(dispatch, [], time.monotonic())
         self._flights[dispatch.task_id] = flight
         try:
-            self._send_stages(dispatch, request, params, flight)
+            self._send_stages(dispatch, flight)
         except (PoolError, ValueError) as exc:  # the pool refused: the task fails, the engine retries
             self._flights.pop(dispatch.task_id)
             with self._lock:
-                self._backlog.append(TaskEnded(dispatch.task_id, dispatch.request_id, False, str(exc)))
+                self._backlog.append(TaskEnd(dispatch.task_id, now, False, str(exc), state_intact=False))
 
-    def _send_stages(self, dispatch: Dispatch, request: Request, params: GenParams, flight: _Flight) -> None:
+    def _send_stages(self, dispatch: Dispatch, flight: _Flight) -> None:
+        request = dispatch.request
+        if request is None or request.payload is None:
+            raise ValueError(f"dispatch {dispatch.task_id} carries no request parameters")
+        params = request.payload
         state_ranks = dispatch.state_ranks
         begin, end = dispatch.steps
         for index, stage in enumerate(dispatch.stages):
@@ -166,9 +140,10 @@ class ProcessExecutor:
             except PoolError as exc:  # a worker just died: the next poll reports it (and restarts the world)
                 log.warning("could not drop %s on every worker: %s", request_id, exc)
 
-    def poll(self, timeout: float, wake=None) -> list[ExecEvent]:
+    def poll(self, now: float, timeout: float = 0.0, wake=None) -> list[ExecutorEvent]:
         """Events since the last call; waits up to `timeout` for the first, or until
-        `wake` (anything with a `fileno()`) becomes readable."""
+        `wake` (anything with a `fileno()`) becomes readable. Task ends are stamped
+        with `clock()` when read, not `now`: the workers set the pace."""
         with self._lock:
             events, self._backlog = self._backlog, []
         if self.gone:
@@ -177,7 +152,7 @@ class ProcessExecutor:
         if self._recovering is not None:
             if events:
                 self._recovering = None
-                self.gone = any(isinstance(e, PoolGone) for e in events)
+                self.gone = any(isinstance(e, ExecutorGone) for e in events)
             else:
                 time.sleep(min(timeout, 0.01))
             return events
@@ -191,7 +166,7 @@ class ProcessExecutor:
             events.extend(self._translate(event))
         return events
 
-    def _translate(self, event) -> list[ExecEvent]:
+    def _translate(self, event) -> list[ExecutorEvent]:
         from gfdit.workers.pool import TaskFinished, WorkerDead, WorkerFault
 
         if isinstance(event, TaskFinished):
@@ -202,7 +177,7 @@ class ProcessExecutor:
             log.warning("worker %s reported: %s", event.rank, event.message)
         return []
 
-    def _stage_finished(self, event) -> list[ExecEvent]:
+    def _stage_finished(self, event) -> list[ExecutorEvent]:
         task_id = self._wire_to_task.pop(event.task_id, None)
         flight = self._flights.get(task_id) if task_id is not None else None
         if flight is None:
@@ -212,16 +187,17 @@ class ProcessExecutor:
         d = flight.dispatch
         last = event.task_id == flight.wire_ids[-1]
         if event.ok and not last:
-            return [StageEnded(d.task_id, d.request_id, event.stage, d.steps[1] if event.stage == "denoise"
-                               else d.steps[0], len(d.group))]
+            return [StageEnd(d.task_id, d.request_id, event.stage, d.steps[1] if event.stage == "denoise"
+                             else d.steps[0], len(d.group))]
         del self._flights[task_id]
         for wire_id in flight.wire_ids:
             self._wire_to_task.pop(wire_id, None)
-        outputs, payload = encode_images(event.images) if event.ok else ([], [])
-        return [TaskEnded(d.task_id, d.request_id, event.ok, event.error, outputs, payload,
-                          flight.migrate_s, time.monotonic() - flight.started, flight.worker_s)]
+        outputs = encode_images(event.images) if event.ok and event.images else None
+        return [TaskEnd(d.task_id, self.clock(), event.ok, event.error, state_intact=False, outputs=outputs,
+                        wall_s=time.monotonic() - flight.started, worker_s=flight.worker_s,
+                        migrate_s=flight.migrate_s)]
 
-    def _worker_dead(self, event) -> list[ExecEvent]:
+    def _worker_dead(self, event) -> list[ExecutorEvent]:
         log.error("worker %d died: %s; restarting the pool", event.rank, event.reason)
         self._flights.clear()
         self._wire_to_task.clear()
@@ -232,7 +208,7 @@ class ProcessExecutor:
         return [RanksLost(ranks, f"worker {event.rank} died ({event.reason.splitlines()[0][:200]})")]
 
     def _restart(self) -> None:
-        back: list[ExecEvent] = []
+        back: list[ExecutorEvent] = []
         for attempt in range(1, RESTART_TRIES + 1):
             try:
                 self.pool.restart()
@@ -240,7 +216,7 @@ class ProcessExecutor:
                 break
             except Exception as exc:  # noqa: BLE001 -- top of the restart thread: report, keep serving
                 log.error("pool restart %d/%d failed: %s", attempt, RESTART_TRIES, exc)
-                back = [PoolGone(f"workers could not be restarted: {str(exc).splitlines()[0][:300]}")]
+                back = [ExecutorGone(f"workers could not be restarted: {str(exc).splitlines()[0][:300]}")]
         with self._lock:
             self._backlog.extend(back)
 

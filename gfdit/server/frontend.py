@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 from dataclasses import dataclass
+from typing import Callable
 
 import msgspec
 import zmq
@@ -73,6 +74,7 @@ class Frontend:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gfdit-frontend", daemon=True)
         self.errors_answered = 0
+        self.routes: dict[type, Callable[[ClientCall], None]] = {}  # kinds answered off the engine loop
 
     def start(self) -> None:
         self._thread.start()
@@ -134,7 +136,8 @@ class Frontend:
             return self._refuse(peer, _call_id_of(frames), "protocol", str(exc))
         if not self._tokens.allows(msg.token):
             return self._refuse(peer, msg.call_id, "unauthorized", "missing or wrong token")
-        self._inbox.put(ClientCall(peer, msg, tuple(payload)))  # the engine loop's Inbox wakes it
+        route = self.routes.get(type(msg), self._inbox.put)  # the engine loop's Inbox wakes it
+        route(ClientCall(peer, msg, tuple(payload)))
 
     def _refuse(self, peer: bytes, call_id: int, code: str, message: str) -> None:
         self.errors_answered += 1

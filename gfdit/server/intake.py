@@ -52,7 +52,7 @@ def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str) 
             frames=params.frames, text_tokens=msg.text_seq_len or DEFAULT_TEXT_TOKENS,
             tokens=msg.latent_seq_len or 0, request_class=msg.request_class or "default",
             priority=msg.priority, deadline=deadline, seed=params.seed, prompt=params.prompt,
-            preemptible=msg.preemptible,
+            preemptible=msg.preemptible, payload=params,
             cfg=params.guidance_scale not in (None, 0.0, 1.0),
         )
     except RequestError as exc:

@@ -1,11 +1,15 @@
 """The engine loop: the only thread that touches scheduler state.
 
 One iteration reads like the architecture says: take inputs (client calls and
-compiled policies from the inbox, task ends from the executor; while tasks run
-it waits on the pool's socket and the inbox together) -> run a
-scheduling round if anything changed (or a tick is due) -> start the dispatched
-tasks -> send the results of requests that ended. Socket, file-watch, reload
-and pool-restart threads only ever put items into the inbox.
+compiled policies from the inbox, executor events handed to the engine with
+`feed`, as the simulator does; while tasks run it waits on the pool's socket
+and the inbox together) -> run a scheduling round if anything changed (or a
+tick is due) -> start the dispatched tasks -> relay the engine's events
+(progress messages, results, metrics). Socket, file-watch, reload and
+pool-restart threads only ever put items into the inbox.
+
+The engine owns every request's state; the loop keeps none of its own (it
+reads the engine, and `Relay` turns the engine's events into messages).
 """
 
 from __future__ import annotations
@@ -18,15 +22,12 @@ import time
 from typing import Callable
 
 from gfdit.engine.engine import Engine
-from gfdit.engine.request import REJECTED
-from gfdit.engine.task import Dispatch
+from gfdit.engine.executor import ExecutorGone, RanksLost, StageEnd, TaskEnd, feed
 from gfdit.protocol import (
     Accepted,
     Ack,
     Cancel,
     ErrorReply,
-    MetricsQuery,
-    MetricsReply,
     Ping,
     Pong,
     Rejected,
@@ -40,12 +41,12 @@ from gfdit.protocol import (
 from gfdit.server import report
 from gfdit.server.clock import EngineClock
 from gfdit.server.config import ServerConfig
-from gfdit.server.costs import ControlCosts
-from gfdit.server.executor import PoolGone, ProcessExecutor, RanksBack, RanksLost, StageEnded, TaskEnded
+from gfdit.server.executor import ProcessExecutor
 from gfdit.server.frontend import ClientCall
 from gfdit.server.intake import InvalidSubmit, build_request
 from gfdit.server.progress import ProgressBook
 from gfdit.server.prometheus import ServerMetrics
+from gfdit.server.relay import Relay
 from gfdit.server.reload import PolicyCompiled, ReloadService, ReplyTo
 from gfdit.server.swap import PolicySwap
 
@@ -98,30 +99,18 @@ class EngineLoop:
         self.engine, self.executor, self.book, self.metrics = engine, executor, book, metrics
         self.clock, self.inbox, self.send, self.reloader = clock, inbox, send, reloader
         self.config, self.info = config, info
-        self.requests: dict[str, tuple] = {}  # id -> (Request, GenParams), while active
-        self.running: dict[str, Dispatch] = {}
-        self.outputs: dict[str, tuple[list, list]] = {}
-        self.started: set[str] = set()
-        self.held: set[str] = set()
-        self.widths: dict[str, tuple[int, ...]] = {}  # ranks of each request's last running event
-        self.forced: dict[str, tuple[str, str]] = {}  # id -> (state, reason) overriding the engine's outcome
+        self.relay = Relay(book, metrics, executor.drop)
         self.swap = PolicySwap(engine, metrics, send)
         self.pool_gone: str | None = None
         self.dirty = True
-        self.costs = ControlCosts()
         self.stop_requested = threading.Event()
         self._stop_deadline: float | None = None
         self._ids = 0
 
     HANDLERS = {
         Submit: "_on_submit", Cancel: "_on_cancel", StatusQuery: "_on_status",
-        Subscribe: "_on_subscribe", ReloadPolicy: "_on_reload", MetricsQuery: "_on_metrics",
-        Ping: "_on_ping", StopServer: "_on_stop",
-    }
-    EVENTS = {
-        TaskEnded: "_on_task_ended", StageEnded: "_on_stage_ended", RanksLost: "_on_ranks_lost",
-        RanksBack: "_on_ranks_back", PoolGone: "_on_pool_gone",
-    }
+        Subscribe: "_on_subscribe", ReloadPolicy: "_on_reload", Ping: "_on_ping", StopServer: "_on_stop",
+    }  # MetricsQuery never reaches the loop: the frontend hands it to the metrics desk
 
     # ---- the loop ---------------------------------------------------------
     def run(self) -> None:
@@ -129,14 +118,14 @@ class EngineLoop:
         while not self._finished():
             self._drain_inbox()
             for event in self._wait():
-                getattr(self, self.EVENTS[type(event)])(event)
+                self._on_executor_event(event)
             self._drain_inbox()
             if self.dirty or self._tick_due():
                 self._round()
-            self._publish_outcomes()
+            self._relay()
             if self.stop_requested.is_set() and self._stop_deadline is None:
                 self._begin_stop()
-        self._publish_outcomes()  # what the stop itself ended (cancelled queued requests)
+        self._relay()  # what the stop itself ended (cancelled queued requests)
         self.abort("server stopped before its task ended", state="cancelled")  # the grace ran out
 
     def abort(self, reason: str, state: str = "failed") -> None:
@@ -148,16 +137,17 @@ class EngineLoop:
     def _finished(self) -> bool:
         if self._stop_deadline is None:
             return False
-        return (self.engine.idle and not self.running) or time.monotonic() > self._stop_deadline
+        return self.engine.idle or time.monotonic() > self._stop_deadline
 
     def _wait(self) -> list:
+        now = self.clock.now()
         if not self.inbox.empty():
-            return self.executor.poll(0.0)
-        if self.executor.in_flight or self.executor.recovering:  # wake on a worker's message or an inbox item
-            events = self.executor.poll(self._idle_wait(), wake=self.inbox)
+            return self.executor.poll(now)
+        if self.executor.running or self.executor.recovering:  # wake on a worker's message or an inbox item
+            events = self.executor.poll(now, self._idle_wait(), wake=self.inbox)
             self.inbox.clear_wake()  # before the drain that follows: a later put wakes the next wait
             return events
-        events = self.executor.poll(0.0)
+        events = self.executor.poll(now)
         if not events:
             try:
                 self._take(self.inbox.get(timeout=self._idle_wait()))
@@ -202,124 +192,51 @@ class EngineLoop:
         t0 = time.perf_counter()
         dispatches = self.engine.schedule(now)
         seconds = time.perf_counter() - t0
-        if waiting:
-            self.costs.round(waiting, seconds)
         with self.metrics.lock:
+            if waiting:
+                self.metrics.costs.round(waiting, seconds)
             self.metrics.round_time.observe(seconds)
         for dispatch in dispatches:
-            self._start(dispatch, now)
-        for rid, tracked in self.engine.waiting.items():
-            if tracked.state.value == "held" and rid not in self.held:
-                self.held.add(rid)
-                self.book.emit(rid, "held", now, stage=tracked.stage, step=tracked.steps_done,
-                               steps=tracked.steps, message="a hold rule paused it")
+            self.executor.start(dispatch, now)
         report.update_gauges(self.metrics, self.engine)
 
-    def _start(self, d: Dispatch, now: float) -> None:
-        request, params = self.requests[d.request_id]
-        self.running[d.task_id] = d
-        self.held.discard(d.request_id)
-        width, m = len(d.group), self.metrics
-        moved = bool(d.state_ranks) and bool(set(d.group) - set(d.state_ranks))
-        with m.lock:
-            m.tasks.inc(stage="+".join(d.stages), width=str(width))
-            m.widths.observe(width, stage=d.stage)
-            if moved:
-                m.migrations.inc()
-            if d.request_id not in self.started:
-                m.queue_time.observe(now - request.arrival, request_class=request.request_class)
-        self.started.add(d.request_id)
-        if moved:
-            self.book.emit(d.request_id, "migrated", now, stage=d.stage, ranks=d.group,
-                           from_ranks=d.state_ranks, width=width)
-        state = {"encode": "encoding", "denoise": "running", "decode": "decoding"}[d.stage]
-        if state != "running" or self.widths.get(d.request_id) != d.group:  # else the last event says it all
-            self.book.emit(d.request_id, state, now, stage=d.stage, step=d.steps[0], steps=request.steps,
-                           width=width, ranks=d.group)
-        self.widths[d.request_id] = d.group
-        self.executor.start(d, request, params)
+    def _relay(self) -> None:
+        """The engine's events since the last call, as progress messages, results and metrics."""
+        events = self.engine.take_events()
+        if events:
+            now = self.clock.now()
+            for event in events:
+                self.relay.take(event, now)
 
     # ---- executor events ----------------------------------------------------
-    def _on_task_ended(self, e: TaskEnded) -> None:
-        d = self.running.pop(e.task_id, None)
-        if d is None:
-            return
+    def _on_executor_event(self, e) -> None:
         now = self.clock.now()
-        if e.ok and e.outputs:
-            self.outputs[e.request_id] = (e.outputs, e.payload)
+        if isinstance(e, TaskEnd):
+            self._measure(e)
+        elif isinstance(e, StageEnd):
+            tracked = self.engine.active.get(e.request_id)
+            if tracked is not None:
+                self.relay.stage_ended(e, tracked.steps, now)
+            return
+        elif isinstance(e, ExecutorGone):
+            self.pool_gone = e.reason
+        elif isinstance(e, RanksLost):
+            with self.metrics.lock:
+                self.metrics.worker_deaths.inc()
+        feed(self.engine, e, now)
+        self.dirty = True
+
+    def _measure(self, e: TaskEnd) -> None:
+        tracked = self.engine.tasks.get(e.task_id)
+        if tracked is None or tracked.dispatch is None:
+            return  # a task the engine no longer tracks (aborted when its ranks were lost)
+        stages = tracked.dispatch.stages
         with self.metrics.lock:
-            self.metrics.stage_time.observe(e.wall_s, stage="+".join(d.stages))
+            self.metrics.stage_time.observe(e.wall_s, stage="+".join(stages))
             self.metrics.migration_time.inc(e.migrate_s)
             if e.ok:
                 self.metrics.overhead.observe(max(0.0, e.wall_s - e.worker_s))
-        if e.ok:
-            self.costs.task(e.wall_s - e.worker_s, len(d.stages))
-        state = self.engine.task_done(e.task_id, now, ok=e.ok, error=e.error, state_intact=False)
-        self.dirty = True
-        if e.ok and d.stages[-1] == "denoise":
-            request = self.requests[d.request_id][0]
-            self.book.emit(d.request_id, "running", now, stage="denoise", step=d.steps[1],
-                           steps=request.steps, width=len(d.group), ranks=d.group)
-        elif not e.ok and state in ("queued", "held"):
-            self.widths.pop(d.request_id, None)
-            self.book.emit(d.request_id, "retrying", now, stage=d.stage, message=e.error or "task failed")
-
-    def _on_stage_ended(self, e: StageEnded) -> None:
-        request = self.requests[e.request_id][0]
-        now = self.clock.now()
-        if e.stage == "encode":
-            self.book.emit(e.request_id, "running", now, stage="denoise", step=e.step_end,
-                           steps=request.steps, width=e.width)
-        elif e.stage == "denoise":
-            self.book.emit(e.request_id, "running", now, stage="denoise", step=e.step_end,
-                           steps=request.steps, width=e.width)
-            self.book.emit(e.request_id, "decoding", now, stage="decode", step=request.steps, steps=request.steps,
-                           width=e.width)
-
-    def _on_ranks_lost(self, e: RanksLost) -> None:
-        now = self.clock.now()
-        self.running.clear()
-        with self.metrics.lock:
-            self.metrics.worker_deaths.inc()
-        for rid in self.engine.ranks_lost(e.ranks, e.reason, now):
-            self.widths.pop(rid, None)
-            if rid in self.engine.active:
-                self.book.emit(rid, "retrying", now, message=e.reason)
-        self.dirty = True
-
-    def _on_ranks_back(self, e: RanksBack) -> None:
-        self.engine.ranks_restored(e.ranks, self.clock.now())
-        self.dirty = True
-
-    def _on_pool_gone(self, e: PoolGone) -> None:
-        self.pool_gone = e.reason
-        now = self.clock.now()
-        for rid in list(self.engine.active):
-            self.forced[rid] = ("failed", e.reason)
-            self.engine.cancel(rid, now)
-
-    # ---- endings ------------------------------------------------------------
-    def _publish_outcomes(self) -> None:
-        for outcome in self.engine.take_finished():
-            cls = outcome.request_class
-            if outcome.state == REJECTED:
-                with self.metrics.lock:
-                    self.metrics.requests.inc(state=REJECTED, request_class=cls)
-                continue
-            state, reason = self.forced.pop(outcome.id, (outcome.state, outcome.reason or ""))
-            outputs, payload = self.outputs.pop(outcome.id, ([], []))
-            latency = outcome.latency or 0.0
-            deadline = None if outcome.deadline == float("inf") else outcome.deadline - outcome.arrival
-            met = outcome.met_slo if state == "completed" else None
-            report.count_outcome(self.metrics, cls, state, latency, met)
-            self.book.finish(outcome.id, state, payload if state == "completed" else [],
-                             reason=reason, latency_s=latency, deadline_s=deadline, slo_met=met,
-                             outputs=outputs if state == "completed" else [])
-            self.requests.pop(outcome.id, None)
-            self.started.discard(outcome.id)
-            self.held.discard(outcome.id)
-            self.widths.pop(outcome.id, None)
-            self.executor.drop(outcome.id)
+                self.metrics.costs.task(e.wall_s - e.worker_s, len(stages))
 
     # ---- client calls ---------------------------------------------------------
     def _on_submit(self, peer: bytes, msg: Submit) -> None:
@@ -330,7 +247,7 @@ class EngineLoop:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
         now = self.clock.now()
         try:
-            request, params = build_request(msg, now, self.config, "" if msg.request_id else self._fresh_id())
+            request, _ = build_request(msg, now, self.config, "" if msg.request_id else self._fresh_id())
         except InvalidSubmit as exc:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=f"invalid request: {exc}"))
         if self.book.known(request.id):
@@ -338,7 +255,6 @@ class EngineLoop:
         reason = self.engine.submit(request, now)
         if reason is not None:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
-        self.requests[request.id] = (request, params)
         self.book.open(request.id, peer if msg.subscribe else None)
         self.send(peer, Accepted(call_id=msg.call_id, request_id=request.id, revision=self.swap.revision))
         tracked = self.engine.active[request.id]
@@ -391,10 +307,6 @@ class EngineLoop:
                 return self.swap.reply(ReplyTo(peer, msg.call_id), False, f"cannot read {msg.path!r}: {exc}", [])
         self.reloader.propose(text, source, msg.if_revision, ReplyTo(peer, msg.call_id))
 
-    def _on_metrics(self, peer: bytes, msg: MetricsQuery) -> None:
-        summary = report.summary(self)
-        self.send(peer, MetricsReply(call_id=msg.call_id, summary=summary, prometheus=self.metrics.render()))
-
     def _on_ping(self, peer: bytes, msg: Ping) -> None:
         self.send(peer, Pong(call_id=msg.call_id, time=self.clock.now()))
 
@@ -407,5 +319,4 @@ class EngineLoop:
         self._stop_deadline = time.monotonic() + STOP_GRACE_S
         now = self.clock.now()
         for rid in list(self.engine.active):
-            self.forced.setdefault(rid, ("cancelled", "server stopped"))
-            self.engine.cancel(rid, now)
+            self.engine.cancel(rid, now, reason="server stopped")

@@ -1,7 +1,10 @@
 """Prometheus metrics: a tiny registry, the text exposition format, an HTTP thread.
 
-Only the engine loop updates; the HTTP thread renders under the same lock.
-Every name carries the `gfdit_` prefix; see `ServerMetrics` for the set.
+Only the engine loop updates (under `ServerMetrics.lock`, O(1) per event); the
+metrics desk (`desk.py`) renders snapshots under the same lock on its own
+thread. Every name carries the `gfdit_` prefix; see `ServerMetrics` for the
+set. Label values are bounded: a request class the running policy does not
+declare is counted as `other`, so no client can grow the series without limit.
 """
 
 from __future__ import annotations
@@ -10,6 +13,11 @@ import bisect
 import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+
+from gfdit.engine.request import REJECTED, Outcome
+from gfdit.engine.tally import Tally, class_label
+from gfdit.server.costs import ControlCosts
 
 Labels = tuple[tuple[str, str], ...]
 TIME_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
@@ -117,6 +125,34 @@ class ServerMetrics:
         self.round_time = h("gfdit_round_seconds", "Wall time of one scheduling round.",
                             (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1))
         self.all = [v for v in vars(self).values() if isinstance(v, (Counter, Histogram))]
+        self.tally = Tally()  # the engine metrics of the summary, by class label
+        self.rejected = 0
+        self.costs = ControlCosts()
+        self.declared: frozenset[str] = frozenset()  # the running policy's classes: the label values
+
+    def label(self, request_class: str) -> str:
+        """The label value of a request class (`other` unless the policy declares it)."""
+        return class_label(request_class, self.declared)
+
+    def set_policy(self, policy) -> None:
+        """A policy runs (at start, or swapped in): its name, revision and classes."""
+        with self.lock:
+            self.declared = frozenset(policy.classes)
+            self.revision.clear()
+            self.revision.set(1, policy=policy.name, revision=policy.revision)
+
+    def count_outcome(self, outcome: Outcome) -> None:
+        """One request ended (or was rejected): O(1), whatever the history."""
+        label = self.label(outcome.request_class)
+        with self.lock:
+            self.requests.inc(state=outcome.state, request_class=label)
+            if outcome.state == REJECTED:
+                self.rejected += 1
+                return
+            self.tally.add(outcome, label)
+            if outcome.state == "completed":
+                self.latency.observe(outcome.latency or 0.0, request_class=label)
+                self.slo.inc(request_class=label, outcome="met" if outcome.met_slo else "missed")
 
     def render(self) -> str:
         with self.lock:
@@ -131,8 +167,7 @@ class ServerMetrics:
 class MetricsHTTP:
     """Serves `GET /metrics` on a thread; port 0 picks a free one (see `.port`)."""
 
-    def __init__(self, metrics: ServerMetrics, host: str = "127.0.0.1", port: int = 0):
-        render = metrics.render
+    def __init__(self, render: Callable[[], str], host: str = "127.0.0.1", port: int = 0):
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802 (http.server's name)

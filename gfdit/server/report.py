@@ -1,4 +1,4 @@
-"""What the server tells about itself: status, metrics summary, gauges, outcome counts."""
+"""What the server tells about itself: status and gauges (the metrics summary: `desk.py`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import math
 import time
 from typing import TYPE_CHECKING
 
-from gfdit.engine.metrics import compute_metrics
 from gfdit.engine.request import REJECTED
 from gfdit.server.prometheus import ServerMetrics
 
@@ -17,9 +16,10 @@ if TYPE_CHECKING:
 def server_status(loop: "EngineLoop") -> dict:
     """The server's state, for `StatusReply.server` and `gfdit status`."""
     engine = loop.engine
-    counts: dict[str, int] = {}
-    for outcome in engine.outcomes:
-        counts[outcome.state] = counts.get(outcome.state, 0) + 1
+    with loop.metrics.lock:
+        counts = loop.metrics.tally.counts()
+        if loop.metrics.rejected:
+            counts[REJECTED] = loop.metrics.rejected
     policy = engine.policy
     return {
         **{k: v for k, v in loop.info.items() if k != "started_monotonic"},
@@ -60,36 +60,8 @@ def request_status(loop: "EngineLoop", request_id: str) -> dict | None:
     return out
 
 
-def summary(loop: "EngineLoop") -> dict:
-    """`{"overall": {...}, "classes": {...}}` over every request that ended (engine metrics)."""
-    outcomes = [o for o in loop.engine.outcomes if o.state != REJECTED]
-    metrics = compute_metrics(outcomes, loop.engine.cluster.gpus)
-    metrics["overall"]["rejected"] = sum(1 for o in loop.engine.outcomes if o.state == REJECTED)
-    metrics["control_plane"] = loop.costs.summary()
-    return _finite(metrics)
-
-
-def _finite(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 def update_gauges(metrics: ServerMetrics, engine) -> None:
     with metrics.lock:
         metrics.queue_len.set(len(engine.waiting))
         metrics.running.set(len(engine.tasks))
         metrics.free_ranks.set(len(engine.cluster.free))
-
-
-def count_outcome(metrics: ServerMetrics, request_class: str, state: str, latency: float,
-                  slo_met: bool | None) -> None:
-    with metrics.lock:
-        metrics.requests.inc(state=state, request_class=request_class)
-        if state == "completed":
-            metrics.latency.observe(latency, request_class=request_class)
-            metrics.slo.inc(request_class=request_class, outcome="met" if slo_met else "missed")

@@ -29,9 +29,11 @@ from gfdit.server.access import check_bind
 from gfdit.server.calibrate import calibrate, calibration_widths, cpu_contention
 from gfdit.server.clock import EngineClock
 from gfdit.server.config import ServerConfig
+from gfdit.server.desk import MetricsDesk
 from gfdit.server.executor import ProcessExecutor
 from gfdit.server.frontend import Frontend
 from gfdit.server.loop import EngineLoop, Inbox
+from gfdit.protocol import MetricsQuery
 from gfdit.server.progress import ProgressBook
 from gfdit.server.prometheus import MetricsHTTP, ServerMetrics
 from gfdit.server.reload import ReloadService, compile_policy
@@ -40,6 +42,7 @@ from gfdit.server.watcher import PolicyWatcher
 log = logging.getLogger("gfdit.server")
 TINY_DEFAULTS = {"default_height": 64, "default_width": 64, "default_steps": 8}
 MODEL_DEFAULTS = {"default_height": 1024, "default_width": 1024, "default_steps": 28}
+KEEP_ENDED = 10_000  # ended requests remembered (results, duplicate ids): the server's memory is bounded
 
 
 class Server:
@@ -89,8 +92,9 @@ class Server:
         cfg = self.config
         clock = EngineClock(cfg.time_scale)
         decisions = DecisionLog(cfg.decision_log) if cfg.decision_log else None
-        engine = Engine(policy, cost_model, Cluster(cfg.num_gpus), decisions)
-        executor = ProcessExecutor(pool, cost_model, emulated=emulated, time_scale=cfg.time_scale)
+        engine = Engine(policy, cost_model, Cluster(cfg.num_gpus), decisions, keep_ended=KEEP_ENDED)
+        executor = ProcessExecutor(pool, cost_model, emulated=emulated, time_scale=cfg.time_scale,
+                                   clock=clock.now)
         self._parts[-1] = executor  # the executor closes the pool
         inbox = Inbox()
         self._parts.append(inbox)  # closed after every thread that puts into it
@@ -103,22 +107,25 @@ class Server:
                                  partial(compile_policy, runs_on=(cost_model, cfg.num_gpus)))
         self._parts.append(reloader)
         metrics = ServerMetrics()
+        desk = MetricsDesk(metrics, cfg.num_gpus, frontend.send)
+        self._parts.append(desk)
+        frontend.routes[MetricsQuery] = desk.ask
         if cfg.metrics_port is not None:
-            http = MetricsHTTP(metrics, cfg.metrics_host, cfg.metrics_port)
+            http = MetricsHTTP(desk.prometheus_text, cfg.metrics_host, cfg.metrics_port)
             self.metrics_port = http.port
             self._parts.append(http)
         info = {"executor": cfg.executor, "model": cfg.model, "address": self.address,
                 "metrics_port": self.metrics_port, "cost_model": cost_model.source or cost_model.model,
                 "policy_file": cfg.policy if cfg.policy.endswith(".gfp") else "",
                 "started_monotonic": time.monotonic()}
-        self.loop = EngineLoop(engine=engine, executor=executor, book=ProgressBook(frontend.send),
+        self.loop = EngineLoop(engine=engine, executor=executor, book=ProgressBook(frontend.send, KEEP_ENDED),
                                metrics=metrics, clock=clock, inbox=inbox, send=frontend.send,
                                reloader=reloader, config=cfg, info=info)
         if cfg.watch_policy and cfg.policy.endswith(".gfp") and Path(cfg.policy).is_file():
             watcher = PolicyWatcher(cfg.policy, lambda text: reloader.propose(text, cfg.policy))
             self._parts.append(watcher)
             watcher.start()
-        for part in (frontend, reloader) + ((http,) if cfg.metrics_port is not None else ()):
+        for part in (frontend, reloader, desk) + ((http,) if cfg.metrics_port is not None else ()):
             part.start()
         log.info("serving %s on %s with %d %s workers, policy %s (%s)", cfg.model, self.address,
                  cfg.num_gpus, cfg.executor, policy.name, policy.revision)

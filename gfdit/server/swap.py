@@ -28,7 +28,7 @@ class PolicySwap:
         self.engine, self.metrics, self.send = engine, metrics, send
         self.revision = engine.policy.revision
         self.reloads: dict = {"ok": 0, "refused": 0, "last": None}
-        self._set_gauge(engine.policy)
+        metrics.set_policy(engine.policy)
 
     def on_compiled(self, c: PolicyCompiled) -> bool:
         """Apply one compile outcome; True when a new policy will run from the next round."""
@@ -50,7 +50,7 @@ class PolicySwap:
         self.reloads["last"] = {"ok": True, "revision": c.revision, "source": c.source}
         with self.metrics.lock:
             self.metrics.reloads.inc(result="ok")
-        self._set_gauge(c.policy)
+        self.metrics.set_policy(c.policy)
         log.info("policy %s revision %s -> %s (from %s), in force from the next round",
                  c.policy.name, previous, c.revision, c.source)
         if c.reply_to is not None:
@@ -74,8 +74,3 @@ class PolicySwap:
     def reply(self, to: ReplyTo, ok: bool, message: str, diagnostics: list[str], previous: str = "") -> None:
         self.send(to.peer, ReloadReply(call_id=to.call_id, ok=ok, revision=self.revision,
                                        previous_revision=previous, message=message, diagnostics=diagnostics))
-
-    def _set_gauge(self, policy) -> None:
-        with self.metrics.lock:
-            self.metrics.revision.clear()
-            self.metrics.revision.set(1, policy=policy.name, revision=policy.revision)

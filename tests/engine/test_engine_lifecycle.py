@@ -10,6 +10,7 @@ from gfdit.engine.cluster import Cluster
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.engine import Engine
+from gfdit.engine.events import Finished
 from gfdit.engine.policy import Why
 from gfdit.engine.policy_check import PolicyError
 from gfdit.engine.request import Request, State
@@ -38,7 +39,7 @@ def test_admit_rejects_with_the_policy_reason_and_duplicates_are_refused(cm):
     assert engine.submit(req("A", 0, 50), 0) == "too big"
     assert engine.submit(req("B", 0, 5), 0) is None
     assert engine.submit(req("B", 1, 5), 1) == "duplicate request id 'B'"
-    (rejected,) = engine.take_finished()
+    (rejected,) = [e.outcome for e in engine.take_events() if isinstance(e, Finished)]
     assert (rejected.id, rejected.state, rejected.reason) == ("A", "rejected", "too big")
 
 

@@ -189,7 +189,7 @@ def test_invariants_hold_under_random_policies_and_failures(cm, scenario):
             break
         now = max(now, upcoming)
         check.at(now)
-        for e in executor.ended(now):
+        for e in executor.poll(now):
             rid, stages, steps = info[e.task_id]
             state = engine.task_done(e.task_id, e.at, e.ok, e.error)
             check.ended(e.task_id, rid, e.ok and state != "unknown task", stages, steps)

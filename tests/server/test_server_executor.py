@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,9 @@ import pytest
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.request import Request
 from gfdit.engine.task import Dispatch
+from gfdit.engine.executor import StageEnd, TaskEnd
 from gfdit.protocol import GenParams
-from gfdit.server.executor import ProcessExecutor, StageEnded, TaskEnded
+from gfdit.server.executor import ProcessExecutor
 
 pytestmark = pytest.mark.slow
 QWEN = Path(__file__).resolve().parents[2] / "gfdit" / "data" / "costmodels" / "qwen-h20"
@@ -32,24 +34,24 @@ def executor():
 def wait_end(ex: ProcessExecutor, task_id: str, timeout: float = 30.0) -> list:
     events, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline:
-        events += ex.poll(0.01)
-        if any(isinstance(e, TaskEnded) and e.task_id == task_id for e in events):
+        events += ex.poll(0.0, 0.01)
+        if any(isinstance(e, TaskEnd) and e.task_id == task_id for e in events):
             return events
     raise TimeoutError(task_id)
 
 
-REQ = Request(id="r1", arrival=0.0, height=1024, width=1024, steps=6)
 PARAMS = GenParams(prompt="p", height=1024, width=1024, steps=6, seed=0)
+REQ = Request(id="r1", arrival=0.0, height=1024, width=1024, steps=6, payload=PARAMS)
 
 
 def test_a_whole_trajectory_task_runs_as_ordered_stages(executor):
     d = Dispatch("r1/1", "r1", "encode", ("encode", "denoise", "decode"), (0, 6), (0, 1), (), 0, 0.0, 1.0)
-    executor.start(d, REQ, PARAMS)
+    executor.start(replace(d, request=REQ), 0.0)
     events = wait_end(executor, "r1/1")
-    stages = [e.stage for e in events if isinstance(e, StageEnded)]
+    stages = [e.stage for e in events if isinstance(e, StageEnd)]
     assert stages == ["encode", "denoise"]
     end = events[-1]
-    assert end.ok and end.error is None and executor.in_flight == 0
+    assert end.ok and end.error is None and executor.running == 0
     encode, step, decode = executor.cost_model.parts(REQ.shape, 2)
     expected = (encode + 6 * step + decode) * SCALE
     assert end.worker_s >= 0.9 * expected and end.wall_s >= end.worker_s  # the workers slept the model's time
@@ -65,7 +67,7 @@ def test_emulated_time_is_the_engines_estimate_plus_migration_on_the_first_stage
 
 def test_a_task_the_pool_refuses_ends_failed_instead_of_raising(executor):
     d = Dispatch("r3/1", "r3", "denoise", ("denoise",), (0, 2), (0, 9), (0,), 0, 0.0, 0.1)  # rank 9: no such worker
-    executor.start(d, REQ, PARAMS)
+    executor.start(replace(d, request=REQ), 0.0)
     events = executor.poll(0.0)
     assert len(events) == 1 and not events[0].ok and "outside the pool" in events[0].error
-    assert executor.in_flight == 0
+    assert executor.running == 0

@@ -71,12 +71,13 @@ class FakePool:
 def _poll_until(executor, kind, timeout=5.0):
     events, deadline = [], time.monotonic() + timeout
     while time.monotonic() < deadline and not any(isinstance(e, kind) for e in events):
-        events += executor.poll(0.01)
+        events += executor.poll(0.0, 0.01)
     return events
 
 
 def test_several_members_reported_dead_at_once_restart_the_world_once():
-    from gfdit.server.executor import ProcessExecutor, RanksBack, RanksLost
+    from gfdit.engine.executor import RanksBack, RanksLost
+    from gfdit.server.executor import ProcessExecutor
     from gfdit.workers.pool import WorkerDead
 
     pool = FakePool([WorkerDead(0, "killed", ()), WorkerDead(2, "collective failed", ())])
@@ -88,7 +89,8 @@ def test_several_members_reported_dead_at_once_restart_the_world_once():
 
 
 def test_requests_ending_after_the_pool_is_gone_do_not_touch_it():
-    from gfdit.server.executor import PoolGone, ProcessExecutor
+    from gfdit.engine.executor import ExecutorGone as PoolGone
+    from gfdit.server.executor import ProcessExecutor
     from gfdit.workers.pool import WorkerDead
 
     pool = FakePool([WorkerDead(1, "killed", ())], restart_error="no devices")
@@ -123,9 +125,9 @@ def test_the_loop_waits_on_the_pool_and_the_inbox_instead_of_polling_in_slices(s
     executor, calls = server.loop.executor, []
     real_poll = executor.poll
 
-    def counted(timeout, wake=None):
+    def counted(now, timeout=0.0, wake=None):
         calls.append(timeout)
-        return real_poll(timeout, wake=wake)
+        return real_poll(now, timeout, wake=wake)
 
     monkeypatch.setattr(executor, "poll", counted)
     with Client(server.address, timeout=10) as c:
