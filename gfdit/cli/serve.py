@@ -56,7 +56,14 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         server = Server(config).start()
-    except (ConfigError, AccessError, PolicyError, CostModelError, OSError) as exc:
+    except PolicyError as exc:
+        if exc.diagnostics:  # the .gfp does not compile: every problem, located, with its caret
+            print(f"gfdit serve: policy {args.policy} does not compile ({len(exc.errors)} error(s)):\n{exc}",
+                  file=sys.stderr)
+        else:
+            print(f"gfdit serve: {exc}", file=sys.stderr)
+        return 2
+    except (ConfigError, AccessError, CostModelError, OSError) as exc:
         print(f"gfdit serve: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # noqa: BLE001 -- top level of the command: say why, exit non-zero

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Literal
 
 from gfdit.dsl.ast import Span
+from gfdit.engine.policy_check import PolicyError as PolicyError  # one class; re-exported here
 
 Severity = Literal["error", "warning"]
 MAX_SHOWN = 100  # characters of a source line shown under a diagnostic
@@ -110,16 +111,11 @@ class Diagnostic:
                 "hint": self.hint}
 
 
-class PolicyError(ValueError):
-    """A policy failed to compile. `diagnostics` holds every problem found, in source order."""
-
-    def __init__(self, diagnostics: Iterable[Diagnostic]):
-        self.diagnostics = sorted(diagnostics, key=_order)
-        super().__init__(render_all(self.diagnostics))
-
-    @property
-    def errors(self) -> list[Diagnostic]:
-        return [d for d in self.diagnostics if d.severity == "error"]
+def compile_error(diagnostics: Iterable[Diagnostic]) -> PolicyError:
+    """The engine's `PolicyError` for a policy that does not compile: it carries every
+    diagnostic in source order, and its message renders them."""
+    ordered = sorted(diagnostics, key=_order)
+    return PolicyError(render_all(ordered), ordered)
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gfdit.dsl.ast import Span
 from gfdit.dsl.check import check
-from gfdit.dsl.diagnostics import Diagnostic, PolicyError
+from gfdit.dsl.diagnostics import Diagnostic, compile_error
 from gfdit.dsl.policy import CompiledPolicy
 
 
@@ -28,12 +28,12 @@ def compile_policy(text: str, filename: str = "<text>",
     """Check and compile `text`; raises `PolicyError` carrying every diagnostic on any error."""
     checked = check(text, filename, params)
     if not checked.ok:
-        raise PolicyError(checked.diagnostics)
+        raise compile_error(checked.diagnostics)
     try:
         return CompiledPolicy(checked, revision_of(text, params))
     except RecursionError:  # a safety net: the depth pass keeps compiles far from the limit
-        raise PolicyError([Diagnostic("E004", "policy nested too deeply to compile", filename,
-                                      Span(1, 1, 1, 2))]) from None
+        raise compile_error([Diagnostic("E004", "policy nested too deeply to compile", filename,
+                                         Span(1, 1, 1, 2))]) from None
 
 
 def load_policy(path: str | Path, params: dict[str, str] | None = None) -> CompiledPolicy:
@@ -47,5 +47,5 @@ def read_policy_text(path: str | Path) -> str:
         return Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         reason = getattr(error, "strerror", None) or str(error)
-        raise PolicyError([Diagnostic("E005", f"cannot read the policy: {reason}", str(path),
-                                      Span(1, 1, 1, 2))]) from None
+        raise compile_error([Diagnostic("E005", f"cannot read the policy: {reason}", str(path),
+                                         Span(1, 1, 1, 2))]) from None

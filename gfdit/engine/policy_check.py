@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 from .costmodel import CostModel
 from .policy import ON_SHORT_MODES, PLACEMENTS, STAGES, Policy
 
 
 class PolicyError(ValueError):
-    """A policy's configuration cannot run on this engine (the message lists every problem)."""
+    """A policy that cannot be used, whoever found out: the engine (its configuration cannot run
+    here; the message lists every problem), the policy language (a `.gfp` does not compile:
+    `diagnostics` holds every located problem in source order and the message renders them,
+    `file:line:col` and caret) or `gfdit.policies` (an unknown name or a missing file)."""
+
+    def __init__(self, message: str, diagnostics: Iterable = ()) -> None:
+        super().__init__(message)
+        self.diagnostics = list(diagnostics)
+
+    @property
+    def errors(self) -> list:
+        """The diagnostics of severity error (the rest are warnings)."""
+        return [d for d in self.diagnostics if d.severity == "error"]
 
 
 def check_policy(policy: Policy, cost_model: CostModel, gpus: int) -> None:

@@ -9,6 +9,7 @@ import pytest
 from dsl_views import Req, Round
 
 from gfdit.dsl import PolicyError, compile_policy, load_policy, revision_of
+from gfdit.engine.policy_check import PolicyError as EnginePolicyError
 from gfdit.engine.policy import ClassSpec
 from gfdit.policies import resolve_policy
 
@@ -86,7 +87,7 @@ def test_arithmetic_is_total_and_widths_round_down():
 def test_errors_are_policy_errors_carrying_every_diagnostic(tmp_path):
     with pytest.raises(PolicyError) as error:
         compile_policy("order by req.dedline\nwidth * = 3\n", "bad.gfp")
-    assert isinstance(error.value, ValueError)
+    assert isinstance(error.value, EnginePolicyError)  # one class: the engine's, carrying diagnostics
     assert [d.code for d in error.value.errors] == ["E101", "E104", "E302"]
     assert "bad.gfp:1:14" in str(error.value) and "^" in str(error.value)
     with pytest.raises(PolicyError) as error:

@@ -86,6 +86,17 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path):
     assert run.returncode == 2 and "allow-remote" in run.stderr
 
 
+def test_serve_with_a_broken_policy_prints_its_diagnostics_and_exits_2(tmp_path):
+    policy = tmp_path / "broken.gfp"
+    policy.write_text("policy broken\norder by req.dedline\nwidth * = 1\n")
+    run = gfdit("serve", "tiny", "--num-gpus", "1", "--policy", str(policy), "--emulate", "--cost-model", QWEN,
+                "--address", f"tcp://127.0.0.1:{free_port()}")
+    assert run.returncode == 2, run.stderr
+    assert "does not compile (1 error(s))" in run.stderr and "cannot start" not in run.stderr
+    assert f"{policy}:2:14: error[E104]" in run.stderr and "did you mean 'deadline'" in run.stderr
+    assert "^" in run.stderr  # the caret under the column
+
+
 def test_a_client_waiting_on_a_killed_server_gets_server_gone(tmp_path, policy_texts):
     from gfdit.client import Client, ServerGone
 
