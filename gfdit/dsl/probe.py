@@ -25,7 +25,7 @@ from typing import Iterator
 from gfdit.dsl import ast
 from gfdit.dsl.compile import ExprCompiler
 from gfdit.dsl.declarations import Declarations, expand_stages
-from gfdit.dsl.diagnostics import Diagnostic, PolicyError, Report
+from gfdit.dsl.diagnostics import Diagnostic, Report, compile_error
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.request import Request
 from gfdit.engine.task import Task
@@ -78,7 +78,7 @@ def check_runs(policy, cost_model: CostModel, gpus: int) -> None:
     """Raise `PolicyError` with every E308 found by `probe` (a `PolicyHolder` check)."""
     diagnostics = probe(policy, cost_model, gpus)
     if diagnostics:
-        raise PolicyError(diagnostics)
+        raise compile_error(diagnostics)
 
 
 def _KINDS(d: Declarations) -> dict[str, tuple[list, object, object]]:

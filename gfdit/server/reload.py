@@ -55,7 +55,7 @@ def compile_policy(text: str, filename: str, params: dict[str, str], runs_on: tu
     `runs_on` = (cost model, GPU count): also probe every rule on that engine's cost model
     (`gfdit.dsl.probe`) and refuse a policy whose rules would fail when they run."""
     from gfdit.dsl import load
-    from gfdit.dsl.diagnostics import PolicyError
+    from gfdit.dsl.diagnostics import PolicyError, compile_error
     from gfdit.dsl.probe import probe
 
     try:
@@ -64,7 +64,7 @@ def compile_policy(text: str, filename: str, params: dict[str, str], runs_on: tu
         return None, [d.render() for d in exc.diagnostics]
     found = probe(policy, *runs_on) if runs_on is not None else []
     if found:
-        return None, [d.render() for d in PolicyError([*found, *policy.warnings]).diagnostics]
+        return None, [d.render() for d in compile_error([*found, *policy.warnings]).diagnostics]
     return policy, [d.render() for d in policy.warnings]
 
 
