@@ -49,6 +49,7 @@ def test_a_request_is_narrated_by_typed_events_in_order(cm):
     engine.task_done(decode.task_id, 3.0, outputs="the image")
     events = engine.take_events()
     assert kinds(events) == ["Advanced", "TaskStarted", "Advanced", "TaskStarted", "Advanced", "Finished"]
+    assert isinstance(events[2], Advanced) and events[2].dispatch is step  # the step chunk moved it on
     assert [e.first for e in events if isinstance(e, TaskStarted)] == [False, False]
     assert isinstance(events[-1], Finished) and events[-1].outputs == "the image"
     assert events[-1].outcome.state == "completed" and engine.take_events() == []
