@@ -69,6 +69,7 @@ class Engine:
         self._eligible: dict[str, frozenset[int] | None] = {}  # by the kind of next task
         self._task_seq = 0
         self._held: dict[str, Tracked] = {}  # held at the last round they competed in
+        self._passed: dict[str, tuple] = {}  # request id -> (rule, wanted) of its last logged skip
 
     # ---- inputs ---------------------------------------------------------
     def submit(self, request: Request, now: float) -> str | None:
@@ -255,7 +256,10 @@ class Engine:
             self._note(now, "reserve", tracked, rule=why.rule, values=dict(why.values))
         for tracked, reason in result.unplaceable:
             self._finish(tracked, State.FAILED, now, reason)
-        dispatches = [self._start(grant, now) for grant in result.grants]
+        dispatches = [self._start(grant, now, result.order_keys.get(grant.req.id))
+                      for grant in result.grants]
+        if self.log is not None:
+            self._note_passed(result, now)
         if self._held:
             held_now = {err.req.id for err in result.errors} | {t.id for t, _ in result.held}
             for rid in [rid for rid in self._held if rid not in held_now]:
@@ -277,8 +281,19 @@ class Engine:
         if why is not None and self.log is not None:
             self._note(now, "hold", tracked, rule=why.rule, values=dict(why.values))
 
-    def _start(self, grant: Grant, now: float) -> Dispatch:
+    def _note_passed(self, result: RoundResult, now: float) -> None:
+        """A `skip` record for a candidate that got no ranks: the first round it happens, and again
+        whenever the rule or the width it wanted changes (not every round it keeps waiting)."""
+        for tracked, why in result.passed:
+            seen = (why.rule, why.values.get("wanted"))
+            if self._passed.get(tracked.id) != seen:
+                self._passed[tracked.id] = seen
+                self._note(now, "skip", tracked, rule=why.rule, values=dict(why.values),
+                           order_key=result.order_keys.get(tracked.id))
+
+    def _start(self, grant: Grant, now: float, order_key: tuple | None = None) -> Dispatch:
         tracked = grant.req
+        self._passed.pop(tracked.id, None)
         self._task_seq += 1
         task = cut_next_task(f"{tracked.id}/{self._task_seq}", tracked.id, tracked.encoded,
                              tracked.steps_done, tracked.req.steps, self.policy.chunk)
@@ -314,7 +329,8 @@ class Engine:
             self._note(now, "dispatch", tracked, task=task.id, stage=task.stage, width=len(grant.group),
                        wanted=grant.wanted, action=grant.action, ranks=list(grant.group),
                        state_ranks=list(holders), rule=grant.why.rule, values=dict(grant.why.values),
-                       grown=[w.rule for w in grant.grown], steps=[task.step_begin, task.step_end])
+                       grown=[w.rule for w in grant.grown], steps=[task.step_begin, task.step_end],
+                       order_key=order_key)
         return dispatch
 
     def _swap(self, now: float) -> None:
@@ -375,6 +391,7 @@ class Engine:
             tracked.paused_total += now - tracked.held_since
             tracked.held_since = None
         self._held.pop(tracked.id, None)
+        self._passed.pop(tracked.id, None)
         self.active.pop(tracked.id, None)
         self.waiting.pop(tracked.id, None)
         req = tracked.req

@@ -66,6 +66,8 @@ class RoundResult:
     errors: list[HookError] = field(default_factory=list)
     unplaceable: list[tuple[Tracked, str]] = field(default_factory=list)
     reserved: tuple[Tracked, Why] | None = None  # the candidate `reserve` stopped the round for
+    passed: list[tuple[Tracked, Why]] = field(default_factory=list)  # competed, got no ranks: why
+    order_keys: dict[str, tuple] = field(default_factory=dict)  # request id -> its order key
 
 
 def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: Allocator,
@@ -76,10 +78,12 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
     competing = _hold(policy, view, candidates, out)
     ordered = _order(policy, view, competing, out)
     smallest = policy.widths[0]
-    for req in ordered:
+    for index, req in enumerate(ordered):
         if alloc.left < smallest:  # nothing more can fit
+            _pass_all(ordered[index:], "engine:full", alloc, out)
             break
         if not _allocate(policy, view, req, alloc, eligible_of(req), out):
+            _pass_all(ordered[index + 1:], "engine:reserve", alloc, out)  # behind the reserved one
             break
     if out.reserved is None:
         _grow(policy, view, out.grants, alloc, out)
@@ -113,6 +117,7 @@ def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResu
             _error(policy, req, "order", exc, out)
             continue
         keyed.append((key, req.req.arrival, req.req.id, index))
+        out.order_keys[req.req.id] = key
     try:
         keyed.sort()
     except TypeError as exc:  # keys of different types cannot be compared
@@ -131,9 +136,12 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
         if policy.widths[0] > capacity + alloc.lost:  # not even with every lost rank back
             out.unplaceable.append((req, f"no allowed width {list(policy.widths)} fits its "
                                          f"{capacity} usable ranks"))
+        else:
+            _pass(out, req, Why("engine:lost", {"free": alloc.left, "usable": capacity}))
         return True
     if (eligible is not None or alloc.pooled) and policy.on_short != "reserve" \
             and not alloc.fits(eligible, policy.widths[0]):
+        _pass(out, req, Why("engine:pool", {"free": alloc.left, "smallest": policy.widths[0]}))
         return True  # nothing allowed fits its pool now: whatever it wants, it waits
     try:
         wanted, why = policy.width(view, req)
@@ -149,16 +157,37 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
         if policy.on_short == "reserve":
             out.reserved = (req, Why("engine:reserve", {"wanted": width, "free": alloc.free_count()}))
             return False
-        if policy.on_short != "shrink":
-            return True
         smaller = [w for w in policy.widths if w < width and alloc.fits(eligible, w)]
-        if not smaller:
+        if policy.on_short != "shrink" or not smaller:
+            _short(out, req, why, wanted, width, alloc, policy.on_short)
             return True
         width, action = smaller[-1], action.replace("fit", "shrink")
     alloc.add(req, eligible, width)
     why = why if isinstance(why, Why) else Why(f"{policy.name}.width")
     out.grants.append(Grant(req, width, eligible, why, action, wanted))
     return True
+
+
+def _pass(out: RoundResult, req: Tracked, why: Why) -> None:
+    out.passed.append((req, why))
+
+
+def _pass_all(reqs: list[Tracked], rule: str, alloc: Allocator, out: RoundResult) -> None:
+    for req in reqs:
+        _pass(out, req, Why(rule, {"free": alloc.left}))
+
+
+def _short(out: RoundResult, req: Tracked, why: object, wanted: int, width: int, alloc: Allocator,
+           on_short: str) -> None:
+    """A candidate whose width did not fit: the width rule that decided, what it wanted (`capped`:
+    the width it tried, when its pool is smaller), what was free, and `on_short`."""
+    rule = why.rule if isinstance(why, Why) else "engine:width"
+    values = {"wanted": wanted, "free": alloc.left, "on_short": on_short}
+    if width != wanted:
+        values["capped"] = width
+    if isinstance(why, Why):
+        values.update({k: v for k, v in why.values.items() if k not in values and k != "width"})
+    _pass(out, req, Why(rule, values))
 
 
 def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, out: RoundResult) -> None:
