@@ -10,17 +10,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
-from pathlib import Path
 
+from gfdit.cli.explain import run_explain
 from gfdit.cli.params import add_param_option, parse_params
 from gfdit.dsl.check import check
 from gfdit.dsl.diagnostics import PolicyError
 from gfdit.dsl.load import read_policy_text, revision_of
-
-EXPLAINED_EVENTS = ("dispatch", "hold", "reserve", "reject", "error")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -50,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    actions = {"check": run_check, "explain": run_explain, "reload": run_reload}
+    actions = {"check": run_check, "explain": run_explain, "reload": run_reload}  # explain: cli/explain.py
     return actions[args.action](args)
 
 
@@ -103,86 +99,6 @@ def _probed(text: str, name: str, params: dict[str, str], cost_model, gpus: int 
     policy = compile_policy(text, name, params)
     found = probe(policy, cost_model, gpus or policy.widths[-1])
     return sorted([*policy.warnings, *found], key=lambda d: (d.span.line, d.span.col, d.code))
-
-
-def run_explain(args: argparse.Namespace) -> int:
-    from gfdit.engine.costmodel import CostModel
-    from gfdit.engine.decisions import DecisionLog
-    from gfdit.engine.simulator import simulate
-    from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
-    from gfdit.policies import resolve_policy
-
-    try:
-        policy = resolve_policy(args.policy, parse_params(args.param))
-        path = Path(args.workload)
-        workload = Workload.load(path if path.suffix == ".json" or path.exists()
-                                 else shipped_workload(args.workload))
-        cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
-        log = DecisionLog()
-        simulate(policy, workload, cost_model, args.gpus, decision_log=log, time_rounds=False)
-    except (ValueError, OSError) as error:  # PolicyError, RequestError, CostModelError are ValueErrors
-        print(f"gfdit policy explain: {error}", file=sys.stderr)
-        return 1 if isinstance(error, PolicyError) else 2
-    records = [r for r in log.records or () if r.get("event") in EXPLAINED_EVENTS
-               and (args.request is None or r.get("request") == args.request)]
-    if args.request is not None and not records:
-        print(f"gfdit policy explain: no decisions for request {args.request!r}", file=sys.stderr)
-        return 2
-    print(f"policy {policy.name} ({policy.revision}) on {args.gpus} GPUs: "
-          f"{len(records)} decision(s)")
-    sources = _SourceLines()
-    shown = records if args.limit <= 0 else records[:args.limit]
-    try:
-        for record in shown:
-            print(explain_line(record, sources))
-        if len(shown) < len(records):
-            print(f"... {len(records) - len(shown)} more (use --limit 0 or --request ID)")
-        sys.stdout.flush()
-    except BrokenPipeError:  # piped into `head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
-
-
-def explain_line(record: dict, sources: "_SourceLines") -> str:
-    """One decision: time, event, request, what it got, the rule (file:line and its text), the values."""
-    event, rid = record.get("event"), record.get("request", "")
-    head = f"t={record.get('t', 0):10.3f}  {event:8s} {rid}"
-    if event == "dispatch":
-        head += (f" {record.get('stage')} width {record.get('width')} (wanted {record.get('wanted')})"
-                 f" on ranks {record.get('ranks')}")
-    elif record.get("reason"):
-        head += f" ({record['reason']})"
-    rule = record.get("rule") or ""
-    lines = [head, f"      rule {rule}" + (f": {sources.get(rule)}" if sources.get(rule) else "")]
-    values = record.get("values") or {}
-    if values:
-        lines.append("      saw  " + ", ".join(f"{k}={_short(v)}" for k, v in values.items()))
-    for grown in record.get("grown") or ():
-        lines.append(f"      grew {grown}")
-    return "\n".join(lines)
-
-
-def _short(value: object) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else str(value)
-
-
-class _SourceLines:
-    """The source text of `file:line` rule locations (cached per file)."""
-
-    def __init__(self) -> None:
-        self._files: dict[str, list[str]] = {}
-
-    def get(self, rule: str) -> str:
-        path, _, line = rule.rpartition(":")
-        if not line.isdigit() or not path.endswith(".gfp"):
-            return ""
-        if path not in self._files:
-            try:
-                self._files[path] = Path(path).read_text(encoding="utf-8").splitlines()
-            except OSError:
-                self._files[path] = []
-        lines = self._files[path]
-        return lines[int(line) - 1].strip() if 0 < int(line) <= len(lines) else ""
 
 
 def run_reload(args: argparse.Namespace) -> int:

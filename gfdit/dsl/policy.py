@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 from gfdit.dsl import ast
 from gfdit.dsl.check import Checked
+from gfdit.dsl.choice_terms import choice_terms
 from gfdit.dsl.compile import ExprCompiler
 from gfdit.dsl.declarations import expand_stages
 from gfdit.dsl.diagnostics import Diagnostic, Report
@@ -168,6 +169,10 @@ class _RuleBuilder:
                     if label and label not in terms and len(terms) < MAX_OBSERVED:
                         compiled, size = self.compiler.compile_sized(leaf)
                         terms[label] = (compiled.fn, size)
+                for call, per_k in choice_terms(self.compiler, node):  # finish(k) -> {k: value}
+                    label = self._text(call.span)
+                    if label and label not in terms:
+                        terms[label] = (per_k, 0)
         return [(label, fn, size) for label, (fn, size) in terms.items()]
 
     def _text(self, span: ast.Span) -> str:

@@ -4,10 +4,13 @@ Every line has `t` (engine time, seconds), `event`, `policy` and `revision`;
 then, as they apply: `request`, `task`, `stage`, `width`, `wanted`, `ranks`,
 `state_ranks`, `rule` (the `Why.rule` that decided, e.g.
 ``policies/edf_best_fit.gfp:14`` or ``python:edf_best_fit.width``), `values`
-(what that rule saw), `grown` (the grow rules that widened it), `reason`.
+(what that rule saw), `grown` (the grow rules that widened it), `order_key`
+(the `order by` key, on dispatch and skip), `reason`.
 
-Events: admit, reject, dispatch, hold, error (a hook raised; the request was
-held), fail, cancel, complete, restart, retry, lost, policy.
+Events: admit, reject, dispatch, skip (competed, got no ranks: what it wanted
+and what was free; logged when it starts and when the reason changes), hold,
+error (a hook raised; the request was held), fail, cancel, complete, restart,
+retry, lost, policy. Fields are only added, never renamed (docs/engine.md).
 """
 
 from __future__ import annotations
