@@ -5,6 +5,7 @@ Public API:
     compile_policy(text, filename="<text>", params=None) -> CompiledPolicy
     check(text, filename="<text>", params=None) -> Checked (diagnostics, never raises)
     PolicyHolder                                          (hot reload, see reload.py)
+    probe.probe(policy, cost_model, gpus) -> [Diagnostic] (rules that would fail on a cost model)
 """
 
 from gfdit.dsl.check import Checked, check

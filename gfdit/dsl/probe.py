@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from gfdit.dsl import ast
 from gfdit.dsl.compile import ExprCompiler
@@ -31,6 +31,9 @@ from gfdit.engine.request import Request
 from gfdit.engine.task import Task
 from gfdit.engine.tracked import Clock, Tracked
 from gfdit.engine.view import Round
+
+if TYPE_CHECKING:
+    from gfdit.dsl.policy import CompiledPolicy
 
 SIZES = ((512, 512), (1024, 1024))
 STEPS = 20
@@ -57,12 +60,12 @@ class _Failure:
     width: int  # the candidate's req.width
 
 
-def probe(policy, cost_model: CostModel, gpus: int) -> list[Diagnostic]:
+def probe(policy: "CompiledPolicy", cost_model: CostModel, gpus: int) -> list[Diagnostic]:
     """E308 diagnostics for the rules of compiled `policy` that fail on `cost_model` with `gpus` ranks."""
     decls: Declarations = policy.declarations
     compiler = ExprCompiler(decls.lets)
     rules = {kind: [_compile(compiler, d, cond, value) for d in items]
-             for kind, (items, cond, value) in _KINDS(decls).items()}
+             for kind, (items, cond, value) in _kinds(decls).items()}
     failures: dict[int, _Failure] = {}
     for view, req, case, arriving in _cases(policy, cost_model, gpus):
         for failure in _ask(rules, view, req, case, arriving):
@@ -81,7 +84,7 @@ def check_runs(policy, cost_model: CostModel, gpus: int) -> None:
         raise compile_error(diagnostics)
 
 
-def _KINDS(d: Declarations) -> dict[str, tuple[list, object, object]]:
+def _kinds(d: Declarations) -> dict[str, tuple[list, object, object]]:
     """Rule kind -> (declarations, condition of one, value of one)."""
     return {
         "admit": (d.admits, lambda r: r.cond, lambda r: None),
