@@ -26,3 +26,10 @@ class SizeMismatch(CommError):
 
 class NotAMember(CommError):
     """This rank called a collective of a group it does not belong to."""
+
+
+class PoolError(RuntimeError):
+    """A pool of local processes cannot do what was asked: start-up failed, a member died, or a
+    call on it failed. The one name for that, whichever pool: `gfdit.comm.launch.LocalPool`
+    raises its subclass `RanksFailed`, `gfdit.workers.pool.WorkerPool` raises it directly.
+    Not a `CommError`: a pool can fail with its collectives intact."""

@@ -32,6 +32,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from gfdit.comm.errors import PoolError
+
 
 def free_port() -> int:
     """A free TCP port on loopback (bound to port 0 and released)."""
@@ -52,7 +54,7 @@ class Outcome:
     seconds: float = 0.0
 
 
-class PoolError(RuntimeError):
+class RanksFailed(PoolError):
     """Some ranks of a LocalPool call failed; `outcomes` holds every rank's result."""
 
     def __init__(self, outcomes: list[Outcome]) -> None:
@@ -98,15 +100,15 @@ class LocalPool:
         ready = self._collect(range(world_size), start_timeout_s)
         if not all(o.ok for o in ready):
             self.close()
-            raise PoolError(ready)
+            raise RanksFailed(ready)
         self.pids = [o.value for o in ready]
 
     def run(self, fn: Callable, *args, backend: str | None = None,
             timeout_s: float | None = None) -> list[Any]:
-        """Run fn(comm, *args) on every rank; return the results in rank order or raise PoolError."""
+        """Run fn(comm, *args) on every rank; return the results in rank order or raise RanksFailed."""
         outcomes = self.run_outcomes(fn, *args, backend=backend, timeout_s=timeout_s)
         if not all(o.ok for o in outcomes):
-            raise PoolError(outcomes)
+            raise RanksFailed(outcomes)
         return [o.value for o in outcomes]
 
     def run_outcomes(self, fn: Callable, *args, backend: str | None = None,

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import zmq
 
+from gfdit.comm.errors import PoolError as PoolError  # the one pool error; re-exported for callers
 from gfdit.protocol import DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError, WorkerReady
 from gfdit.workers import transport
 from gfdit.workers.emulated import task_seconds
@@ -48,10 +49,6 @@ if TYPE_CHECKING:
     import numpy as np
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-
-class PoolError(RuntimeError):
-    """The pool cannot do what was asked (start failed, dead worker, task failed)."""
 
 
 @dataclass(frozen=True)

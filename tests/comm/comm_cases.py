@@ -299,3 +299,10 @@ def arenas_of(pids) -> list[str]:
             if len(head) == 16 and int.from_bytes(head[8:], "little") in pids:
                 found.append(name)
     return found
+
+
+def fail_on_rank(comm, rank):
+    """Raise on `rank` (None: nowhere); return this rank."""
+    if comm.rank == rank:
+        raise ValueError(f"failing on purpose on rank {rank}")
+    return comm.rank

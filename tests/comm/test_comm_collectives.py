@@ -134,3 +134,14 @@ def test_comm_mismatch_of_one_pair_leaves_the_other_members_served(pool, backend
         assert results[rank][:2] == (None, True), (rank, results[rank])
     for _, _, after in results:
         assert after == [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 3.0, 3.0]
+
+
+def test_a_failed_call_raises_the_one_pool_error_and_the_pool_stays_usable(pool):
+    from gfdit.comm.launch import RanksFailed
+    from gfdit.workers.pool import PoolError  # the same class the worker pool raises
+
+    with pytest.raises(PoolError, match="1 of 4 ranks failed") as caught:
+        pool.run(cc.fail_on_rank, 2)
+    assert isinstance(caught.value, RanksFailed)
+    assert [o.ok for o in caught.value.outcomes] == [True, True, False, True]
+    assert pool.run(cc.fail_on_rank, None) == [0, 1, 2, 3]
