@@ -60,16 +60,27 @@ class MetricsDesk:
             self._thread.join(timeout=5)
 
     def ask(self, call) -> None:
-        """A client's `MetricsQuery` (a frontend `ClientCall`): answered on the desk's thread."""
-        self._jobs.put((call.peer, call.msg.call_id))
+        """A client's `MetricsQuery` (a frontend `ClientCall`, on the frontend's thread): answered
+        at once from a fresh snapshot, else on the desk's thread once it has built one."""
+        snap = self._snapshot
+        if snap is not None and not self._stale(snap):
+            self._reply(call.peer, call.msg.call_id, snap)
+        else:
+            self._jobs.put((call.peer, call.msg.call_id))
+
+    def _reply(self, peer: bytes, call_id: int, snap: Snapshot) -> None:
+        self.send(peer, MetricsReply(call_id=call_id, summary=snap.summary_raw,  # type: ignore[arg-type]
+                                     prometheus=snap.prometheus_raw))  # type: ignore[arg-type]
+
+    @staticmethod
+    def _stale(snap: Snapshot) -> bool:
+        return time.monotonic() - snap.built >= max(MIN_AGE_S, REBUILD_FACTOR * snap.cost_s)
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
             peer, call_id = job
             try:
-                snap = self.snapshot()
-                self.send(peer, MetricsReply(call_id=call_id, summary=snap.summary_raw,  # type: ignore[arg-type]
-                                             prometheus=snap.prometheus_raw))  # type: ignore[arg-type]
+                self._reply(peer, call_id, self.snapshot())
             except Exception:  # noqa: BLE001 -- top of the desk thread: log, keep answering
                 log.exception("could not answer a metrics query")
 
@@ -77,7 +88,7 @@ class MetricsDesk:
         """The current snapshot, rebuilt first if it is too old (see the module doc)."""
         with self._build_lock:
             snap = self._snapshot
-            if snap is None or time.monotonic() - snap.built >= max(MIN_AGE_S, REBUILD_FACTOR * snap.cost_s):
+            if snap is None or self._stale(snap):
                 snap = self._snapshot = self._build()
             return snap
 
