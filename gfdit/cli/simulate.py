@@ -13,8 +13,8 @@ from gfdit.engine.costmodel import CostModel, CostModelError
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.policy_check import PolicyError
 from gfdit.policies import resolve_policy
-from gfdit.engine.report import metrics_table
-from gfdit.engine.request import RequestError
+from gfdit.engine.report import failure_summary, metrics_table
+from gfdit.engine.request import RequestError, State
 from gfdit.engine.simulator import simulate
 from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
 
@@ -77,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"policy {policy.name} ({policy.revision}) on {args.gpus} GPUs, {len(workload.requests)} requests, "
           f"cost model {Path(cost_model.source).name}; simulated {result.end_time:.1f} s in {result.wall_s:.2f} s")
     print(metrics_table(result.metrics))
-    if result.hook_errors:
-        print(f"policy hook errors (requests held for a round): {result.hook_errors}")
+    problems = failure_summary(result.outcomes, result.unfinished, result.rule_errors,
+                               result.rule_error_messages)
+    for line in problems:
+        print(line)
     try:
         if args.json:
             Path(args.json).write_text(json.dumps(result.metrics, indent=2, default=str) + "\n")
@@ -91,4 +93,10 @@ def run(args: argparse.Namespace) -> int:
     except (RuntimeError, OSError) as exc:  # no matplotlib, or an output path that cannot be written
         print(f"gfdit simulate: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return 1 if _went_wrong(result) else 0
+
+
+def _went_wrong(result) -> bool:
+    """A rule failed, a request failed, or one never finished: exit 1 (rejections are decisions)."""
+    failed = any(o.state == State.FAILED.value for o in result.outcomes)
+    return bool(result.rule_errors or failed or result.unfinished)

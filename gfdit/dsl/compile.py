@@ -5,6 +5,10 @@ literal table, specialised where it pays (constant operands are folded or
 captured; request fields and cluster names read by a dedicated lambda each).
 `frame` is a small list holding the values of choice variables and aggregate
 elements, at the slots the resolver assigned.
+
+A cost call that raises (a width the cost model cannot price) raises
+`RuleError` with the call's `file:line:col`; anything else a rule raises is
+located at the rule by `gfdit.dsl.policy`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from gfdit.dsl import ast
 from gfdit.dsl.closure import Code, Compiled, const
 from gfdit.dsl.compile_choice import compile_aggregate, compile_choice
 from gfdit.dsl.names import REQUEST_FIELDS
+from gfdit.engine.policy import RuleError
 
 # candidate field -> reader; element field -> reader factory (slot)
 REQ_READERS: dict[str, Code] = {
@@ -54,6 +59,19 @@ COST_CALLS_CONST = {
     "slack": lambda c: lambda v, q, e: v.slack(q, c),
     "gpu_time": lambda c: lambda v, q, e: v.gpu_time(q, c),
 }
+
+
+def located(fn: Code, where: str) -> Code:
+    """`fn`, raising `RuleError(where, cause)` for what it raises (an inner RuleError keeps its place)."""
+    def call(v, q, e):
+        try:
+            return fn(v, q, e)
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any failure of a rule is the rule's error, located
+            raise RuleError(where, exc) from exc
+
+    return call
 
 
 def divide(x: float, y: float) -> float:
@@ -102,6 +120,7 @@ class ExprCompiler:
     """Compiles expressions of one policy; lets are compiled once and shared."""
 
     lets: dict[str, ast.LetDecl]
+    filename: str = "<policy>"
     _done: dict[str, Compiled] = field(default_factory=dict)
     frame_size: int = 0
 
@@ -114,6 +133,10 @@ class ExprCompiler:
         compiled = self.compile(node)
         size, self.frame_size = self.frame_size, max(outer, self.frame_size)
         return compiled, size
+
+    def where(self, span: ast.Span) -> str:
+        """The source location of a node, as `RuleError.rule` names it."""
+        return f"{self.filename}:{span.line}:{span.col}"
 
     def let(self, name: str) -> Compiled:
         if name not in self._done:
@@ -186,8 +209,8 @@ class ExprCompiler:
         if ref.kind == "cost":
             arg = self.compile(node.args[0].value)
             if arg.is_const:
-                return Compiled(COST_CALLS_CONST[node.func](int(arg.const)))
-            return Compiled(COST_CALLS[node.func](arg.fn))
+                return Compiled(located(COST_CALLS_CONST[node.func](int(arg.const)), self.where(node.span)))
+            return Compiled(located(COST_CALLS[node.func](arg.fn), self.where(node.span)))
         if ref.kind == "pair":
             a, b = (self.compile(x.value) for x in node.args)
             pick = min if node.func == "min" else max

@@ -3,6 +3,8 @@
 `CompiledPolicy` implements `gfdit.engine.policy.Policy`. Every rule carries its
 location (`file:line`) and a few observed terms (the source text of the
 values the rule reads, evaluated when it fires), which become `Why.values`.
+A rule that raises raises `RuleError` naming `file:line:col`: the cost call
+that failed, else the rule (for `order by`, the key).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from gfdit.dsl.compile import ExprCompiler
 from gfdit.dsl.declarations import expand_stages
 from gfdit.dsl.diagnostics import Diagnostic, Report
 from gfdit.dsl.names import STAGE_NAMES
-from gfdit.engine.policy import Why
+from gfdit.engine.policy import RuleError, Why
 
 MAX_OBSERVED = 6
 _NO_FRAME: list = []  # shared by hooks of policies with no choice or aggregate: nothing writes it
@@ -29,7 +31,8 @@ class Rule:
     """One compiled rule: condition (None: always), value, location, observed terms.
 
     `frame` is the frame size its closures need (0: none); `fixed` is its
-    width when the value is a constant (no call needed at run time).
+    width when the value is a constant (no call needed at run time); `loc` is
+    its `file:line:col`, what a `RuleError` it raises names.
     """
 
     cond: object
@@ -38,6 +41,7 @@ class Rule:
     observed: tuple
     frame: int = 0
     fixed: int | None = None
+    loc: str = ""
 
 
 class CompiledPolicy:
@@ -55,7 +59,7 @@ class CompiledPolicy:
         self.warnings: list[Diagnostic] = [x for x in checked.diagnostics if x.severity == "warning"]
         self.declarations = d  # the checked rules, for check-time probing (gfdit.dsl.probe)
         self._width_set = frozenset(self.widths)
-        builder = _RuleBuilder(ExprCompiler(d.lets), checked.program, self._allowed)
+        builder = _RuleBuilder(ExprCompiler(d.lets, checked.program.filename), checked.program, self._allowed)
         self._admits = [builder.rule(a.cond, None, a.span, a.reason) for a in d.admits]
         self._holds = builder.by_stage(d.holds, lambda r: None)
         self._widths = builder.by_stage(d.width_rules, lambda r: r.expr)
@@ -66,47 +70,74 @@ class CompiledPolicy:
         return f"CompiledPolicy({self.name!r}, revision={self.revision!r}, path={self.path!r})"
 
     def admit(self, view, req) -> tuple[str | None, Why | None]:
-        for rule in self._admits:
-            frame = [None] * rule.frame if rule.frame else _NO_FRAME
-            if not rule.cond(view, req, frame):
-                return rule.value, Why(rule.where, _observe(rule, view, req, frame))
+        rule = None
+        try:
+            for rule in self._admits:
+                frame = [None] * rule.frame if rule.frame else _NO_FRAME
+                if not rule.cond(view, req, frame):
+                    return rule.value, Why(rule.where, _observe(rule, view, req, frame))
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
+            raise RuleError(_loc(rule), exc) from exc
         return None, None
 
     def hold(self, view, req) -> Why | None:
-        for rule in self._holds[req.stage]:
-            frame = [None] * rule.frame if rule.frame else _NO_FRAME
-            if rule.cond(view, req, frame):
-                return Why(rule.where, _observe(rule, view, req, frame))
+        rule = None
+        try:
+            for rule in self._holds[req.stage]:
+                frame = [None] * rule.frame if rule.frame else _NO_FRAME
+                if rule.cond(view, req, frame):
+                    return Why(rule.where, _observe(rule, view, req, frame))
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
+            raise RuleError(_loc(rule), exc) from exc
         return None
 
     def order_key(self, view, req) -> tuple:  # replaced per instance by a specialised closure
         raise NotImplementedError
 
     def width(self, view, req) -> tuple[int, Why]:
-        for rule in self._widths[req.stage]:
-            frame = [None] * rule.frame if rule.frame else _NO_FRAME
-            if rule.cond is None or rule.cond(view, req, frame):
-                if rule.fixed is not None:
-                    width = rule.fixed
-                    values = {"width": width, "free": view.free}
-                else:
-                    wanted = rule.value(view, req, frame)
-                    width = self._allowed(wanted)
-                    values = {"width": width, "free": view.free}
-                    if width != wanted:
-                        values["computed"] = wanted
-                if rule.observed:
-                    values.update(_observe(rule, view, req, frame))
-                return width, Why(rule.where, values)
+        rule = None
+        try:
+            for rule in self._widths[req.stage]:
+                frame = [None] * rule.frame if rule.frame else _NO_FRAME
+                if rule.cond is None or rule.cond(view, req, frame):
+                    return self._width_of(rule, view, req, frame)
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
+            raise RuleError(_loc(rule), exc) from exc
         raise AssertionError("the checker guarantees a default width rule per stage")
 
+    def _width_of(self, rule: Rule, view, req, frame: list) -> tuple[int, Why]:
+        if rule.fixed is not None:
+            width = rule.fixed
+            values = {"width": width, "free": view.free}
+        else:
+            wanted = rule.value(view, req, frame)
+            width = self._allowed(wanted)
+            values = {"width": width, "free": view.free}
+            if width != wanted:
+                values["computed"] = wanted
+        if rule.observed:
+            values.update(_observe(rule, view, req, frame))
+        return width, Why(rule.where, values)
+
     def grow(self, view, req) -> tuple[int, Why] | None:
-        for rule in self._grows[req.stage]:
-            frame = [None] * rule.frame if rule.frame else _NO_FRAME
-            if rule.cond is None or rule.cond(view, req, frame):
-                bound = self.widths[-1] if rule.value is None else rule.value(view, req, frame)
-                values = {"up_to": bound, **_observe(rule, view, req, frame)}
-                return self._allowed(bound), Why(rule.where, values)
+        rule = None
+        try:
+            for rule in self._grows[req.stage]:
+                frame = [None] * rule.frame if rule.frame else _NO_FRAME
+                if rule.cond is None or rule.cond(view, req, frame):
+                    bound = self.widths[-1] if rule.value is None else rule.value(view, req, frame)
+                    values = {"up_to": bound, **_observe(rule, view, req, frame)}
+                    return self._allowed(bound), Why(rule.where, values)
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
+            raise RuleError(_loc(rule), exc) from exc
         return None
 
     def _allowed(self, wanted) -> int:
@@ -140,7 +171,7 @@ class _RuleBuilder:
         observed = self._observed(cond, value_node)
         frame = max([frame] + [size for _, _, size in observed])
         return Rule(compiled_cond, value, self.where(span),
-                    tuple((label, fn) for label, fn, _ in observed), frame, fixed)
+                    tuple((label, fn) for label, fn, _ in observed), frame, fixed, self.compiler.where(span))
 
     def by_stage(self, decls: list, value_of) -> dict[str, list[Rule]]:
         table: dict[str, list[Rule]] = {s: [] for s in STAGE_NAMES}
@@ -158,7 +189,8 @@ class _RuleBuilder:
             compiled, size = self.compiler.compile_sized(key.expr)
             frame = max(frame, size)
             fns.append(_negated(compiled.fn) if key.desc else compiled.fn)
-        return _order_closure(fns, frame)
+        return _located_order(_order_closure(fns, frame), fns, frame,
+                              [self.compiler.where(key.expr.span) for key in keys])
 
     def _observed(self, *nodes: object) -> list[tuple[str, object, int]]:
         terms: dict[str, tuple[object, int]] = {}
@@ -193,6 +225,27 @@ def significant_keys(keys: list[ast.OrderKey]) -> list[ast.OrderKey]:
 def _negated(fn):
     """A `desc` order key: the compiled key, negated."""
     return lambda v, q, e: -fn(v, q, e)
+
+
+def _located_order(order_key, fns: list, frame_size: int, wheres: list[str]):
+    """`order_key`, raising `RuleError` at the first key that fails (found again on the error path)."""
+    if not fns:
+        return order_key
+
+    def located(view, req):
+        try:
+            return order_key(view, req)
+        except Exception as exc:  # noqa: BLE001 -- located below
+            if isinstance(exc, RuleError):
+                raise
+            for f, where in zip(fns, wheres):
+                try:
+                    f(view, req, [None] * frame_size)
+                except Exception as again:  # noqa: BLE001 -- the key that fails
+                    raise RuleError(where, again) from again
+            raise RuleError(wheres[0], exc) from exc
+
+    return located
 
 
 def _order_closure(fns: list, frame_size: int):
@@ -244,13 +297,17 @@ def _uses_variables(node: object) -> bool:
     return False
 
 
+def _loc(rule: Rule | None) -> str:
+    return rule.loc if rule is not None else "<policy>"
+
+
 def _observe(rule: Rule, view, req, frame: list) -> dict[str, object]:
     """The rule's observed terms, for `Why.values`; a term that cannot be evaluated is left out."""
     values: dict[str, object] = {}
     for label, fn in rule.observed:
         try:
             values[label] = _plain(fn(view, req, frame))
-        except (ValueError, ArithmeticError):  # e.g. a cost-model width the rule itself never asked
+        except (RuleError, ValueError, ArithmeticError):  # e.g. a cost-model width the rule itself never asked
             continue
     return values
 

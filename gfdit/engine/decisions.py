@@ -9,7 +9,8 @@ then, as they apply: `request`, `task`, `stage`, `width`, `wanted`, `ranks`,
 
 Events: admit, reject, dispatch, skip (competed, got no ranks: what it wanted
 and what was free; logged when it starts and when the reason changes), hold,
-error (a hook raised; the request was held), fail, cancel, complete, restart,
+error (a hook raised: `hook`, `rule` = where, `reason`;
+the hook's fallback applied, docs/engine.md "Rule errors"), fail, cancel, complete, restart,
 retry, lost, policy. Fields are only added, never renamed (docs/engine.md).
 """
 

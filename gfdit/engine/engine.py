@@ -13,12 +13,17 @@ Failure rules (docs/engine.md):
 - Lost ranks: a task running on any of them is aborted and its request
   restarts from scratch; a waiting request whose state lived only on lost ranks
   restarts too; the lost ranks take no task until `ranks_restored`.
+- A policy hook that raises never stops a request: the hook's fallback applies
+  for that round (see `scheduling`), and the error is counted per rule in
+  `rule_errors`, logged (`gfdit.engine` logger, first time per rule) and
+  written to the decision log.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Iterable
 
 from .cluster import Cluster
@@ -29,11 +34,13 @@ from .placement import Allocator
 from .policy import STAGES, Policy, Stage, Why
 from .policy_check import check_policy
 from .request import REJECTED, TERMINAL, Outcome, Request, State
-from .scheduling import Grant, RoundResult, run_round
+from .scheduling import Grant, HookError, RoundResult, hook_error, run_round
 from .task import Dispatch, Task, cut_next_task
 from .tracked import Clock, Tracked
 from .view import Round
 
+
+_log = logging.getLogger("gfdit.engine")
 
 NEXT_STAGES: dict[str, tuple[Stage, ...]] = {  # the kinds of next task, and the stages each covers
     **{stage: (stage,) for stage in STAGES}, "whole": STAGES, "rest": STAGES[1:],
@@ -59,7 +66,9 @@ class Engine:
         self.active: dict[str, Tracked] = {}  # accepted, not terminal (arrival order)
         self.waiting: dict[str, Tracked] = {}  # active with no task in flight
         self.tasks: dict[str, Tracked] = {}  # task id -> its request
-        self.hook_errors: dict[str, int] = {}
+        self.hook_errors: dict[str, int] = {}  # by hook: admit, hold, order, width, grow
+        self.rule_errors: Counter[str] = Counter()  # by rule location (RuleError.rule, python:NAME.HOOK)
+        self.rule_error_messages: dict[str, str] = {}  # the first message of each rule in rule_errors
         self.rounds = 0
         self.last_round: float | None = None
         self._events: list[EngineEvent] = []
@@ -98,7 +107,7 @@ class Engine:
         try:
             return self.policy.admit(self._view(now), tracked)
         except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: admit, count, log
-            self._hook_error(now, tracked, "admit", exc)
+            self._hook_error(now, hook_error(self.policy, tracked, "admit", exc))
             return None, None
 
     def cancel(self, request_id: str, now: float, reason: str = "cancelled by client") -> str:
@@ -247,8 +256,7 @@ class Engine:
 
     def _apply(self, result: RoundResult, candidates: list[Tracked], now: float) -> list[Dispatch]:
         for err in result.errors:
-            self._hook_error(now, err.req, err.hook, err.message, rule=err.rule)
-            self._hold(err.req, now, None)
+            self._hook_error(now, err)
         for tracked, why in result.held:
             self._hold(tracked, now, why)
         if result.reserved is not None and self.log is not None:
@@ -261,7 +269,7 @@ class Engine:
         if self.log is not None:
             self._note_passed(result, now)
         if self._held:
-            held_now = {err.req.id for err in result.errors} | {t.id for t, _ in result.held}
+            held_now = {t.id for t, _ in result.held}
             for rid in [rid for rid in self._held if rid not in held_now]:
                 tracked = self._held.pop(rid)
                 if tracked.state is State.HELD:  # released: back in the queue
@@ -413,12 +421,16 @@ class Engine:
         free = len(self.cluster.free)
         return Round(now, self.cluster.gpus, free, self.cluster.busy, lambda: list(self.active.values()))
 
-    def _hook_error(self, now: float, tracked: Tracked, hook: str, exc: object, rule: str | None = None) -> None:
-        self.hook_errors[hook] = self.hook_errors.get(hook, 0) + 1
-        if self.log is not None:
-            rule = rule or getattr(exc, "rule", None) or f"{self.policy.name}.{hook}"
-            message = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
-            self._note(now, "error", tracked, hook=hook, rule=rule, reason=message)
+    def _hook_error(self, now: float, err: HookError) -> None:
+        """Count a hook error by hook and by rule; log the first of each rule; note it in the decision log."""
+        self.hook_errors[err.hook] = self.hook_errors.get(err.hook, 0) + 1
+        self.rule_errors[err.rule] += 1
+        if err.rule not in self.rule_error_messages:
+            self.rule_error_messages[err.rule] = err.message
+            _log.warning("policy %s: rule %s failed in the %s hook (request %s): %s; the hook's "
+                         "fallback applies (further errors of this rule are only counted)",
+                         self.policy.name, err.rule, err.hook, err.req.id, err.message)
+        self._note(now, "error", err.req, hook=err.hook, rule=err.rule, reason=err.message)
 
     def _base(self, now: float, event: str) -> dict:
         return {"t": now, "event": event, "policy": self.policy.name, "revision": self.policy.revision}

@@ -1,13 +1,22 @@
-"""The metrics table `gfdit simulate` prints (overall, then one row per class)."""
+"""What `gfdit simulate` prints: the metrics table (overall, then one row per class)
+and the summary of what went wrong (failures, rule errors)."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
+from typing import Mapping, Sequence
+
+from .request import REJECTED, Outcome, State
+
+SHOWN = 5  # distinct rule errors / failure reasons listed
 
 COLUMNS = (  # header, key, format
     ("class", None, "{}"),
     ("reqs", "requests", "{:d}"),
     ("done", "completed", "{:d}"),
+    ("fail", "failed", "{:d}"),
+    ("rej", "rejected", "{:d}"),
     ("SAR", "slo_attainment", "{:.1%}"),
     ("mean s", "mean_latency_s", "{:.2f}"),
     ("p50 s", "p50_latency_s", "{:.2f}"),
@@ -36,3 +45,29 @@ def metrics_table(metrics: dict) -> str:
     out = [line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     out += [line(r) for r in cells]
     return "\n".join(out)
+
+
+def failure_summary(outcomes: Sequence[Outcome], unfinished: Sequence[str],
+                    rule_errors: Mapping[str, int], messages: Mapping[str, str]) -> list[str]:
+    """Lines saying what went wrong: failed / rejected / unfinished counts, the first distinct
+    failure reasons and rule errors with their counts. Empty when nothing went wrong."""
+    lines: list[str] = []
+    ended = Counter(o.state for o in outcomes)
+    failed, rejected = ended[State.FAILED.value], ended[REJECTED]
+    if failed or rejected or unfinished:
+        lines.append(f"{failed} request(s) failed, {rejected} rejected, {len(unfinished)} never finished"
+                     + (f" (e.g. {', '.join(unfinished[:SHOWN])})" if unfinished else ""))
+    reasons = Counter(o.reason or "no reason" for o in outcomes if o.state in (State.FAILED.value, REJECTED))
+    lines += _top(reasons, "failure and rejection reasons", lambda reason: reason)
+    lines += _top(Counter(rule_errors), "policy rule errors (the hook's fallback applied)",
+                  lambda rule: f"{rule}: {messages.get(rule, '')}")
+    return lines
+
+
+def _top(counts: Counter, title: str, text) -> list[str]:
+    if not counts:
+        return []
+    shown = counts.most_common(SHOWN)
+    more = len(counts) - len(shown)
+    return ([f"{title}:"] + [f"  {n:>6}x  {text(key)}" for key, n in shown]
+            + ([f"  ... and {more} more"] if more else []))

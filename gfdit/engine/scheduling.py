@@ -23,7 +23,11 @@ Semantics (docs/engine.md has the full account):
   candidate's `req.width` stays the width of its last task throughout, so a
   request keeps growing while it gains, up to the bound.
 - place: see `placement.py`.
-A hook that raises holds its candidate for the round and is reported as an error.
+A hook that raises is reported as an error (`HookError`: the rule's location,
+from `RuleError.rule`, or ``python:NAME.HOOK``) and the round goes on with that
+hook's fallback (docs/engine.md, "Rule errors"): hold -> not held; order ->
+the whole round in arrival order; width -> the smallest allowed width; grow ->
+no growth.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .placement import Allocator, place
-from .policy import Policy, Why
+from .policy import Policy, RuleError, Why
 from .tracked import Tracked
 from .view import Round
 
@@ -53,6 +57,8 @@ class Grant:
 
 @dataclass(slots=True)
 class HookError:
+    """A hook raised for `req`: `rule` is where (a source location, or ``python:NAME.HOOK``)."""
+
     req: Tracked
     hook: str
     rule: str
@@ -99,7 +105,7 @@ def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResu
             why = hold(view, req)
         except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: contain it
             _error(policy, req, "hold", exc, out)
-            continue
+            why = None  # fallback: not held
         if why is None:
             competing.append(req)
         else:
@@ -110,20 +116,24 @@ def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResu
 def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResult) -> list[Tracked]:
     keyed: list[tuple[Any, float, str, int]] = []  # ids are unique: the index is never compared
     order_key = policy.order_key
+    failed = False
     for index, req in enumerate(competing):
         try:
             key = order_key(view, req)
         except Exception as exc:  # noqa: BLE001 -- contained hook error
             _error(policy, req, "order", exc, out)
-            continue
+            key, failed = (), True
         keyed.append((key, req.req.arrival, req.req.id, index))
         out.order_keys[req.req.id] = key
     try:
-        keyed.sort()
+        if not failed:
+            keyed.sort()
     except TypeError as exc:  # keys of different types cannot be compared
         for item in keyed:
-            out.errors.append(HookError(competing[item[3]], "order", f"{policy.name}.order",
+            out.errors.append(HookError(competing[item[3]], "order", _where(policy, "order"),
                                         f"incomparable keys: {exc}"))
+        failed = True
+    if failed:  # fallback: the whole round in arrival order
         keyed.sort(key=lambda item: item[1:])
     return [competing[item[3]] for item in keyed]
 
@@ -148,8 +158,8 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
         if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted not in policy.widths:
             raise ValueError(f"width {wanted!r} is not one of the policy's widths {list(policy.widths)}")
     except Exception as exc:  # noqa: BLE001 -- contained hook error
-        _error(policy, req, "width", exc, out)
-        return True
+        rule = _error(policy, req, "width", exc, out)
+        wanted, why = policy.widths[0], Why("engine:fallback", {"failed": rule, "width": policy.widths[0]})
     width, action = wanted, "fit"
     if width > capacity:
         width, action = [w for w in policy.widths if w <= capacity][-1], "cap+fit"
@@ -225,6 +235,19 @@ def _grow_one(policy: Policy, view: Round, index: int, grant: Grant, alloc: Allo
     return False
 
 
-def _error(policy: Policy, req: Tracked, hook: str, exc: BaseException, out: RoundResult) -> None:
-    rule = getattr(exc, "rule", None) or f"{policy.name}.{hook}"
-    out.errors.append(HookError(req, hook, str(rule), f"{type(exc).__name__}: {exc}"))
+def hook_error(policy: Policy, req: Tracked, hook: str, exc: BaseException) -> HookError:
+    """What `hook` raising `exc` for `req` reports: the rule's location and the message."""
+    if isinstance(exc, RuleError):
+        return HookError(req, hook, exc.rule, exc.message)
+    return HookError(req, hook, _where(policy, hook), f"{type(exc).__name__}: {exc}")
+
+
+def _error(policy: Policy, req: Tracked, hook: str, exc: BaseException, out: RoundResult) -> str:
+    """Record a hook error; returns the failing rule's location."""
+    out.errors.append(hook_error(policy, req, hook, exc))
+    return out.errors[-1].rule
+
+
+def _where(policy: Policy, hook: str) -> str:
+    """Where a hook that names no rule failed: ``python:NAME.HOOK``."""
+    return f"python:{policy.name}.{hook}"

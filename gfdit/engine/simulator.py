@@ -40,6 +40,9 @@ class Result:
     round_costs: list[float] = field(repr=False, default_factory=list)
     end_time: float = 0.0
     wall_s: float = 0.0
+    rule_errors: dict[str, int] = field(default_factory=dict)  # by rule location (Engine.rule_errors)
+    rule_error_messages: dict[str, str] = field(default_factory=dict)  # first message per rule
+    unfinished: list[str] = field(default_factory=list)  # ids of accepted requests that never ended
 
 
 def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model: CostModel, gpus: int,
@@ -79,7 +82,8 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
         outcomes.extend(e.outcome for e in engine.take_events() if isinstance(e, Finished))  # record
     metrics = compute_metrics(outcomes, gpus, costs if time_rounds else None, queues if time_rounds else None)
     return Result(metrics, outcomes, executor.spans, gpus, engine.rounds, dict(engine.hook_errors),
-                  costs, now, time.perf_counter() - wall0)
+                  costs, now, time.perf_counter() - wall0, dict(engine.rule_errors),
+                  dict(engine.rule_error_messages), list(engine.active))
 
 
 def _next_event(engine: Engine, executor: SimExecutor, requests: Sequence[Request], i: int,

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from gfdit.dsl.check import check
 from gfdit.dsl.interpret import Interpreter
 from gfdit.dsl.load import compile_policy
+from gfdit.engine.policy import RuleError
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY_FILES = sorted((ROOT / "policies").glob("*.gfp")) + [
@@ -58,6 +59,8 @@ def outcome(hook, view, req, shape=lambda x: x):
     """The hook's result, or the type of what it raised (the view's cost model may raise)."""
     try:
         return shape(hook(view, req))
+    except RuleError as error:  # the compiled policy locates what the cost model raised
+        return ("raised", type(error.cause).__name__)
     except (ValueError, ArithmeticError) as error:
         return ("raised", type(error).__name__)
 

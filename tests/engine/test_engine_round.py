@@ -170,27 +170,6 @@ def test_hold_pauses_and_accumulates_paused_time(cm):
     assert engine.active["A"].paused_total == pytest.approx(5) and engine.active["A"].state is State.RUNNING
 
 
-def test_a_raising_hook_holds_only_its_request_and_is_counted(cm):
-    def width(view, r):
-        if r.id == "bad":
-            raise ZeroDivisionError("boom")
-        return 1, Why("w", {})
-    policy = TestPolicy(width_fn=width)
-    engine = engine_with(policy, cm, gpus=2)
-    engine.submit(req("bad", 0, 1), 0)
-    engine.submit(req("good", 0.1, 1), 0.1)
-    assert [d.request_id for d in engine.schedule(0.1)] == ["good"]
-    assert engine.hook_errors == {"width": 1}
-    assert engine.active["bad"].state is State.HELD
-
-
-def test_a_width_outside_widths_is_a_contained_error(cm):
-    policy = TestPolicy(widths=(1, 2), width_fn=lambda v, r: (3, Why("w", {})))
-    engine = engine_with(policy, cm)
-    engine.submit(req("A", 0, 1), 0)
-    assert engine.schedule(0) == [] and engine.hook_errors == {"width": 1}
-
-
 def test_incomparable_order_keys_fall_back_to_arrival(cm):
     policy = TestPolicy(order_fn=lambda v, r: ("x",) if r.id == "A" else (1,))
     engine = engine_with(policy, cm, gpus=2)
