@@ -238,7 +238,7 @@ def _located_order(order_key, fns: list, frame_size: int, wheres: list[str]):
         except Exception as exc:  # noqa: BLE001 -- located below
             if isinstance(exc, RuleError):
                 raise
-            for f, where in zip(fns, wheres):
+            for f, where in zip(fns, wheres, strict=True):
                 try:
                     f(view, req, [None] * frame_size)
                 except Exception as again:  # noqa: BLE001 -- the key that fails
