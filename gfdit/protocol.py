@@ -91,6 +91,15 @@ class Shutdown(Message, tag="shutdown"):
     reason: str = ""
 
 
+class WorkerHello(Message, tag="worker_hello"):
+    """The first message on every worker connection: proves it knows the pool's
+    secret (see `gfdit.workers.auth`). channel: "main" | "heartbeat" | "fatal"."""
+
+    rank: int
+    channel: str
+    proof: str
+
+
 class WorkerReady(Message, tag="worker_ready"):
     """A worker joined the world and loaded its model."""
 
@@ -132,7 +141,7 @@ class WorkerError(Message, tag="worker_error"):
     fatal: bool = False
 
 
-WorkerMessage = Union[RunTask, DropState, Shutdown, WorkerReady, TaskDone, Heartbeat, WorkerError]
+WorkerMessage = Union[RunTask, DropState, Shutdown, WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError]
 
 
 # ---------------------------------------------------------------------------

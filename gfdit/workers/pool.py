@@ -5,8 +5,10 @@
     pool.submit(task); events = pool.poll(0.05)       # non-blocking, for the engine loop
     pool.drop("req-1"); pool.close()
 
-The pool binds a ROUTER on loopback, starts N ``python -m gfdit.workers.process``
-children and waits for their `WorkerReady`. `submit` sends a task to every rank
+The pool binds a ROUTER (an ``ipc://`` socket in its 0700 temporary directory,
+or the loopback address given), starts N ``python -m gfdit.workers.process``
+children and waits for their `WorkerReady`. Only connections that proved the
+pool's secret are heard, each only for its own rank (`gfdit.workers.auth`). `submit` sends a task to every rank
 that takes part (the group, then the migration senders outside it: see
 `gfdit.workers.migration.task_ranks`) in one global order — the pool is the single
 sequencer — and tells ranks that leave the request without sending to drop its
@@ -40,8 +42,18 @@ import msgspec
 import zmq
 
 from gfdit.comm.errors import PoolError as PoolError  # the one pool error; re-exported for callers
-from gfdit.protocol import DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError, WorkerReady
-from gfdit.workers import transport
+from gfdit.protocol import (
+    DropState,
+    Heartbeat,
+    ProtocolError,
+    RunTask,
+    Shutdown,
+    TaskDone,
+    WorkerError,
+    WorkerHello,
+    WorkerReady,
+)
+from gfdit.workers import auth, transport
 from gfdit.workers.emulated import task_seconds
 from gfdit.workers.migration import task_ranks
 
@@ -119,10 +131,11 @@ class WorkerPool:
         self.device, self.dtype, self.adapter = device, dtype, adapter
         self.heartbeat_s, self.heartbeat_timeout_s = heartbeat_s, heartbeat_timeout_s
         self.start_timeout_s, self.collective_timeout_s = start_timeout_s, collective_timeout_s
-        self._address = address or "tcp://127.0.0.1:*"
+        self._address = address  # None: an ipc:// socket in the pool's private directory
         self._environ = dict(os.environ)  # a restart starts the same workers as the start
         self._context = zmq.Context()
         self._router: zmq.Socket | None = None
+        self._peers = auth.PeerBook(auth.new_secret())
         self._children: dict[int, _Child] = {}
         self._pending: dict[int, _Pending] = {}
         self._backlog: list[PoolEvent] = []
@@ -134,10 +147,12 @@ class WorkerPool:
     # ---- life cycle ------------------------------------------------------
     def start(self) -> None:
         """Bind, start the workers, wait until every one is ready (or raise PoolError)."""
-        self._dir = Path(tempfile.mkdtemp(prefix="gfdit-pool-"))
+        self._dir = Path(tempfile.mkdtemp(prefix="gfdit-pool-"))  # mode 0700: this user only
+        self._peers = auth.PeerBook(auth.new_secret())
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._router.bind(self._address)
+        self._router.setsockopt(zmq.LINGER, 0)
+        self._router.bind(self._address or _private_address(self._dir))
         self.address = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
         init_method = f"file://{self._dir / 'world'}"
         for rank in range(self.num_workers):
@@ -159,6 +174,7 @@ class WorkerPool:
         if self.emulate is not None:
             args.append("--emulate")
         env = dict(self._environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        env[auth.SECRET_ENV] = self._peers.secret  # the environment, never argv (`ps` shows argv)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         if sys.platform.startswith("linux"):
             env.setdefault("GLOO_SOCKET_IFNAME", "lo")
@@ -191,8 +207,10 @@ class WorkerPool:
         """Ask every worker to shut down, kill what remains after `grace_s`, free everything."""
         if self._router is not None:
             for child in self._children.values():
-                if child.process.poll() is None:
+                if child.process.poll() is None and child.rank in self._peers.main:
                     self._send(child.rank, Shutdown(reason="pool closing"), quiet=True)
+                elif child.process.poll() is None:
+                    child.process.kill()  # never said hello: nothing to ask
         deadline = time.monotonic() + grace_s
         for child in self._children.values():
             try:
@@ -276,6 +294,7 @@ class WorkerPool:
         """A JSON-friendly summary for status pages: workers, deaths, running tasks."""
         return {"workers": self.num_workers, "model": self.model, "backend": self.backend,
                 "emulated": self.emulate is not None, "address": self.address,
+                "refused_messages": self._peers.refused,
                 "dead": sorted(self.dead_ranks), "running": sorted(self._pending), "seq": self._seq}
 
     def poll(self, timeout: float = 0.0) -> list[PoolEvent]:
@@ -321,11 +340,19 @@ class WorkerPool:
         try:
             msg, payload = transport.decode(frames, transport.TO_CONTROLLER)
         except ProtocolError as exc:
-            self._backlog.append(WorkerFault(-1, f"bad message from {identity!r}: {exc}", False))
+            if identity in self._peers.ranks:
+                self._backlog.append(WorkerFault(-1, f"bad message from {identity!r}: {exc}", False))
+            else:
+                self._peers.refuse(identity, f"undecodable: {exc}")
             return
-        child = self._children.get(getattr(msg, "rank", -1))
-        if child is None:
-            self._backlog.append(WorkerFault(-1, f"message from unknown rank via {identity!r}", False))
+        child = self._children.get(msg.rank)
+        if child is None or child.dead:
+            self._peers.refuse(identity, f"message for rank {msg.rank}, not a live worker of this pool")
+            return
+        if isinstance(msg, WorkerHello):
+            self._peers.hello(identity, msg.rank, msg.channel, msg.proof)
+            return
+        if not self._peers.speaks_for(identity, msg.rank):
             return
         child.last_seen = time.monotonic()
         if isinstance(msg, WorkerReady):
@@ -387,7 +414,11 @@ class WorkerPool:
 
     def _send(self, rank: int, msg, quiet: bool = False) -> None:
         try:
-            self._router.send_multipart([f"w{rank}".encode(), *transport.encode(msg)])
+            identity = self._peers.main[rank]
+            self._router.send_multipart([identity, *transport.encode(msg)])
+        except KeyError:
+            if not quiet:
+                raise PoolError(f"worker {rank} has not connected") from None
         except zmq.ZMQError as exc:
             if not quiet:
                 raise PoolError(f"cannot reach worker {rank}: {exc}") from exc
@@ -398,3 +429,12 @@ class WorkerPool:
         except OSError:
             return "(no log)"
         return "\n".join(text[-lines:])
+
+
+def _private_address(directory: Path) -> str:
+    """``ipc://`` in the pool's own 0700 directory where the platform has it (only
+    this user can connect), else an OS-chosen loopback port."""
+    path = directory / "control"
+    if sys.platform == "win32" or len(str(path)) > 100:  # AF_UNIX paths are short
+        return "tcp://127.0.0.1:*"
+    return f"ipc://{path}"

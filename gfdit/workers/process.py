@@ -2,7 +2,9 @@
 
 Start-up: set one compute thread (CPU), join the pool's one torch.distributed
 world (`gfdit.comm.world.init_world`), load the model adapter, connect a DEALER
-(identity ``w<rank>``) to the controller's ROUTER and send `WorkerReady`. In
+to the controller's ROUTER, prove the pool's secret (`WorkerHello`, see
+`gfdit.workers.auth`; the secret comes in the environment, never on the command
+line) and send `WorkerReady`. In
 emulated mode (`--emulate`) none of that torch work happens: see
 `gfdit.workers.emulated`.
 
@@ -21,7 +23,7 @@ Then, strictly in the order received:
     run first), then the worker completes its posted sends and exits 0.
 A message that cannot be decoded is logged and answered with `WorkerError`;
 the worker goes on. A side thread sends `Heartbeat`s on its own DEALER
-(identity ``hb<rank>``). A worker whose parent (the controller) is gone exits.
+(which proves the secret too). A worker whose parent (the controller) is gone exits.
 
 Run as ``python -m gfdit.workers.process --rank R --world-size N --controller ADDR ...``.
 """
@@ -38,9 +40,19 @@ import traceback
 
 import zmq
 
-from gfdit.protocol import (STAGES, DropState, Heartbeat, ProtocolError, RunTask, Shutdown, TaskDone, WorkerError,
-                            WorkerReady)
-from gfdit.workers import transport
+from gfdit.protocol import (
+    STAGES,
+    DropState,
+    Heartbeat,
+    ProtocolError,
+    RunTask,
+    Shutdown,
+    TaskDone,
+    WorkerError,
+    WorkerHello,
+    WorkerReady,
+)
+from gfdit.workers import auth, transport
 from gfdit.workers.migration import PendingSends, plan_migration, post_send, receive
 from gfdit.workers.profile import StageClock
 
@@ -153,14 +165,14 @@ class Worker:
         self.rank = args.rank
         self.runtime = runtime
         self.context = zmq.Context()
-        self.socket = _dealer(self.context, f"w{self.rank}", args.controller)
+        self.socket = _dealer(self.context, args, "main")
         self.current_task: int | None = None
         self.last_seq = 0  # the controller's sequence numbers only grow (0: not numbered)
         self.exit_code = 0
         self.stopping = threading.Event()
         self.parent = os.getppid()
         self.heartbeat = threading.Thread(
-            target=self._beat, args=(args.controller, args.heartbeat_s), name="heartbeat", daemon=True)
+            target=self._beat, args=(args,), name="heartbeat", daemon=True)
 
     def serve(self) -> int:
         """Announce readiness, then run messages in order until `Shutdown`."""
@@ -253,11 +265,11 @@ class Worker:
     def _send(self, msg, payload=()) -> None:
         self.socket.send_multipart(transport.encode(msg, payload), copy=False)
 
-    def _beat(self, controller: str, interval: float) -> None:
+    def _beat(self, args: argparse.Namespace) -> None:
         context = zmq.Context()
-        socket = _dealer(context, f"hb{self.rank}", controller)
+        socket = _dealer(context, args, "heartbeat")
         try:
-            while not self.stopping.wait(interval):
+            while not self.stopping.wait(args.heartbeat_s):
                 beat = Heartbeat(rank=self.rank, time=time.time(), task_id=self.current_task)
                 socket.send_multipart(transport.encode(beat))
         finally:
@@ -265,10 +277,15 @@ class Worker:
             context.term()
 
 
-def _dealer(context: zmq.Context, identity: str, address: str) -> zmq.Socket:
+def _dealer(context: zmq.Context, args: argparse.Namespace, channel: str) -> zmq.Socket:
+    """A DEALER to the controller that has already said its `WorkerHello` (sent first, so
+    it arrives first: ZMQ keeps a connection's messages in order)."""
+    identity = auth.new_identity(args.rank, channel)
     socket = context.socket(zmq.DEALER)
-    socket.setsockopt(zmq.IDENTITY, identity.encode())
-    socket.connect(address)
+    socket.setsockopt(zmq.IDENTITY, identity)
+    socket.connect(args.controller)
+    hello = WorkerHello(rank=args.rank, channel=channel, proof=auth.proof(args.secret, args.rank, channel, identity))
+    socket.send_multipart(transport.encode(hello))
     return socket
 
 
@@ -341,6 +358,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.secret = auth.take_secret()
+    if not args.secret:
+        _log(args.rank, f"no worker-plane secret in ${auth.SECRET_ENV}: the controller would refuse every message")
+        return 2
     os.environ["OMP_NUM_THREADS"] = "1"
     try:
         if args.emulate:
@@ -358,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report_fatal(args: argparse.Namespace, message: str) -> None:
     context = zmq.Context()
-    socket = _dealer(context, f"w{args.rank}", args.controller)
+    socket = _dealer(context, args, "fatal")
     socket.send_multipart(transport.encode(WorkerError(rank=args.rank, message=message, fatal=True)))
     socket.close(linger=2000)
     context.term()

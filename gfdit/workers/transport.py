@@ -23,6 +23,7 @@ from gfdit.protocol import (
     Shutdown,
     TaskDone,
     WorkerError,
+    WorkerHello,
     WorkerReady,
     decode_frames,
     encode_frames,
@@ -36,7 +37,7 @@ RAW_RGB8 = "image/x-raw-rgb8"
 MAX_IMAGE_FRAMES = MAX_FRAMES - 2  # beyond this many images, they travel stacked in one frame
 
 TO_WORKER = kind_table((RunTask, DropState, Shutdown))
-TO_CONTROLLER = kind_table((WorkerReady, TaskDone, Heartbeat, WorkerError))
+TO_CONTROLLER = kind_table((WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError))
 
 
 def encode(msg: Message, payload: Sequence[bytes] = ()) -> list[bytes]:

@@ -70,8 +70,9 @@ def test_failed_task_is_reported_and_the_worker_goes_on(pool):
 
 
 def test_malformed_message_is_logged_answered_and_survived(pool):
-    pool._router.send_multipart([b"w2", b"run_task", b"\x00not msgpack"])
-    pool._router.send_multipart([b"w2", b"pickle", b"\x80\x04"])
+    w2 = pool._peers.main[2]  # the identity rank 2's task socket proved at its hello
+    pool._router.send_multipart([w2, b"run_task", b"\x00not msgpack"])
+    pool._router.send_multipart([w2, b"pickle", b"\x80\x04"])
     deadline, faults = time.monotonic() + 10, []
     while len(faults) < 2 and time.monotonic() < deadline:
         faults += [e for e in pool.poll(0.1) if isinstance(e, WorkerFault)]
@@ -142,7 +143,7 @@ def test_close_leaves_no_process_behind():
 def test_a_task_out_of_sequence_is_refused(pool):
     assert pool.run(task(1, "a", "encode", [0])).ok
     late = msgspec.structs.replace(task(2, "b", "encode", [0]), seq=1)  # the pool already used seq 1
-    pool._router.send_multipart([b"w0", *transport.encode(late)])
+    pool._router.send_multipart([pool._peers.main[0], *transport.encode(late)])
     pool._pending[2] = _Pending(late, (0,))
     finished, _ = gather(pool, [2])
     assert not finished[0].ok and "must send every rank its tasks in one increasing order" in finished[0].error
