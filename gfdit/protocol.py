@@ -227,9 +227,15 @@ class StopServer(ClientMessage, tag="stop_server"):
 
 
 class ServerMessage(Message, kw_only=True):
-    """Base of every server -> client message; call_id echoes the request's."""
+    """Base of every server -> client message; call_id echoes the request's.
+
+    instance -- this server start's identity (random id, pid, start time): a client
+              that hears a new one knows the server restarted and that requests
+              it was waiting for are lost (`ServerRestarted`).
+    """
 
     call_id: int = 0
+    instance: str = ""
 
 
 class Accepted(ServerMessage, tag="accepted"):

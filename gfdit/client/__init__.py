@@ -9,11 +9,13 @@ from gfdit.client.errors import (
     RequestRejected,
     ServerError,
     ServerGone,
+    ServerRestarted,
 )
 from gfdit.client.handle import RequestHandle
 from gfdit.client.result import GenerationResult, Output
 
 __all__ = [
     "Client", "DEFAULT_ADDRESS", "GenerationResult", "GfditError", "Output", "RequestCancelled",
-    "RequestFailed", "RequestHandle", "RequestRejected", "ServerError", "ServerGone", "reload_policy_cli",
+    "RequestFailed", "RequestHandle", "RequestRejected", "ServerError", "ServerGone",
+    "ServerRestarted", "reload_policy_cli",
 ]

@@ -85,12 +85,14 @@ class Client:
             if mine:
                 self._conn.untrack(request_id)
             raise RequestRejected(reply.reason)
+        self._conn.own(request_id, reply.instance)
         return RequestHandle(self._conn, request_id)
 
     def follow(self, request_id: str) -> RequestHandle:
         """A handle on a request submitted elsewhere: its progress from now on, and result."""
         mine = self._conn.track(request_id)
-        self._call(Subscribe(request_id=request_id), expect=(Ack,), untrack=request_id if mine else None)
+        reply = self._call(Subscribe(request_id=request_id), expect=(Ack,), untrack=request_id if mine else None)
+        self._conn.own(request_id, reply.instance)
         return RequestHandle(self._conn, request_id)
 
     def status(self, request_id: str = "") -> dict:

@@ -1,14 +1,22 @@
 """One DEALER socket to the server, safe to share between threads.
 
-Whichever thread waits pumps the socket (under a lock, briefly) and files what
-arrives: replies by call id, progress and results by request id. A waiter that
-hears nothing for `ping_after_s` sends a ping; silence past `gone_after_s` raises
-`ServerGone`, so no call or result wait hangs on a dead server.
+Whichever thread waits pumps the socket (under a lock) and files what arrives:
+replies by call id, progress and results by request id. Sending never waits for
+that lock: a message goes into an outbox that whoever holds the socket flushes
+at once (a wake-up pipe interrupts its poll). A waiter that hears nothing for
+`ping_after_s` sends a ping; silence past `gone_after_s` raises `ServerGone`, so
+no call or result wait hangs on a dead server.
+
+Every reply names the server start that sent it (`ServerMessage.instance`). When
+that identity changes, the server at this address restarted: the requests the
+old one owned are lost, and their waiters get `ServerRestarted` (within one
+ping interval, since the new server answers the ping).
 """
 
 from __future__ import annotations
 
 import itertools
+import socket
 import threading
 import time
 from collections import deque
@@ -16,9 +24,10 @@ from typing import Callable, TypeVar
 
 import zmq
 
-from gfdit.client.errors import ServerGone
+from gfdit.client.errors import ServerGone, ServerRestarted
 from gfdit.protocol import (
     SERVER_KINDS,
+    Accepted,
     ClientMessage,
     Ping,
     Progress,
@@ -46,7 +55,14 @@ class Connection:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, 0)  # events wait here, unbounded, until a waiter files them
         self._sock.connect(address)
-        self._io = threading.Lock()
+        self._io = threading.Lock()  # whoever holds it owns the socket
+        self._outbox: deque[list[bytes]] = deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.server_instance: str | None = None  # the server start we have heard from
+        self._owner: dict[str, str] = {}  # request id -> the server start that accepted it
+        self._lost: dict[str, str] = {}  # request id -> why (its server restarted)
         self._cond = threading.Condition()
         self._calls = itertools.count(1)
         self._awaited: set[int] = set()
@@ -58,10 +74,30 @@ class Connection:
 
     # -- sending -----------------------------------------------------------
     def send(self, msg: ClientMessage) -> None:
+        """Queue `msg`; sent now, by this thread or by the one pumping the socket."""
         msg.token = self.token
-        frames = encode_frames(msg)
-        with self._io:
-            self._sock.send_multipart(frames, copy=False)
+        self._outbox.append(encode_frames(msg))
+        self._flush()
+
+    def _flush(self) -> None:
+        """Send what is queued if the socket is free, else wake the thread that holds it.
+        (Queued before trying: a holder that releases checks the outbox afterwards.)"""
+        while self._outbox and self._io.acquire(blocking=False):
+            try:
+                self._send_queued()
+            finally:
+                self._io.release()
+        if self._outbox:
+            try:
+                self._wake_w.send(b"!")
+            except (BlockingIOError, OSError):
+                pass  # already woken (the pipe is full), or closed
+
+    def _send_queued(self) -> None:
+        if self.closed:
+            raise ServerGone("connection closed")
+        while self._outbox:
+            self._sock.send_multipart(self._outbox.popleft(), copy=False)
 
     def call(self, msg: ClientMessage, timeout: float | None = 30.0) -> tuple[ServerMessage, list[bytes]]:
         """Send `msg` with a fresh call id and wait for its reply."""
@@ -88,15 +124,27 @@ class Connection:
             self._events[request_id] = deque()
             return True
 
+    def own(self, request_id: str, server: str) -> None:
+        """`server` (a start's identity) accepted or holds `request_id`."""
+        with self._cond:
+            self._owner[request_id] = server
+            self._lost.pop(request_id, None)
+
     def untrack(self, request_id: str) -> None:
         with self._cond:
             self._events.pop(request_id, None)
+            self._owner.pop(request_id, None)
+            self._lost.pop(request_id, None)
 
     def next_event(self, request_id: str, timeout: float | None) -> tuple[ServerMessage, list[bytes]]:
         """The next progress event or result of a tracked request, in order."""
         def pop():
             queue = self._events.get(request_id)
-            return queue.popleft() if queue else None
+            if queue:
+                return queue.popleft()
+            if request_id in self._lost:
+                raise ServerRestarted(self._lost[request_id])
+            return None
         return self.wait_for(pop, timeout)
 
     def wait_for(self, produce: Callable[[], T | None], timeout: float | None) -> T:
@@ -117,6 +165,7 @@ class Connection:
                     self._pump(PUMP_S)
                 finally:
                     self._io.release()
+                self._flush()  # what another thread queued while this one held the socket
             else:
                 with self._cond:
                     self._cond.wait(PUMP_S)
@@ -130,9 +179,15 @@ class Connection:
             self.send(Ping(call_id=next(self._calls)))
 
     def _pump(self, timeout: float) -> None:
-        if self.closed:
-            raise ServerGone("connection closed")
-        if not self._sock.poll(int(timeout * 1000), zmq.POLLIN):
+        self._send_queued()
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._wake_r, zmq.POLLIN)
+        ready = dict(poller.poll(int(timeout * 1000)))
+        if self._wake_r.fileno() in ready:
+            self._drain_wakes()
+            self._send_queued()
+        if self._sock not in ready:
             return
         arrived = []
         while self._sock.poll(0, zmq.POLLIN):
@@ -143,11 +198,21 @@ class Connection:
                 self._file(frames)
             self._cond.notify_all()
 
+    def _drain_wakes(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
     def _file(self, frames: list[bytes]) -> None:
         try:
             msg, payload = decode_frames(frames, SERVER_KINDS)
         except ProtocolError:
             return  # a reply we cannot read is dropped; the waiter times out or pings
+        self._note_server(msg.instance)
+        if isinstance(msg, (Progress, Result, Accepted)) and msg.instance and msg.request_id in self._events:
+            self._owner[msg.request_id] = msg.instance
         if isinstance(msg, (Progress, Result)):
             queue = self._events.get(msg.request_id)
             if queue is not None:
@@ -155,8 +220,22 @@ class Connection:
         elif msg.call_id in self._awaited:
             self._replies[msg.call_id] = (msg, payload)
 
+    def _note_server(self, server: str) -> None:
+        """Called under the condition: a new server identity fails what the old one owned."""
+        if not server or server == self.server_instance:
+            return
+        old, self.server_instance = self.server_instance, server
+        if old is None:
+            return
+        for request_id, owner in self._owner.items():
+            if owner == old:
+                self._lost[request_id] = (f"the server at {self.address} restarted (was {old}, now {server}): "
+                                          f"request {request_id} was lost with it; submit it again")
+
     def close(self) -> None:
         with self._io:
             self.closed = True
             self._sock.close(0)
             self._ctx.term()
+            self._wake_r.close()
+            self._wake_w.close()

@@ -37,6 +37,11 @@ class ServerGone(GfditError):
     """The server stopped answering (not running, crashed, or unreachable)."""
 
 
+class ServerRestarted(ServerGone):
+    """The server at this address is a new start (its identity changed): requests the
+    old one had accepted are lost with it; submit them again."""
+
+
 class ServerError(GfditError):
     """The server answered a call with an error reply (malformed, unauthorized, unknown)."""
 

@@ -11,8 +11,11 @@ the only one that uses the ROUTER socket.
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import secrets
 import threading
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -21,7 +24,6 @@ import zmq
 
 from gfdit.protocol import (
     CLIENT_KINDS,
-    MAX_BODY_BYTES,
     MAX_FRAMES,
     ClientMessage,
     ErrorReply,
@@ -75,12 +77,14 @@ class Frontend:
         self._thread = threading.Thread(target=self._run, name="gfdit-frontend", daemon=True)
         self.errors_answered = 0
         self.routes: dict[type, Callable[[ClientCall], None]] = {}  # kinds answered off the engine loop
+        self.instance = new_instance()  # in every reply: clients notice a restart on the same address
 
     def start(self) -> None:
         self._thread.start()
 
     def send(self, peer: bytes, msg: ServerMessage, payload: list[bytes] | tuple[bytes, ...] = ()) -> None:
         """Queue a reply or event for one client (thread-safe)."""
+        msg.instance = self.instance
         frames = [peer, *encode_frames(msg, list(payload))]
         with self._push_lock:
             self._out_push.send_multipart(frames, copy=False)
@@ -142,20 +146,36 @@ class Frontend:
     def _refuse(self, peer: bytes, call_id: int, code: str, message: str) -> None:
         self.errors_answered += 1
         log.info("refused a client message (%s): %s", code, message[:200])
-        frames = [peer, *encode_frames(ErrorReply(call_id=call_id, code=code, message=message))]
+        reply = ErrorReply(call_id=call_id, code=code, message=message, instance=self.instance)
+        frames = [peer, *encode_frames(reply)]
         try:
             self._router.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             pass
 
 
+def new_instance() -> str:
+    """One server start's identity: a random id, the pid and the start time (seconds)."""
+    return f"{secrets.token_hex(6)}-{os.getpid()}-{int(time.time())}"
+
+
+class _CallId(msgspec.Struct):
+    """Only the call id of a client message (every other field is skipped unread)."""
+
+    call_id: int = 0
+
+
+_CALL_ID = msgspec.msgpack.Decoder(_CallId)
+
+
 def _call_id_of(frames: list[bytes]) -> int:
-    """Best effort: the call id of an undecodable message, so its sender can match the error."""
-    if len(frames) < 2 or len(frames[1]) > MAX_BODY_BYTES:
+    """Best effort: the call id of an undecodable message, so its sender can match the error.
+    An oversized body is read too (the socket caps a message at MAX_MESSAGE_BYTES): its
+    sender must learn the reason at once, not wait out its time-out."""
+    if len(frames) < 2:
         return 0
     try:
-        body = msgspec.msgpack.decode(frames[1])
+        call_id = _CALL_ID.decode(frames[1]).call_id
     except (msgspec.MsgspecError, ValueError):
         return 0
-    call_id = body.get("call_id") if isinstance(body, dict) else None
-    return call_id if isinstance(call_id, int) and 0 <= call_id < 1 << 63 else 0
+    return call_id if 0 <= call_id < 1 << 63 else 0

@@ -114,7 +114,7 @@ class Server:
             http = MetricsHTTP(desk.prometheus_text, cfg.metrics_host, cfg.metrics_port)
             self.metrics_port = http.port
             self._parts.append(http)
-        info = {"executor": cfg.executor, "model": cfg.model, "address": self.address,
+        info = {"executor": cfg.executor, "model": cfg.model, "address": self.address, "instance": frontend.instance,
                 "metrics_port": self.metrics_port, "cost_model": cost_model.source or cost_model.model,
                 "policy_file": cfg.policy if cfg.policy.endswith(".gfp") else "",
                 "started_monotonic": time.monotonic()}
