@@ -37,6 +37,7 @@ def server_status(loop: "EngineLoop") -> dict:
         "uptime_s": time.monotonic() - loop.info.get("started_monotonic", time.monotonic()),
         "reloads": dict(loop.swap.reloads),
         "hook_errors": dict(engine.hook_errors),
+        "rule_errors": dict(engine.rule_errors),  # rule location -> count (docs/engine.md, "Rule errors")
         "pool_restarts": loop.executor.restarts,
         "worker_pids": {} if loop.executor.recovering or loop.executor.gone else dict(loop.executor.pool.pids),
         "recovering": loop.executor.recovering,
