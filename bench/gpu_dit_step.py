@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository, when gfdit is not installed
+from gfdit.costmodel_file import layout_doc, layout_filename, write_cost_model  # noqa: E402
 
 FLUX_DEV = dict(
     patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
@@ -50,7 +53,7 @@ TINY_T5 = dict(T5_XXL, vocab_size=64, d_model=32, d_kv=8, d_ff=64, num_layers=2,
                relative_attention_num_buckets=8)
 TINY_VAE = dict(FLUX_VAE, latent_channels=4, block_out_channels=(8, 16), down_block_types=("DownEncoderBlock2D",) * 2,
                 up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=4)
-LAYOUT_FILE = "tp1_ulysses1_ring1_cfg1.json"
+LAYOUT_FILE = layout_filename(1)
 
 
 class Timer:
@@ -189,18 +192,12 @@ def main() -> int:
         "finalize": fit([(1.0, 0.0)], "ones"),
     }
     device = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "cpu"
-    layout = {
-        "model": "flux-dev-random" if not args.tiny else "flux-tiny-random",
-        "parallelism": {"tp": 1, "sp": 1, "ulysses": 1, "ring": 1, "cfg": 1},
-        "options": {"hardware": device, "dtype": str(dtype).removeprefix("torch."), "source": "bench/gpu_dit_step.py",
-                    "weights": "random (built from config)", "warmup": args.warmup, "repeat": args.repeat,
-                    "unmeasured": "dit_prepare, timestep_prepare, finalize set to 0 ms",
-                    "seconds": round(time.perf_counter() - began, 1)},
-        "stages": stages,
-    }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / LAYOUT_FILE).write_text(json.dumps(layout, indent=1, sort_keys=True) + "\n")
+    layout = layout_doc("flux-dev-random" if not args.tiny else "flux-tiny-random", 1, stages, {
+        "hardware": device, "dtype": str(dtype).removeprefix("torch."), "source": "bench/gpu_dit_step.py",
+        "weights": "random (built from config)", "warmup": args.warmup, "repeat": args.repeat,
+        "unmeasured": "dit_prepare, timestep_prepare, finalize set to 0 ms",
+        "seconds": round(time.perf_counter() - began, 1)})
+    out = write_cost_model(args.out, {1: layout})
     rows = [f"| {name} | {x:g} | {ms:.2f} |" for name in ("dit_step_chunk", "text_encode", "vae_decode")
             for x, ms in stages[name]["samples"]]
     table = "\n".join([f"# Flux DiT stage times on {device} ({layout['options']['dtype']}, width 1)", "",

@@ -51,3 +51,11 @@ def test_one_percentile_function():
                if isinstance(node, ast.FunctionDef) and _sorts(node)
                and any(word in node.name for word in ("pct", "percentile", "quantile"))]
     assert [d.split(":")[0] for d in defined] == [PERCENTILE_HOME], defined
+
+
+def test_one_cost_model_writer():
+    """Only gfdit/costmodel_file.py builds a layout document (a dict with a "parallelism" key)."""
+    writers = {_rel(path) for path in SOURCES for node in ast.walk(ast.parse(path.read_text()))
+               if isinstance(node, ast.Dict)
+               and any(isinstance(k, ast.Constant) and k.value == "parallelism" for k in node.keys)}
+    assert writers == {"gfdit/costmodel_file.py"}, writers

@@ -138,11 +138,11 @@ def run(args: argparse.Namespace) -> int:
 def drive(server, args: argparse.Namespace, out: Path, policy_file: Path, say: Printer) -> int:
     """Send the workload, edit the policy on the way, print the table."""
     from gfdit.client import Client
-    from gfdit.server.calibrate import cpu_contention, write_cost_model
+    from gfdit.server.calibrate import cpu_contention, write_calibrated
     from gfdit.server.demo_workload import mixed_workload
     from gfdit.server.summary_table import class_table
 
-    write_cost_model(server.cost_model, out / "costmodel")
+    write_calibrated(server.cost_model, out / "costmodel")
     layouts = server.cost_model.layouts
     steps_ms = {k: round(v["dit_step_chunk"].c, 1) for k, v in layouts.items()}
     factor = cpu_contention(args.num_gpus, "cpu")

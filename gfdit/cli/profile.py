@@ -10,10 +10,10 @@ directory: one layout JSON per width (docs/evaluation.md format) and
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
+
+from gfdit.costmodel_file import write_cost_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -78,16 +78,14 @@ def run(args: argparse.Namespace) -> int:
     options = {"tool": "gfdit profile", "device": args.device, "dtype": args.dtype, "backend": args.backend,
                "steps": args.steps, "repeats": args.repeats, "shapes": [list(s) for s in shapes],
                "latent_seq_len": "gfdit.shapes.latent_tokens(H, W, F)"}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    for width, layout in profile.layouts(found, args.model, options).items():
-        (out / profile.layout_filename(width)).write_text(json.dumps(layout, indent=2) + "\n")
+    layouts = profile.layouts(found, args.model, options)
+    migration = profile.migration_fit(found.moves)
+    out = write_cost_model(args.out, layouts, migration)
+    for width, layout in layouts.items():
         step = layout["stages"]["dit_step_chunk"]
         print(f"width {width}: dit_step_chunk r2={step['r2']:.3f}, "
               f"median step {layout['options']['median_step_ms']:.1f} ms")
-    migration = profile.migration_fit(found.moves)
     if migration:
-        (out / "migration.json").write_text(json.dumps(migration, indent=2) + "\n")
         print(f"migration: {migration['bandwidth_Bps'] / 1e6:.1f} MB/s + {migration['fixed_s'] * 1e3:.2f} ms")
     print(f"cost model written to {out} in {time.perf_counter() - started:.1f} s")
     return 0

@@ -15,9 +15,10 @@ synthetic: widths 1, 2, 4, 8 for 8-GPU and emulated runs: per-step time
 
 from __future__ import annotations
 
-import json
 from fractions import Fraction
 from pathlib import Path
+
+from gfdit.costmodel_file import layout_doc, stage_entry, write_cost_model
 
 HERE = Path(__file__).resolve().parent / "costmodels"
 QWEN_POINTS = {1: (155, 605, 1557), 2: (161, 350, 880), 4: (172, 207, 464)}
@@ -44,23 +45,18 @@ def quadratic_through(xs, ys) -> tuple[Fraction, Fraction, Fraction]:
 
 
 def stage(x_name, a, b, c, samples) -> dict:
-    return {"x_name": x_name, "coeffs": {"a": float(a), "b": float(b), "c": float(c)},
-            "r2": 1.0, "samples": [[float(x), float(y)] for x, y in samples]}
+    return stage_entry(x_name, a, b, c, 1.0, samples)
 
 
 def layout(model: str, width: int, step: dict, options: dict) -> dict:
     stages = {name: stage(x, a, b, c, [(1, a + b + c)]) for name, (x, a, b, c) in NOMINAL.items()}
     stages["dit_step_chunk"] = step
     stages["dit_step_chunk_nocfg"] = step
-    return {"model": model, "options": options,
-            "parallelism": {"tp": 1, "sp": width, "ulysses": width, "ring": 1, "cfg": 1},
-            "stages": dict(sorted(stages.items()))}
+    return layout_doc(model, width, stages, options)
 
 
 def write(directory: Path, width: int, data: dict) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"tp1_ulysses{width}_ring1_cfg1.json"
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_cost_model(directory, {width: data})
 
 
 def build() -> None:

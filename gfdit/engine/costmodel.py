@@ -35,13 +35,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from gfdit.costmodel_file import MIGRATION_FILE
 from gfdit.shapes import Shape
 
 ENCODE_STAGES = ("text_encode", "dit_prepare", "timestep_prepare")
 DECODE_STAGES = ("vae_decode", "finalize")
 STEP_VARIANTS = {True: ("dit_step_chunk_cfg", "dit_step_chunk"),
                  False: ("dit_step_chunk_nocfg", "dit_step_chunk")}
-MIGRATION_FILE = "migration.json"
 
 
 class CostModelError(ValueError):

@@ -16,16 +16,15 @@ multiplied by max(1, N/C) — deadlines that hold under load, loose when idle.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 
+from gfdit.costmodel_file import layout_doc, stage_entry, write_cost_model
 from gfdit.engine.costmodel import CostModel, Curve, Migration
 from gfdit.protocol import GenParams, RunTask
 
 log = logging.getLogger("gfdit.server.calibrate")
-STEP_STAGES = ("dit_step_chunk",)
 
 
 def calibration_widths(num_gpus: int, policy_widths: tuple[int, ...]) -> tuple[int, ...]:
@@ -104,16 +103,10 @@ def _layout(encode_s: float, step_s: float, decode_s: float) -> dict[str, Curve]
     }
 
 
-def write_cost_model(cost_model: CostModel, directory: str | Path) -> Path:
-    """Write `cost_model` in the cost-model directory format (one JSON per width)."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    for k, curves in cost_model.layouts.items():
-        stages = {name: {"x_name": c.x_name, "coeffs": {"a": c.a, "b": c.b, "c": c.c}, "r2": 1.0, "samples": 1}
-                  for name, c in curves.items()}
-        doc = {"model": cost_model.model, "options": {"calibrated": True},
-               "parallelism": {"tp": 1, "sp": k, "ulysses": k, "ring": 1, "cfg": 1}, "stages": stages}
-        (out / f"sp{k}.json").write_text(json.dumps(doc, indent=2))
+def write_calibrated(cost_model: CostModel, directory: str | Path) -> Path:
+    """Write a calibrated `cost_model` with the one cost-model writer (`gfdit.costmodel_file`)."""
+    layouts = {k: layout_doc(cost_model.model, k, {name: stage_entry(c.x_name, c.a, c.b, c.c)
+                                                   for name, c in curves.items()}, {"calibrated": True})
+               for k, curves in cost_model.layouts.items()}
     m = cost_model.migration
-    (out / "migration.json").write_text(json.dumps({"bandwidth_Bps": m.bandwidth_Bps, "fixed_s": m.fixed_s}))
-    return out
+    return write_cost_model(directory, layouts, {"bandwidth_Bps": m.bandwidth_Bps, "fixed_s": m.fixed_s})

@@ -24,6 +24,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 
+from gfdit.costmodel_file import STAGE_X, layout_doc
 from gfdit.protocol import GenParams, RunTask
 from gfdit.shapes import latent_tokens
 
@@ -106,10 +107,6 @@ class Measurements:
 
     def add(self, width: int, stage: str, x: float, seconds: float) -> None:
         self.stages.setdefault(width, {}).setdefault(stage, []).append((float(x), seconds * 1000.0))
-
-
-X_NAMES = {"text_encode": "text_seq_len", "dit_prepare": "latent_seq_len", "timestep_prepare": "num_steps",
-           "dit_step_chunk": "latent_seq_len", "vae_decode": "voxels", "finalize": "ones"}
 
 
 def profile_model(pool, widths: list[int], shapes: list[tuple[int, int, int]], steps: int,
@@ -203,20 +200,12 @@ def _linear(rows, xi: int, yi: int) -> tuple[float, float]:
 
 
 def layouts(found: Measurements, model: str, options: dict) -> dict[int, dict]:
-    """One cost-model layout (evaluation.md format) per width."""
+    """One cost-model layout (`gfdit.costmodel_file.layout_doc`) per width."""
     out = {}
     for width, stages in sorted(found.stages.items()):
-        fitted = {name: {"x_name": X_NAMES[name], **fit_curve(samples)} for name, samples in stages.items()}
-        fitted["dit_step_chunk_nocfg"] = dict(fitted["dit_step_chunk"])
-        out[width] = {
-            "model": model,
-            "parallelism": {"tp": 1, "sp": width, "ulysses": width, "ring": 1, "cfg": 1},
-            "options": {**options, "median_step_ms": statistics.median(v for _, v in stages["dit_step_chunk"]),
-                        "hardware": platform.processor() or platform.machine()},
-            "stages": fitted,
-        }
+        fitted = {name: {"x_name": STAGE_X[name], **fit_curve(samples)} for name, samples in stages.items()}
+        fitted["dit_step_chunk_nocfg"] = dict(fitted["dit_step_chunk"])  # measured without true CFG
+        out[width] = layout_doc(model, width, fitted, {
+            **options, "median_step_ms": statistics.median(v for _, v in stages["dit_step_chunk"]),
+            "hardware": platform.processor() or platform.machine()})
     return out
-
-
-def layout_filename(width: int) -> str:
-    return f"tp1_ulysses{width}_ring1_cfg1.json"

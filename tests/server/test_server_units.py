@@ -127,6 +127,20 @@ def test_control_costs_use_the_engine_percentile():
     assert summary["overhead_p50_s"] == 0.002
 
 
+def test_a_calibrated_cost_model_round_trips_through_the_one_writer(tmp_path):
+    from gfdit.costmodel_file import layout_filename
+    from gfdit.engine.costmodel import CostModel, Migration
+    from gfdit.server.calibrate import _layout, write_calibrated
+
+    calibrated = CostModel({1: _layout(0.5, 0.1, 0.25), 2: _layout(0.5, 0.06, 0.25)}, model="tiny (calibrated)",
+                           migration=Migration(bandwidth_Bps=1e12, fixed_s=0.003), source="calibrated")
+    out = write_calibrated(calibrated, tmp_path / "cm")
+    assert sorted(p.name for p in out.iterdir()) == sorted([layout_filename(1), layout_filename(2), "migration.json"])
+    back = CostModel.load(out)
+    assert back.layouts == calibrated.layouts and back.migration.fixed_s == 0.003
+    assert back.model == "tiny (calibrated)"
+
+
 def test_reload_of_a_missing_policy_file_is_file_not_found_not_policy_text(tmp_path):
     from gfdit.client import Client
 
