@@ -34,10 +34,12 @@ def progress_line(event) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gfdit.cli.token import TokenError, resolve_token
     from gfdit.client import Client, GfditError
 
     try:
-        with Client(args.address, token=args.token, timeout=args.timeout) as client:
+        token = resolve_token(args, "gfdit generate")
+        with Client(args.address, token=token, timeout=args.timeout) as client:
             handle = client.submit(args.prompt, height=args.height, width=args.width, steps=args.steps,
                                    frames=args.frames, seed=args.seed, request_class=args.request_class,
                                    deadline=args.deadline, priority=args.priority)
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                     print("\r\033[K" + progress_line(event), end="", file=sys.stderr, flush=True)
             print(file=sys.stderr)
             result = handle.result()
-    except (GfditError, TimeoutError) as exc:
+    except (GfditError, TimeoutError, TokenError) as exc:
         print(f"\ngfdit generate: {exc}", file=sys.stderr)
         return 1
     slo = "" if result.slo_met is None else (" (SLO met)" if result.slo_met else " (SLO missed)")

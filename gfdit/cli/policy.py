@@ -14,6 +14,7 @@ import sys
 
 from gfdit.cli.explain import run_explain
 from gfdit.cli.params import add_param_option, parse_params
+from gfdit.cli.token import add_token_arguments
 from gfdit.dsl.check import check
 from gfdit.dsl.diagnostics import PolicyError
 from gfdit.dsl.load import read_policy_text, revision_of
@@ -41,7 +42,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reload.add_argument("file", metavar="FILE")
     reload.add_argument("--address", default=None, help="the server's address")
     reload.add_argument("--if-revision", default=None, help="refused unless this revision is running")
-    reload.add_argument("--token", default=None, help="the server's token (default: $GFDIT_TOKEN)")
+    add_token_arguments(reload)
     reload.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
 
 

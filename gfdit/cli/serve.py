@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
 from gfdit.cli.params import add_param_option, parse_params
+from gfdit.cli.token import ENV as TOKEN_ENV
+from gfdit.cli.token import TokenError, add_token_arguments, resolve_token
 from gfdit.server.config import DEFAULT_ADDRESS
 
 
@@ -32,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --address (needs --token)")
-    parser.add_argument("--token", default="", help="shared token every client must present")
+    add_token_arguments(parser)  # --token-file FILE, $GFDIT_TOKEN, or --token (warned: `ps` shows it)
     parser.add_argument("--decision-log", default=None, help="write the decision log (JSONL) here")
     parser.add_argument("--no-watch", action="store_true", help="do not watch the policy file")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -47,11 +50,17 @@ def run(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        token = resolve_token(args, "gfdit serve")
+    except TokenError as exc:
+        print(f"gfdit serve: {exc}", file=sys.stderr)
+        return 2
+    os.environ.pop(TOKEN_ENV, None)  # the workers do not need it
     config = ServerConfig(
         model=args.model, num_gpus=args.num_gpus, policy=args.policy, policy_params=parse_params(args.param),
         address=args.address, executor="emulated" if args.emulate else "real", cost_model=args.cost_model,
         time_scale=args.time_scale, backend=args.backend, device=args.device, metrics_port=args.metrics_port,
-        allow_remote=args.allow_remote, token=args.token, decision_log=args.decision_log,
+        allow_remote=args.allow_remote, token=token, decision_log=args.decision_log,
         watch_policy=not args.no_watch,
     )
     try:

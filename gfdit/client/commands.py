@@ -8,14 +8,14 @@ import sys
 
 from gfdit.client.client import DEFAULT_ADDRESS, Client
 from gfdit.client.errors import GfditError
+from gfdit.cli.token import TokenError, add_token_arguments, resolve_token
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
-    """--address and --token, shared by every client command."""
+    """--address, --token-file / --token ($GFDIT_TOKEN) and --timeout, shared by every client command."""
     parser.add_argument("--address", default=os.environ.get("GFDIT_ADDRESS", DEFAULT_ADDRESS),
                         help=f"server address (default $GFDIT_ADDRESS or {DEFAULT_ADDRESS})")
-    parser.add_argument("--token", default=os.environ.get("GFDIT_TOKEN", ""),
-                        help="shared token when the server requires one (default $GFDIT_TOKEN)")
+    add_token_arguments(parser)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a reply")
 
 
@@ -23,11 +23,11 @@ def reload_policy_cli(args: argparse.Namespace) -> int:
     """`gfdit policy reload FILE`: 0 when swapped in, 1 when refused (diagnostics printed)."""
     path = args.file if hasattr(args, "file") else args.path
     address = getattr(args, "address", None) or os.environ.get("GFDIT_ADDRESS", DEFAULT_ADDRESS)
-    token = getattr(args, "token", "") or os.environ.get("GFDIT_TOKEN", "")
     try:
+        token = resolve_token(args, "gfdit policy reload")
         with Client(address, token=token, timeout=getattr(args, "timeout", 30.0)) as client:
             reply = client.reload_policy(path, if_revision=getattr(args, "if_revision", None))
-    except (GfditError, TimeoutError, OSError) as exc:
+    except (GfditError, TimeoutError, OSError, TokenError) as exc:
         print(f"gfdit policy reload: {exc}", file=sys.stderr)
         return 2
     if reply.ok:

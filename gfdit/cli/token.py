@@ -1,0 +1,70 @@
+"""Where a command takes the shared token from: a file, the environment, or (warned) argv.
+
+    --token-file FILE   a regular file holding the token (warned when group/other may read it)
+    $GFDIT_TOKEN        the environment (readable only by the same user, unlike argv)
+    --token T           still accepted, with a warning: every local user sees it in `ps`
+
+Used by `gfdit serve` and by every client command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import stat
+import sys
+
+ENV = "GFDIT_TOKEN"
+MAX_TOKEN_FILE_BYTES = 4096
+
+
+class TokenError(ValueError):
+    """The token cannot be read as asked (the message says which and why)."""
+
+
+def add_token_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token-file", default=None, metavar="FILE",
+                        help=f"read the shared token from FILE (a regular file, mode 0600); or set ${ENV}")
+    parser.add_argument("--token", default=None,
+                        help=f"the shared token itself (visible to every local user in `ps`: prefer --token-file or ${ENV})")
+
+
+def resolve_token(args: argparse.Namespace, prog: str) -> str:
+    """The token from --token-file, --token or $GFDIT_TOKEN ("" when none); warnings go to stderr."""
+    given, path = getattr(args, "token", None), getattr(args, "token_file", None)
+    if given is not None and path is not None:
+        raise TokenError("give --token or --token-file, not both")
+    if path is not None:
+        return read_token_file(path, prog)
+    if given is not None:
+        print(f"{prog}: warning: --token is visible to every local user in `ps`; "
+              f"use --token-file FILE or ${ENV}", file=sys.stderr)
+        return given
+    return os.environ.get(ENV, "")
+
+
+def read_token_file(path: str, prog: str) -> str:
+    """The stripped contents of a regular file; refuses anything else, warns on loose modes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise TokenError(f"cannot open token file {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TokenError(f"token file {path} is not a regular file")
+        if info.st_size > MAX_TOKEN_FILE_BYTES:
+            raise TokenError(f"token file {path} is {info.st_size} bytes; a token is at most {MAX_TOKEN_FILE_BYTES}")
+        data = os.read(fd, MAX_TOKEN_FILE_BYTES + 1)
+    finally:
+        os.close(fd)
+    if info.st_mode & 0o077:
+        print(f"{prog}: warning: token file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}); "
+              f"chmod 600 it", file=sys.stderr)
+    try:
+        token = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise TokenError(f"token file {path} is not UTF-8 text") from None
+    if not token:
+        raise TokenError(f"token file {path} is empty")
+    return token
