@@ -89,8 +89,14 @@ class Engine:
         spec = self.policy.classes.get(request.request_class) or self.policy.classes.get("default")
         try:
             tracked = Tracked(request, spec, self.cost_model, self.clock)
-        except ValueError as exc:
-            return f"cannot price request {request.id}: {exc}"
+        except ValueError as exc:  # e.g. no width-1 layout: its deadline and t_single are unknown
+            reason = f"cannot price request {request.id}: {exc}"
+            self._record(Outcome(request.id, request.request_class, REJECTED, request.arrival,
+                                 math.inf, None, math.nan, reason))
+            if self.log is not None:
+                self.log.write(self._base(now, "reject") | {"request": request.id, "rule": "engine:price",
+                                                           "reason": reason})
+            return reason
         reason, why = self._admit(tracked, now)
         if reason is not None:
             self._record(Outcome(request.id, request.request_class, REJECTED, request.arrival,
@@ -380,10 +386,10 @@ class Engine:
         self.waiting[tracked.id] = tracked
 
     def _retry(self, tracked: Tracked, now: float, why: str, restart: bool) -> None:
-        tracked.attempts += 1
-        if tracked.attempts > self.max_attempts:
-            self._finish(tracked, State.FAILED, now, f"{why}; gave up after {self.max_attempts} attempts")
+        if tracked.attempts >= self.max_attempts:  # that was its last try
+            self._finish(tracked, State.FAILED, now, f"{why}; gave up after {tracked.attempts} attempts")
             return
+        tracked.attempts += 1
         if restart:
             tracked.restart()
         self._events.append(Retrying(tracked.id, tracked.stage, why))

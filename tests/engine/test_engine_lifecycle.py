@@ -83,6 +83,7 @@ def test_a_failed_task_is_retried_from_its_state_then_the_request_fails(cm):
     assert engine.task_done(retry.task_id, 3.0, ok=False, error="CUDA error again") == "failed"
     (outcome,) = engine.outcomes
     assert outcome.state == "failed" and "CUDA error again" in outcome.reason and "2 attempts" in outcome.reason
+    assert outcome.attempts == 2  # two tries, as the reason says
     assert engine.cluster.free == {0, 1}
 
 
@@ -200,3 +201,17 @@ def test_a_hold_is_rejudged_even_when_no_rank_is_free(cm):
     assert a.state is State.QUEUED and a.held_since is None
     engine.clock.now = 10.0
     assert a.paused == pytest.approx(3.0)
+
+
+def test_a_request_the_cost_model_cannot_price_is_rejected_counted_and_logged(tmp_path):
+    no_width_1 = CostModel.load(write_cost_model(tmp_path / "cm2", {2: 600.0}))
+    log = DecisionLog()
+    result = simulate(TestPolicy(widths=(2,), stage_width={"encode": 2, "denoise": 2, "decode": 2}),
+                      [req("A", 0, 3)], no_width_1, 2, decision_log=log)
+    (outcome,) = result.outcomes
+    assert outcome.state == "rejected" and "cannot price request A" in outcome.reason
+    assert "no layout of width 1" in outcome.reason
+    overall = result.metrics["overall"]
+    assert (overall["requests"], overall["rejected"], overall["completed"]) == (1, 1, 0)
+    (record,) = log.records
+    assert (record["event"], record["request"], record["rule"]) == ("reject", "A", "engine:price")
