@@ -78,7 +78,7 @@ def probe(policy: "CompiledPolicy", cost_model: CostModel, gpus: int) -> list[Di
 
 
 def check_runs(policy, cost_model: CostModel, gpus: int) -> None:
-    """Raise `PolicyError` with every E308 found by `probe` (a `PolicyHolder` check)."""
+    """Raise `PolicyError` with every E308 found by `probe` (a check before `Engine.set_policy`)."""
     diagnostics = probe(policy, cost_model, gpus)
     if diagnostics:
         raise compile_error(diagnostics)

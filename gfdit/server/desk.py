@@ -59,18 +59,20 @@ class MetricsDesk:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
-    def ask(self, call) -> None:
-        """A client's `MetricsQuery` (a frontend `ClientCall`, on the frontend's thread): answered
-        at once from a fresh snapshot, else on the desk's thread once it has built one."""
+    def ask(self, call) -> MetricsReply | None:
+        """A client's `MetricsQuery` (a frontend `ClientCall`, on the frontend's thread): the reply
+        from a fresh snapshot, sent by the frontend at once; else None, and the desk's thread
+        answers once it has built a new one."""
         snap = self._snapshot
         if snap is not None and not self._stale(snap):
-            self._reply(call.peer, call.msg.call_id, snap)
-        else:
-            self._jobs.put((call.peer, call.msg.call_id))
+            return self._reply(call.msg.call_id, snap)
+        self._jobs.put((call.peer, call.msg.call_id))
+        return None
 
-    def _reply(self, peer: bytes, call_id: int, snap: Snapshot) -> None:
-        self.send(peer, MetricsReply(call_id=call_id, summary=snap.summary_raw,  # type: ignore[arg-type]
-                                     prometheus=snap.prometheus_raw))  # type: ignore[arg-type]
+    @staticmethod
+    def _reply(call_id: int, snap: Snapshot) -> MetricsReply:
+        return MetricsReply(call_id=call_id, summary=snap.summary_raw,  # type: ignore[arg-type]
+                            prometheus=snap.prometheus_raw)  # type: ignore[arg-type]
 
     @staticmethod
     def _stale(snap: Snapshot) -> bool:
@@ -80,7 +82,7 @@ class MetricsDesk:
         while (job := self._jobs.get()) is not None:
             peer, call_id = job
             try:
-                self._reply(peer, call_id, self.snapshot())
+                self.send(peer, self._reply(call_id, self.snapshot()))
             except Exception:  # noqa: BLE001 -- top of the desk thread: log, keep answering
                 log.exception("could not answer a metrics query")
 

@@ -76,7 +76,8 @@ class Frontend:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gfdit-frontend", daemon=True)
         self.errors_answered = 0
-        self.routes: dict[type, Callable[[ClientCall], None]] = {}  # kinds answered off the engine loop
+        # kinds answered off the engine loop: the handler returns the reply (sent at once) or None
+        self.routes: dict[type, Callable[[ClientCall], ServerMessage | None]] = {}
         self.instance = new_instance()  # in every reply: clients notice a restart on the same address
 
     def start(self) -> None:
@@ -140,8 +141,19 @@ class Frontend:
             return self._refuse(peer, _call_id_of(frames), "protocol", str(exc))
         if not self._tokens.allows(msg.token):
             return self._refuse(peer, msg.call_id, "unauthorized", "missing or wrong token")
-        route = self.routes.get(type(msg), self._inbox.put)  # the engine loop's Inbox wakes it
-        route(ClientCall(peer, msg, tuple(payload)))
+        route = self.routes.get(type(msg))
+        if route is None:
+            return self._inbox.put(ClientCall(peer, msg, tuple(payload)))  # the engine loop's Inbox wakes it
+        reply = route(ClientCall(peer, msg, tuple(payload)))
+        if reply is not None:
+            self._answer(peer, reply)
+
+    def _answer(self, peer: bytes, msg: ServerMessage) -> None:
+        msg.instance = self.instance
+        try:
+            self._router.send_multipart([peer, *encode_frames(msg)], zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            log.warning("client %r not reachable; dropped a %s", peer[:16], type(msg).__name__)
 
     def _refuse(self, peer: bytes, call_id: int, code: str, message: str) -> None:
         self.errors_answered += 1
