@@ -52,6 +52,10 @@ class Counter:
         key = tuple(sorted(labels.items()))
         self.values[key] = self.values.get(key, 0.0) + amount
 
+    def set_total(self, total: float, **labels: str) -> None:
+        """Mirror a running total kept elsewhere (it only ever grows there)."""
+        self.values[tuple(sorted(labels.items()))] = total
+
     def render(self) -> list[str]:
         return [f"{self.name}{_labels(k)} {_num(v)}" for k, v in sorted(self.values.items())]
 
@@ -118,6 +122,8 @@ class ServerMetrics:
         self.running = g("gfdit_running_requests", "Requests with a task in flight.")
         self.free_ranks = g("gfdit_free_ranks", "Ranks idle right now.")
         self.worker_deaths = c("gfdit_worker_deaths_total", "Worker processes found dead.")
+        self.rule_errors = c("gfdit_rule_errors_total", "Policy rules that failed at run time, by rule "
+                             "location (the hook's fallback applied; docs/engine.md).")
         self.client_errors = c("gfdit_client_errors_total", "Client messages answered with an error, by code.")
         self.overhead = h("gfdit_task_overhead_seconds", "Control-plane time of a task: its wall time "
                           "at the server minus the workers' own time.",

@@ -62,7 +62,11 @@ def request_status(loop: "EngineLoop", request_id: str) -> dict | None:
 
 
 def update_gauges(metrics: ServerMetrics, engine) -> None:
+    """After a round: the gauges, and the engine's rule-error counts (one series per failing
+    rule location: bounded by the rules of the policies that ran)."""
     with metrics.lock:
         metrics.queue_len.set(len(engine.waiting))
         metrics.running.set(len(engine.tasks))
         metrics.free_ranks.set(len(engine.cluster.free))
+        for rule, count in engine.rule_errors.items():
+            metrics.rule_errors.set_total(count, rule=rule)
