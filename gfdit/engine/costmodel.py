@@ -16,8 +16,14 @@ priced from the stages like this:
               + timestep_prepare(num_steps)
     step    = dit_step_chunk(latent_seq_len)   one denoise step; a CFG request
               uses `dit_step_chunk_cfg`, a no-CFG one `dit_step_chunk_nocfg`,
-              each falling back to plain `dit_step_chunk` when absent
+              each falling back to plain `dit_step_chunk` when absent: x1.0
+              for a CFG request, x0.5 for a no-CFG one (the artifact's rule:
+              plain `dit_step_chunk` is timed with CFG's two passes)
     decode  = vae_decode(height*width*frames) + finalize(1)
+
+The artifact's rules for incomplete files: a stage without ``x_name`` uses its
+variable from the table above (`gfdit.costmodel_file.STAGE_X`); an encode or
+decode stage missing at a width costs what it costs at width 1.
 
 Every public estimate is in SECONDS (the engine clock's unit); the files are in
 milliseconds. A width or stage the model lacks is a `CostModelError` naming
@@ -35,13 +41,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from gfdit.costmodel_file import MIGRATION_FILE
+from gfdit.costmodel_file import MIGRATION_FILE, STAGE_X, STEP
 from gfdit.shapes import Shape
 
 ENCODE_STAGES = ("text_encode", "dit_prepare", "timestep_prepare")
 DECODE_STAGES = ("vae_decode", "finalize")
-STEP_VARIANTS = {True: ("dit_step_chunk_cfg", "dit_step_chunk"),
-                 False: ("dit_step_chunk_nocfg", "dit_step_chunk")}
+AUX_STAGES = ENCODE_STAGES + DECODE_STAGES  # missing at a width: the width-1 curve
+STEP_VARIANTS = {  # (stage, factor) in order of preference
+    True: ((f"{STEP}_cfg", 1.0), (STEP, 1.0)),
+    False: ((f"{STEP}_nocfg", 1.0), (STEP, 0.5)),  # plain dit_step_chunk is timed with CFG: half
+}
 
 
 class CostModelError(ValueError):
@@ -64,6 +73,10 @@ class Curve:
 
     def ms(self, x: float) -> float:
         return max(0.0, (self.a * x + self.b) * x + self.c)
+
+    def scaled(self, factor: float) -> "Curve":
+        """This curve times `factor` (> 0)."""
+        return Curve(self.x_name, self.a * factor, self.b * factor, self.c * factor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,18 +161,21 @@ class CostModel:
             raise CostModelError(
                 f"cost model {self.source!r} has no layout of width {width}; widths: {list(self.widths)}")
         curve = layout.get(stage)
+        if curve is None and stage in AUX_STAGES:
+            curve = self.layouts.get(1, {}).get(stage)
         if curve is None:
             raise CostModelError(
                 f"cost model {self.source!r} width {width} has no stage {stage!r}; stages: {sorted(layout)}")
         return curve
 
     def step_curve(self, width: int, cfg: bool) -> Curve:
-        names = STEP_VARIANTS[cfg]
+        """One denoise step's curve at `width` (see STEP_VARIANTS: the plain curve is halved for no CFG)."""
         layout = self.layouts.get(width, {})
-        for name in names:
-            if name in layout:
-                return layout[name]
-        return self.curve(names[-1], width)  # raises the clear error
+        for name, factor in STEP_VARIANTS[cfg]:
+            curve = layout.get(name)
+            if curve is not None:
+                return curve if factor == 1.0 else curve.scaled(factor)
+        return self.curve(STEP, width)  # raises the clear error
 
     def stage_s(self, stage: str, x: float, width: int) -> float:
         """One stage at one width, in seconds."""
@@ -219,12 +235,23 @@ def _read_layout(file: Path) -> tuple[int, dict[str, Curve], str] | None:
         curves = {}
         for name, stage in data["stages"].items():
             co = stage["coeffs"]
-            curves[name] = Curve(str(stage["x_name"]), float(co["a"]), float(co["b"]), float(co["c"]))
+            curves[name] = Curve(_x_name(file, name, stage), float(co["a"]), float(co["b"]), float(co["c"]))
+    except CostModelError:
+        raise
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise CostModelError(f"{file}: not a cost-model layout file ({type(exc).__name__}: {exc})") from exc
     if width < 1:
         raise CostModelError(f"{file}: width {width} is not positive")
     return width, curves, str(data.get("model", ""))
+
+
+def _x_name(file: Path, name: str, stage: dict) -> str:
+    """The stage's `x_name`, else the artifact's variable for that stage."""
+    x_name = stage.get("x_name") or STAGE_X.get(name)
+    if x_name is None:
+        raise CostModelError(f"{file}: stage {name!r} has no x_name, and the artifact names no variable "
+                             f"for it (known stages: {', '.join(STAGE_X)})")
+    return str(x_name)
 
 
 def _read_migration(file: Path) -> Migration:

@@ -98,6 +98,7 @@ def _layout(encode_s: float, step_s: float, decode_s: float) -> dict[str, Curve]
         "dit_prepare": const("latent_seq_len", 0.0),
         "timestep_prepare": const("num_steps", 0.0),
         "dit_step_chunk": const("latent_seq_len", step_s),
+        "dit_step_chunk_nocfg": const("latent_seq_len", step_s),  # timed without true CFG
         "vae_decode": const("voxels", decode_s),
         "finalize": const("ones", 0.0),
     }

@@ -2,31 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
+from gfdit import costmodel_file
 from gfdit.engine.policy import ClassSpec, Why
 from gfdit.engine.request import Request
 
 
 def write_cost_model(directory: Path, step_ms: Mapping[int, float], encode_ms: float = 1000.0,
                      decode_ms: float = 1000.0, migration: dict | None = None) -> Path:
-    """A cost model: encode / decode constant, one denoise step `step_ms[width]` (constant in x)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    def stage(x, c):
-        return {"x_name": x, "coeffs": {"a": 0.0, "b": 0.0, "c": c}, "r2": 1.0, "samples": []}
-    for width, step in step_ms.items():
-        data = {"model": "tiny", "options": {}, "parallelism": {"tp": 1, "sp": width, "ulysses": width,
-                                                              "ring": 1, "cfg": 1},
-                "stages": {"text_encode": stage("text_seq_len", encode_ms), "dit_prepare": stage("latent_seq_len", 0.0),
-                           "timestep_prepare": stage("num_steps", 0.0), "dit_step_chunk": stage("latent_seq_len", step),
-                           "vae_decode": stage("voxels", decode_ms), "finalize": stage("ones", 0.0)}}
-        (directory / f"tp1_ulysses{width}_ring1_cfg1.json").write_text(json.dumps(data))
-    if migration is not None:
-        (directory / "migration.json").write_text(json.dumps(migration))
-    return directory
+    """A cost model: encode / decode constant, one denoise step `step_ms[width]` (constant in x) with or
+    without CFG."""
+    def stages(step: float) -> dict:
+        constant = {"text_encode": ("text_seq_len", encode_ms), "dit_prepare": ("latent_seq_len", 0.0),
+                    "timestep_prepare": ("num_steps", 0.0), "dit_step_chunk": ("latent_seq_len", step),
+                    "dit_step_chunk_nocfg": ("latent_seq_len", step), "vae_decode": ("voxels", decode_ms),
+                    "finalize": ("ones", 0.0)}
+        return {name: costmodel_file.stage_entry(x, 0.0, 0.0, c) for name, (x, c) in constant.items()}
+
+    layouts = {w: costmodel_file.layout_doc("tiny", w, stages(s)) for w, s in step_ms.items()}
+    return costmodel_file.write_cost_model(directory, layouts, migration)
 
 
 def req(rid: str, arrival: float, steps: int, deadline: float | None = None, cls: str = "default",

@@ -55,10 +55,17 @@ def test_loads_the_shared_cost_models_unchanged_and_matches_ours(name):
     theirs = CostModel.load(SHARED / "costmodels" / name)
     ours = CostModel.load(shipped_cost_model(name))
     assert theirs.widths == ours.widths
+    # the shared synthetic files have only the CFG-timed dit_step_chunk: a no-CFG step there is half of it,
+    # while ours states dit_step_chunk_nocfg = dit_step_chunk (the shipped 8-GPU trace is priced with it)
+    nocfg_ratio = 0.5 if name == "synthetic" else 1.0
     for tokens in (256, 1024, 4096, 9216, 16384):
-        shape = Shape(tokens, 512, 50, tokens * 256)
         for width in ours.widths:
+            shape = Shape(tokens, 512, 50, tokens * 256, cfg=True)
             assert theirs.parts(shape, width) == pytest.approx(ours.parts(shape, width), rel=1e-12)
+            (t_enc, t_step, t_dec), (o_enc, o_step, o_dec) = (m.parts(Shape(tokens, 512, 50, tokens * 256), width)
+                                                              for m in (theirs, ours))
+            assert (t_enc, t_dec) == pytest.approx((o_enc, o_dec), rel=1e-12)
+            assert t_step == pytest.approx(nocfg_ratio * o_step, rel=1e-12)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not present")
@@ -138,3 +145,41 @@ def test_layout_width_from_sp_and_other_json_files_are_skipped(tmp_path):
     model = CostModel.load(directory)
     assert model.widths == (1, 2)
     assert model.step_s(Shape(10, 1, 1, 1), 2) == pytest.approx(0.060)
+
+
+ARTIFACT = Path(__file__).resolve().parent / "data" / "artifact_costmodel"  # the GF-DiT artifact's JSON
+
+
+def test_artifact_files_without_x_name_load_with_each_stage_variable():
+    model = CostModel.load(ARTIFACT)
+    assert model.widths == (1, 2)
+    assert model.curve("text_encode", 1).x_name == "text_seq_len"
+    assert model.curve("timestep_prepare", 1).x_name == "num_steps"
+    assert model.curve("dit_step_chunk", 2).x_name == "latent_seq_len"
+    shape = Shape(tokens=1000, text_tokens=500, steps=20, voxels=10**6, cfg=True)
+    # text 0.02*500+40, prepare 0.01*1000+5, timesteps 0.1*20+1 (ms)
+    assert model.encode_s(shape, 1) * 1000 == pytest.approx(50 + 15 + 3)
+
+
+def test_a_no_cfg_request_costs_half_the_plain_step_curve():
+    model = CostModel.load(ARTIFACT)
+    for width, (b, c) in {1: (0.1, 20.0), 2: (0.06, 30.0)}.items():
+        plain_ms = b * 1000 + c
+        assert model.step_s(Shape(1000, 500, 20, 1, cfg=True), width) * 1000 == pytest.approx(plain_ms)
+        assert model.step_s(Shape(1000, 500, 20, 1, cfg=False), width) * 1000 == pytest.approx(0.5 * plain_ms)
+
+
+def test_aux_stages_missing_at_a_width_cost_what_they_cost_at_width_one():
+    model = CostModel.load(ARTIFACT)
+    shape = Shape(1000, 500, 20, 10**6)
+    one, two = model.parts(shape, 1), model.parts(shape, 2)
+    assert (two[0], two[2]) == (one[0], one[2])
+    assert model.remaining_s(shape, 2, encoded=False, steps_left=20) == pytest.approx(one[0] + 20 * two[1] + one[2])
+
+
+def test_a_stage_the_artifact_does_not_know_needs_its_x_name(tmp_path):
+    data = json.loads((ARTIFACT / "tp1_ulysses1_ring1_cfg1.json").read_text())
+    data["stages"]["upscale"] = {"coeffs": {"a": 0, "b": 0, "c": 1}}
+    (tmp_path / "tp1_ulysses1_ring1_cfg1.json").write_text(json.dumps(data))
+    with pytest.raises(CostModelError, match="stage 'upscale' has no x_name"):
+        CostModel.load(tmp_path)

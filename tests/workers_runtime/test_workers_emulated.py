@@ -14,6 +14,7 @@ def cost_model():
     def layout(step_ms):
         return {"text_encode": Curve("text_seq_len", 0, 0, 50), "dit_prepare": Curve("latent_seq_len", 0, 0, 10),
                 "timestep_prepare": Curve("num_steps", 0, 0, 2), "dit_step_chunk": Curve("latent_seq_len", 0, step_ms, 0),
+                "dit_step_chunk_nocfg": Curve("latent_seq_len", 0, step_ms, 0),
                 "vae_decode": Curve("voxels", 0, 0, 100), "finalize": Curve("ones", 0, 0, 1)}
     migration = Migration(bandwidth_Bps=1e9, fixed_s=0.001, bytes_per_token=1000, bytes_per_text_token=0,
                           fixed_bytes=0)
