@@ -41,6 +41,7 @@ from .view import Round
 
 
 _log = logging.getLogger("gfdit.engine")
+HOLD_RECHECK_S = 1.0  # without a `tick`, held requests are re-judged this often (engine seconds)
 
 NEXT_STAGES: dict[str, tuple[Stage, ...]] = {  # the kinds of next task, and the stages each covers
     **{stage: (stage,) for stage in STAGES}, "whole": STAGES, "rest": STAGES[1:],
@@ -52,7 +53,7 @@ class Engine:
 
     def __init__(self, policy: Policy, cost_model: CostModel, cluster: Cluster,
                  decision_log: DecisionLog | None = None, max_attempts: int = 3,
-                 keep_ended: int | None = 10_000):
+                 keep_ended: int | None = 10_000, hold_recheck_s: float = HOLD_RECHECK_S):
         """`keep_ended`: how many ended requests the engine remembers (their outcomes, for
         `outcomes`, `cancel`'s "already ..." and duplicate ids); None keeps all (the
         simulator). A live server keeps a bounded window: its memory must not grow."""
@@ -62,6 +63,7 @@ class Engine:
         self.cluster = cluster
         self.log = decision_log
         self.max_attempts = max_attempts
+        self.hold_recheck_s = hold_recheck_s  # holds are re-judged at least this often (no `tick`)
         self.clock = Clock()
         self.active: dict[str, Tracked] = {}  # accepted, not terminal (arrival order)
         self.waiting: dict[str, Tracked] = {}  # active with no task in flight
@@ -214,11 +216,15 @@ class Engine:
         self._pending = policy
 
     def next_tick(self, now: float) -> float | None:
-        """When the next `tick` round is due, or None if the policy has no tick."""
+        """When the next round is due with no other input: last round + the policy's `tick`;
+        without one, last round + `hold_recheck_s` while a request is held (a hold on
+        `req.age`, `req.waited`, `now` or a cost estimate can release it as time passes alone);
+        else None."""
         policy = self._pending or self.policy
-        if policy.tick is None:
+        every = policy.tick if policy.tick is not None else (self.hold_recheck_s if self._held else None)
+        if every is None:
             return None
-        return (self.last_round if self.last_round is not None else now) + policy.tick
+        return (self.last_round if self.last_round is not None else now) + every
 
     def fail_waiting(self, now: float, reason: str) -> list[str]:
         """Fail every accepted request with no task in flight (a stall, or a shutdown)."""
