@@ -157,14 +157,16 @@ def test_a_bad_policy_swap_is_refused_and_the_old_one_stays(cm):
     assert engine.policy.name == "test"
 
 
-def test_tick_rounds_release_held_requests_and_without_a_tick_they_stall(cm):
+def test_tick_rounds_release_held_requests_and_a_hold_that_never_releases_stalls(cm):
     hold_young = lambda v, r: Why("age", {"age": r.age}) if r.age < 10 else None  # noqa: E731
     ticking = TestPolicy(hold_fn=hold_young, tick=2.0)
     result = simulate(ticking, [req("A", 0, 1)], cm, gpus=1)
     (outcome,) = result.outcomes
     assert outcome.state == "completed" and outcome.finish == pytest.approx(10 + 3)
-    stalled = simulate(TestPolicy(hold_fn=hold_young), [req("A", 0, 1)], cm, gpus=1)
-    assert stalled.outcomes[0].state == "failed" and "stalled" in stalled.outcomes[0].reason
+    untimed = simulate(TestPolicy(hold_fn=hold_young), [req("A", 0, 1)], cm, gpus=1)
+    assert untimed.outcomes[0].state == "completed"  # re-judged every hold_recheck_s without a tick
+    never = simulate(TestPolicy(hold_fn=lambda v, r: Why("never", {})), [req("A", 0, 1)], cm, gpus=1)
+    assert never.outcomes[0].state == "failed" and "stalled" in never.outcomes[0].reason
 
 
 def test_decision_log_lines_say_who_what_where_and_why(cm, tmp_path):
