@@ -58,12 +58,14 @@ def serve(policy: str, gpus: int, ready) -> None:
     server.serve_forever()
 
 
-def poll_metrics(address: str, stop, out) -> None:
+def poll_metrics(address: str, started, stop, out) -> None:
     """A client calling metrics() in a loop until `stop`; sends its latencies to `out`."""
     from gfdit.client import Client
 
     latencies = []
     with Client(address, timeout=60) as client:
+        client.metrics()
+        started.set()
         while not stop.is_set():
             t0 = time.perf_counter()
             client.metrics()
@@ -71,9 +73,10 @@ def poll_metrics(address: str, stop, out) -> None:
     out.put(latencies)
 
 
-def burn(address: str, stop, out) -> None:
-    """The control: a process as busy as the poller that never talks to the server."""
+def burn(address: str, started, stop, out) -> None:
+    """The control: a process as busy as a spinning client that never talks to the server."""
     spins = 0
+    started.set()
     while not stop.is_set():
         for _ in range(10_000):
             spins += 1
@@ -165,12 +168,12 @@ def run_phases(feeder: Feeder, address: str, pid: int, requests: int, block: int
     while done < requests:
         target = min(requests, done + block)
         kind = kinds[len(blocks) % len(kinds)]
-        stop, out = ctx.Event(), ctx.Queue()
+        started, stop, out = ctx.Event(), ctx.Event(), ctx.Queue()
         poller = None if kind == "none" else ctx.Process(
-            target=poll_metrics if kind == "metrics" else burn, args=(address, stop, out), daemon=True)
+            target=poll_metrics if kind == "metrics" else burn, args=(address, started, stop, out), daemon=True)
         if poller is not None:
             poller.start()
-            time.sleep(1.0)  # the poller is connected and calling before the block starts
+            started.wait(120)  # started (imports done, connected) before the block begins
         seconds = feeder.run_until(target)
         if poller is not None:
             stop.set()

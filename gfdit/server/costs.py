@@ -27,25 +27,37 @@ def _pct(values: list[float], q: float) -> float | None:
 class ControlCosts:
     def __init__(self):
         self.overheads: deque[float] = deque(maxlen=KEEP)
+        self.tasks = 0
         self.stages = 0
         self.rounds: dict[str, deque[float]] = {}
 
     def task(self, overhead_s: float, stages: int) -> None:
         self.overheads.append(max(0.0, overhead_s))
+        self.tasks += 1
         self.stages += stages
+
+    def copy(self) -> "ControlCosts":
+        """A copy to summarise outside the metrics lock (the loop keeps adding to this one)."""
+        other = ControlCosts()
+        other.overheads, other.tasks, other.stages = deque(self.overheads, maxlen=KEEP), self.tasks, self.stages
+        other.rounds = {bucket: deque(v, maxlen=KEEP) for bucket, v in self.rounds.items()}
+        return other
 
     def round(self, waiting: int, seconds: float) -> None:
         bucket = next((f"<={b}" for b in QUEUE_BUCKETS if waiting <= b), f">{QUEUE_BUCKETS[-1]}")
         self.rounds.setdefault(bucket, deque(maxlen=KEEP)).append(seconds)
 
     def summary(self) -> dict:
-        values = list(self.overheads)
+        """`tasks`, `stages`: totals; the rest over the last `KEEP` values (sorted once each:
+        `percentile` re-sorts sorted input in linear time)."""
+        values = sorted(self.overheads)
+        rounds = {bucket: sorted(v) for bucket, v in sorted(self.rounds.items())}
         return {
-            "tasks": len(values),
+            "tasks": self.tasks,
             "stages": self.stages,
             "overhead_mean_s": sum(values) / len(values) if values else None,
             "overhead_p50_s": _pct(values, 50),
             "overhead_p99_s": _pct(values, 99),
-            "rounds": {bucket: {"count": len(v), "p50_s": _pct(list(v), 50), "p99_s": _pct(list(v), 99)}
-                       for bucket, v in sorted(self.rounds.items())},
+            "rounds": {bucket: {"count": len(v), "p50_s": _pct(v, 50), "p99_s": _pct(v, 99)}
+                       for bucket, v in rounds.items()},
         }

@@ -81,3 +81,16 @@ def test_metrics_are_answered_while_the_engine_loop_is_busy(server_factory):
         c.ping()  # through the loop: waits for the slow round
         ping_s = time.monotonic() - t0
     assert "overall" in metrics and answered_s < 1.0 and ping_s > answered_s
+
+
+def test_a_client_calling_metrics_in_a_loop_is_paced(server_factory):
+    from gfdit.server.desk import PACE_S
+
+    server = server_factory(gpus=1)
+    with Client(server.address, timeout=30) as c:
+        c.metrics()
+        t0 = time.monotonic()
+        for _ in range(40):
+            c.metrics()
+        elapsed = time.monotonic() - t0
+    assert elapsed >= 39 * PACE_S  # a lower bound: load can only make it slower
