@@ -9,16 +9,28 @@ Resolution, in order:
 2. otherwise a built-in Python policy of that name (`builtin_policy`), called
    with `params` as keyword arguments;
 3. otherwise a `PolicyError` listing every known name.
+
+`fit_policy` then fits a resolved policy to a cluster and a cost model, so a
+shipped policy runs on 1 to 4 GPUs: widths the cluster cannot hold or the cost
+model does not price are dropped (the policy is resolved again with the
+narrower `widths` param), pool ranks outside the cluster are dropped, and a
+stage whose pool is left with no rank may use every rank. Each change is one
+line of the returned notes. A policy with no usable width is left as it is:
+the engine refuses it (`check_policy`).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import inspect
 from pathlib import Path
+from types import MappingProxyType
 from typing import Mapping
 
 from gfdit.dsl.load import load_policy
 from gfdit.engine.builtin_policies import BUILTINS
+from gfdit.engine.costmodel import CostModel
 from gfdit.engine.policy import Policy
 from gfdit.engine.policy_check import PolicyError
 
@@ -34,12 +46,64 @@ def resolve_policy(spec: str, params: Mapping[str, object] | None = None) -> Pol
     """The policy named by `spec` (a .gfp path, a shipped policy name, or a built-in)."""
     params = dict(params or {})
     is_path = spec.endswith(".gfp")
-    gfp = Path(spec) if is_path else POLICY_DIR / f"{spec}.gfp"
+    gfp = _gfp(spec)
     if gfp.is_file():
         return load_policy(str(gfp), params)
     if is_path:
         raise PolicyError(f"policy file not found: {spec}")
     return builtin_policy(spec, params)
+
+
+def fit_policy(policy: Policy, spec: str, params: Mapping[str, object] | None, cost_model: CostModel,
+               gpus: int) -> tuple[Policy, list[str]]:
+    """`policy` (resolved from `spec`, `params`) fitted to `gpus` ranks and `cost_model`; and the notes."""
+    params = dict(params or {})
+    notes: list[str] = []
+    widths = tuple(policy.widths)
+    usable = [w for w in widths if w <= gpus and w in cost_model.layouts]
+    if usable and len(usable) < len(widths) and _takes_widths(spec):
+        dropped = [w for w in widths if w not in usable]
+        notes.append(f"policy {policy.name}: widths {dropped} dropped (the cluster has {gpus} GPU(s), "
+                     f"the cost model prices {list(cost_model.widths)}); using {usable}")
+        policy = resolve_policy(spec, {**params, "widths": ",".join(map(str, usable))})
+    return _fit_pools(policy, gpus, notes), notes
+
+
+def _gfp(spec: str) -> Path:
+    """The .gfp file `spec` names (a path, or a shipped policy's name); it may not exist."""
+    return Path(spec) if spec.endswith(".gfp") else POLICY_DIR / f"{spec}.gfp"
+
+
+def _takes_widths(spec: str) -> bool:
+    """Whether the policy `spec` resolves to has a `widths` parameter (every .gfp has one)."""
+    factory = BUILTINS.get(spec)
+    return _gfp(spec).is_file() or factory is None or "widths" in inspect.signature(factory).parameters
+
+
+def _fit_pools(policy: Policy, gpus: int, notes: list[str]) -> Policy:
+    pools = {name: frozenset(r for r in members if 0 <= r < gpus) for name, members in policy.pools.items()}
+    if pools == dict(policy.pools):
+        return policy
+    for name, members in policy.pools.items():
+        if pools[name] != members:
+            notes.append(f"policy {policy.name}: pool {name} loses ranks "
+                         f"{sorted(set(members) - pools[name])} (not on this {gpus}-GPU cluster)")
+    stage_pools = {stage: pool for stage, pool in policy.stage_pools.items() if pools.get(pool)}
+    for stage in sorted(set(policy.stage_pools) - set(stage_pools)):
+        notes.append(f"policy {policy.name}: pool {policy.stage_pools[stage]} has no rank left: "
+                     f"{stage} may use every rank")
+    return _with(policy, pools=MappingProxyType({k: v for k, v in pools.items() if v}),
+                 stage_pools=MappingProxyType(stage_pools))
+
+
+def _with(policy: Policy, **changes: object) -> Policy:
+    """A copy of `policy` with some configuration fields changed (its hooks do not read them)."""
+    if dataclasses.is_dataclass(policy):
+        return dataclasses.replace(policy, **changes)  # type: ignore[type-var]
+    fitted = copy.copy(policy)
+    for name, value in changes.items():
+        setattr(fitted, name, value)
+    return fitted
 
 
 def builtin_policy(name: str, params: Mapping[str, object] | None = None) -> Policy:

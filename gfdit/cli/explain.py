@@ -32,14 +32,17 @@ def run_explain(args: argparse.Namespace) -> int:
     from gfdit.engine.decisions import DecisionLog
     from gfdit.engine.simulator import simulate
     from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
-    from gfdit.policies import resolve_policy
+    from gfdit.policies import fit_policy, resolve_policy
 
     try:
-        policy = resolve_policy(args.policy, parse_params(args.param))
+        params = parse_params(args.param)
         path = Path(args.workload)
         workload = Workload.load(path if path.suffix == ".json" or path.exists()
                                  else shipped_workload(args.workload))
         cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+        policy, notes = fit_policy(resolve_policy(args.policy, params), args.policy, params, cost_model, args.gpus)
+        for note in notes:
+            print(f"gfdit policy explain: note: {note}", file=sys.stderr)
         log = DecisionLog()
         simulate(policy, workload, cost_model, args.gpus, decision_log=log, time_rounds=False)
     except (ValueError, OSError) as error:  # PolicyError, RequestError, CostModelError are ValueErrors

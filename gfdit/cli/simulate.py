@@ -12,7 +12,7 @@ from gfdit.cli.params import add_param_option, parse_params
 from gfdit.engine.costmodel import CostModel, CostModelError
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.policy_check import PolicyError
-from gfdit.policies import resolve_policy
+from gfdit.policies import fit_policy, resolve_policy
 from gfdit.engine.report import failure_summary, metrics_table
 from gfdit.engine.request import RequestError, State
 from gfdit.engine.simulator import simulate
@@ -62,9 +62,12 @@ def _cost_model(args: argparse.Namespace) -> CostModel:
 def run(args: argparse.Namespace) -> int:
     log = None
     try:
-        policy = resolve_policy(args.policy, parse_params(args.param))
+        params = parse_params(args.param)
         workload = _workload(args.workload)
         cost_model = _cost_model(args)
+        policy, notes = fit_policy(resolve_policy(args.policy, params), args.policy, params, cost_model, args.gpus)
+        for note in notes:
+            print(f"gfdit simulate: note: {note}", file=sys.stderr)
         log = DecisionLog(args.decision_log) if args.decision_log else None
         result = simulate(policy, workload, cost_model, args.gpus, ranks_per_node=args.ranks_per_node,
                           decision_log=log, record_spans=bool(args.trace or args.plot))

@@ -24,7 +24,7 @@ from gfdit.engine.cluster import Cluster
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.engine import Engine
-from gfdit.policies import resolve_policy
+from gfdit.policies import fit_policy, resolve_policy
 from gfdit.server.access import check_bind
 from gfdit.server.calibrate import calibrate, calibration_widths, cpu_contention
 from gfdit.server.clock import EngineClock
@@ -82,6 +82,9 @@ class Server:
                 cost_model = calibrate(pool, widths, *cfg.calibrate_shape, steps=cfg.calibrate_steps,
                                        contention=cpu_contention(cfg.num_gpus, cfg.device))
             self.cost_model = cost_model
+            policy, notes = fit_policy(policy, cfg.policy, cfg.policy_params, cost_model, cfg.num_gpus)
+            for note in notes:
+                log.warning("%s", note)
             self._build(policy, cost_model, pool, emulated)
         except BaseException:
             self.close()
