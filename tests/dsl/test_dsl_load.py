@@ -43,8 +43,10 @@ def test_params_override_at_load():
     with pytest.raises(PolicyError) as error:
         load_policy(static, {"spp": "2"})
     assert error.value.diagnostics[0].code == "E113" and "did you mean 'sp'" in str(error.value)
+    assert load_policy(static, {"sp": "3"}).width(view, req)[0] == 2  # rounds down to an allowed width
+    assert load_policy(static, {"widths": "1,2"}).width(view, req)[0] == 2  # capped to the widest
     with pytest.raises(PolicyError) as error:
-        load_policy(static, {"sp": "3"})
+        load_policy(ROOT / "policies" / "fcfs.gfp", {"widths": "2,4"})  # `width * = 1`
     assert error.value.diagnostics[0].code == "E302"
 
 
