@@ -300,11 +300,7 @@ class EngineLoop:
             if not msg.path.endswith(".gfp"):  # diagnostics quote the source: no reading other files to a client
                 return self.swap.reply(ReplyTo(peer, msg.call_id), False,
                                        f"the server reads only .gfp policy files, not {msg.path[:200]!r}", [])
-            try:
-                with open(msg.path, encoding="utf-8") as f:
-                    text = f.read(1 << 20)
-            except (OSError, ValueError) as exc:  # ValueError: undecodable text, a NUL in the path
-                return self.swap.reply(ReplyTo(peer, msg.call_id), False, f"cannot read {msg.path!r}: {exc}", [])
+        # text None: the reload thread reads the path (policy_file: regular files only, capped, timed)
         self.reloader.propose(text, source, msg.if_revision, ReplyTo(peer, msg.call_id))
 
     def _on_ping(self, peer: bytes, msg: Ping) -> None:

@@ -17,6 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from gfdit.server.policy_file import PolicyFileError, quotable, read_policy_file, redact
+
 log = logging.getLogger("gfdit.server.reload")
 
 
@@ -49,11 +51,14 @@ def text_revision(text: str, params: dict[str, str]) -> str:
     return revision_of(text, params)
 
 
-def compile_policy(text: str, filename: str, params: dict[str, str], runs_on: tuple | None = None):
+def compile_policy(text: str, filename: str, params: dict[str, str], runs_on: tuple | None = None,
+                   server_read: bool = False):
     """Compile .gfp text: (policy, warnings rendered) or (None, every diagnostic rendered).
 
     `runs_on` = (cost model, GPU count): also probe every rule on that engine's cost model
-    (`gfdit.dsl.probe`) and refuse a policy whose rules would fail when they run."""
+    (`gfdit.dsl.probe`) and refuse a policy whose rules would fail when they run.
+    `server_read`: the server read `filename` itself; its lines are quoted only when it
+    is a policy source (`gfdit.server.policy_file.quotable`)."""
     from gfdit.dsl import load
     from gfdit.dsl.diagnostics import PolicyError, compile_error
     from gfdit.dsl.probe import probe
@@ -61,6 +66,8 @@ def compile_policy(text: str, filename: str, params: dict[str, str], runs_on: tu
     try:
         policy = load.compile_policy(text, filename, params)
     except PolicyError as exc:
+        if server_read and not quotable(text, [d.code for d in exc.diagnostics]):
+            return None, redact(filename, exc.diagnostics)
         return None, [d.render() for d in exc.diagnostics]
     found = probe(policy, *runs_on) if runs_on is not None else []
     if found:
@@ -82,9 +89,12 @@ class ReloadService:
     def start(self) -> None:
         self._thread.start()
 
-    def propose(self, text: str, source: str, if_revision: str | None = None,
-                reply_to: ReplyTo | None = None) -> None:
-        self._jobs.put((text, source, if_revision, reply_to))
+    def propose(self, text: str | None, source: str, if_revision: str | None = None,
+                reply_to: ReplyTo | None = None, *, server_read: bool = False) -> None:
+        """Compile `text`; with text None, read the file `source` here first (never on the
+        engine loop: see `gfdit.server.policy_file`). `server_read`: the text came from a
+        file the server read (the watcher's), so quote it only if it is a policy source."""
+        self._jobs.put((text, source, if_revision, reply_to, server_read or text is None))
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -92,9 +102,16 @@ class ReloadService:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            text, source, if_revision, reply_to = job
+            text, source, if_revision, reply_to, server_read = job
             try:
-                policy, diagnostics = self._compile(text, source, self._params)
+                text = read_policy_file(source) if text is None else text
+            except PolicyFileError as exc:
+                log.warning("policy reload refused: %s", exc)
+                self._post(PolicyCompiled(None, "", source, [str(exc)], if_revision, reply_to))
+                continue
+            try:
+                extra = {"server_read": True} if server_read else {}
+                policy, diagnostics = self._compile(text, source, self._params, **extra)
             except Exception as exc:  # noqa: BLE001 -- top of the reload thread: a compiler bug refuses the edit
                 log.exception("policy compiler crashed on %s", source)
                 policy, diagnostics = None, [f"{source}: internal compiler error: {type(exc).__name__}: {exc}"]

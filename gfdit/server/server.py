@@ -125,7 +125,7 @@ class Server:
                                metrics=metrics, clock=clock, inbox=inbox, send=frontend.send,
                                reloader=reloader, config=cfg, info=info)
         if cfg.watch_policy and cfg.policy.endswith(".gfp") and Path(cfg.policy).is_file():
-            watcher = PolicyWatcher(cfg.policy, lambda text: reloader.propose(text, cfg.policy))
+            watcher = PolicyWatcher(cfg.policy, lambda text: reloader.propose(text, cfg.policy, server_read=True))
             self._parts.append(watcher)
             watcher.start()
         for part in (frontend, reloader, desk) + ((http,) if cfg.metrics_port is not None else ()):
