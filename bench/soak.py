@@ -15,8 +15,9 @@ requests in flight, and counts ended requests from `status()`.
   process that only burns a CPU core" (the control: what any busy process
   costs the server on this machine, without talking to it); each block's rate
   is ended requests per second; the figures are the means of each kind.
-- metrics() latency: the poller's calls during its blocks, and `--probes`
-  calls at the end (after every request ended), p50 / p99.
+- metrics() latency: `--probes` calls at the end (after every request ended),
+  50 ms apart, p50 / p99; and the poller's calls during its blocks (a loop is
+  paced by the server to one reply per 20 ms, so its p50 is about that).
 Writes JSON and a markdown table.
 """
 
@@ -188,7 +189,7 @@ def run_phases(feeder: Feeder, address: str, pid: int, requests: int, block: int
         t0 = time.perf_counter()
         feeder.client.metrics()
         probe_s.append(time.perf_counter() - t0)
-        time.sleep(0.01)
+        time.sleep(0.05)  # a scraper's pace, not a loop: a loop is paced by the server (docs/server.md)
     metrics = feeder.client.metrics()
     rate = {kind: _mean([b["per_s"] for b in blocks if b["beside"] == kind]) for kind in kinds}
     return {

@@ -11,10 +11,10 @@ replies are at most that stale, and building takes at most ~1/REBUILD_FACTOR of
 a core however fast clients ask. Building happens on the desk's own thread, with
 only copies made under the lock.
 
-One client is answered at most every `PACE_S` (5 ms): a client asking faster
+One client is answered at most every `PACE_S` (20 ms): a client asking faster
 (a `metrics()` loop) gets each reply when its pace allows, from the desk's
 thread, so it waits instead of spinning and cannot take the server's CPU from
-the engine loop. Nobody needs a metric more often than 200 times a second.
+the engine loop. Nobody needs a metric more often than 50 times a second.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from gfdit.server.prometheus import ServerMetrics
 log = logging.getLogger("gfdit.server.desk")
 MIN_AGE_S = 0.05
 REBUILD_FACTOR = 50.0
-PACE_S = 0.005
+PACE_S = 0.02
 PEERS_KEPT = 4096  # last-answer times remembered (then forgotten at once: pacing only needs the recent ones)
 
 
