@@ -12,8 +12,11 @@ the file gives no ``sp``). JSON files with neither ``parallelism`` nor
 ``stages`` are not layouts and are skipped. Trajectory tasks are
 priced from the stages like this:
 
-    encode  = text_encode(text_seq_len) + dit_prepare(latent_seq_len)
-              + timestep_prepare(num_steps)
+    encode  = text_encode(text_seq_len)
+    prepare = dit_prepare(latent_seq_len) + timestep_prepare(num_steps)
+              the DiT's own set-up (latents, timesteps): it runs with the
+              request's first denoise step, at that task's width and on its
+              ranks (under disaggregation: the denoise pool, not encode's)
     step    = dit_step_chunk(latent_seq_len)   one denoise step; a CFG request
               uses `dit_step_chunk_cfg`, a no-CFG one `dit_step_chunk_nocfg`,
               each falling back to plain `dit_step_chunk` when absent: x1.0
@@ -44,9 +47,10 @@ from typing import Protocol
 from gfdit.costmodel_file import MIGRATION_FILE, STAGE_X, STEP
 from gfdit.shapes import Shape
 
-ENCODE_STAGES = ("text_encode", "dit_prepare", "timestep_prepare")
+ENCODE_STAGES = ("text_encode",)
+PREPARE_STAGES = ("dit_prepare", "timestep_prepare")  # with the first denoise step (the DiT stage)
 DECODE_STAGES = ("vae_decode", "finalize")
-AUX_STAGES = ENCODE_STAGES + DECODE_STAGES  # missing at a width: the width-1 curve
+AUX_STAGES = ENCODE_STAGES + PREPARE_STAGES + DECODE_STAGES  # missing at a width: the width-1 curve
 STEP_VARIANTS = {  # (stage, factor) in order of preference
     True: ((f"{STEP}_cfg", 1.0), (STEP, 1.0)),
     False: ((f"{STEP}_nocfg", 1.0), (STEP, 0.5)),  # plain dit_step_chunk is timed with CFG: half
@@ -125,6 +129,7 @@ class CostModel:
         self.migration = migration or Migration()
         self.source = source
         self._cache: dict[tuple[Shape, int], tuple[float, float, float]] = {}
+        self._prepare: dict[tuple[Shape, int], float] = {}
 
     # ---- loading -------------------------------------------------------
     @classmethod
@@ -194,7 +199,16 @@ class CostModel:
         step = self.step_curve(width, shape.cfg).ms(shape.tokens) / 1000.0
         decode = sum(self._stage_at(s, xs, width) for s in DECODE_STAGES)
         self._cache[key] = result = (encode, step, decode)
+        self._prepare[key] = sum(self._stage_at(s, xs, width) for s in PREPARE_STAGES)
         return result
+
+    def prepare_s(self, shape: Shape, width: int) -> float:
+        """The DiT's set-up (latents, timesteps) of `shape` at `width`: paid once, by the task
+        that runs the request's first denoise step."""
+        key = (shape, width)
+        if key not in self._prepare:
+            self.parts(shape, width)
+        return self._prepare[key]
 
     def _stage_at(self, stage: str, xs: dict[str, float], width: int) -> float:
         curve = self.curve(stage, width)
@@ -213,9 +227,11 @@ class CostModel:
 
     def remaining_s(self, shape: Shape, width: int, encoded: bool, steps_left: int,
                     decoded: bool = False) -> float:
-        """Time of all remaining work at one width: encode if not done, the steps left, decode."""
+        """Time of all remaining work at one width: encode if not done, prepare if no step ran,
+        the steps left, decode."""
         encode, step, decode = self.parts(shape, width)
-        return (0.0 if encoded else encode) + steps_left * step + (0.0 if decoded else decode)
+        prepare = self.prepare_s(shape, width) if steps_left >= shape.steps else 0.0
+        return (0.0 if encoded else encode) + prepare + steps_left * step + (0.0 if decoded else decode)
 
     def t_single(self, what: "Shape | HasShape") -> float:
         """The whole trajectory on one rank, in seconds (of a Shape or anything with `.shape`, e.g. a Request)."""

@@ -70,11 +70,13 @@ class Tracked:
 
     def remaining_s(self, width: int) -> float:
         encode, step, decode = self._parts.get(width) or self.parts(width)
-        return (0.0 if self.encoded else encode) + (self.req.steps - self.steps_done) * step + decode
+        prepare = self._cm.prepare_s(self.req.shape, width) if self.steps_done == 0 else 0.0
+        return (0.0 if self.encoded else encode) + prepare + (self.req.steps - self.steps_done) * step + decode
 
     def task_s(self, task: Task, width: int) -> float:
         encode, step, decode = self.parts(width)
-        return ((encode if task.encode else 0.0) + (task.step_end - task.step_begin) * step
+        prepare = self._cm.prepare_s(self.req.shape, width) if task.step_begin == 0 < task.step_end else 0.0
+        return ((encode if task.encode else 0.0) + prepare + (task.step_end - task.step_begin) * step
                 + (decode if task.decode else 0.0))
 
     def restart(self) -> None:

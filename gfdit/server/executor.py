@@ -127,7 +127,9 @@ class ProcessExecutor:
         if not self.emulated:
             return None
         encode, step, decode = self.cost_model.parts(request.shape, len(dispatch.group))
-        seconds = {"encode": encode, "denoise": step * (dispatch.steps[1] - dispatch.steps[0]), "decode": decode}
+        begin, end = dispatch.steps
+        prepare = self.cost_model.prepare_s(request.shape, len(dispatch.group)) if begin == 0 < end else 0.0
+        seconds = {"encode": encode, "denoise": prepare + step * (end - begin), "decode": decode}
         return (seconds[stage] + (dispatch.migration_s if first else 0.0)) * self.time_scale
 
     def drop(self, request_id: str) -> None:

@@ -69,8 +69,9 @@ class ModelAdapter(Protocol):
     family: str
 
     def encode(self, params: GenParams) -> RequestState:
-        """Prompt -> embeddings with the pipeline's own text encoders; then
-        latents, timesteps and the seeded generator. Runs at width 1."""
+        """Prompt -> embeddings with the pipeline's own text encoders. Runs at width 1.
+        The DiT's set-up (latents, timesteps, the seeded generator) is not here: it
+        runs with the first denoise step, on that task's ranks."""
         ...
 
     def denoise(self, state: RequestState, begin: int, end: int, sp: SPContext | None) -> None:

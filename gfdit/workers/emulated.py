@@ -78,7 +78,8 @@ def task_seconds(cost_model, task: RunTask, text_tokens: int = 512) -> float:
     width = len(task.group)
     stage_seconds = {
         "encode": lambda: cost_model.encode_s(shape, width),
-        "denoise": lambda: (task.step_end - task.step_begin) * cost_model.step_s(shape, width),
+        "denoise": lambda: ((task.step_end - task.step_begin) * cost_model.step_s(shape, width)
+                            + (cost_model.prepare_s(shape, width) if task.step_begin == 0 < task.step_end else 0.0)),
         "decode": lambda: cost_model.decode_s(shape, width),
     }
     if task.stage not in stage_seconds:

@@ -5,8 +5,9 @@ Two halves:
 * in the worker, `StageClock` wraps the loaded diffusers pipeline's
   `encode_prompt`, `prepare_latents` and `vae.decode` with timers, so a task's
   `TaskDone.timings` carry ``stage.text_encode``, ``stage.dit_prepare`` and
-  ``stage.vae_decode`` besides its total compute time (the rest of encode is
-  ``timestep_prepare``, the rest of decode is ``finalize``);
+  ``stage.vae_decode`` besides its total compute time (``dit_prepare`` is timed
+  in the first denoise task, where the DiT's set-up runs; the rest of that task
+  beyond one step is ``timestep_prepare``, the rest of decode is ``finalize``);
 * in the controller, `profile_model` runs encode / denoise / decode tasks at each
   width and shape through a `WorkerPool`, fits each stage to
   ``max(0, a*x^2 + b*x + c)`` ms (`fit_curve`) and returns one layout per width in
@@ -138,37 +139,40 @@ def _task(ids, request_id, stage, group, holders, params, begin=0, end=0) -> Run
 def _trajectory(pool, ids, request_id, group, params) -> dict[str, dict]:
     """Encode, one warm-up step, the timed steps, decode: index-0 timings of each."""
     enc = pool.run(_task(ids, request_id, "encode", group, (), params))
-    pool.run(_task(ids, request_id, "denoise", group, group, params, 0, 1))
+    first = pool.run(_task(ids, request_id, "denoise", group, group, params, 0, 1))  # the set-up + a warm-up step
     chunk = pool.run(_task(ids, request_id, "denoise", group, group, params, 1, params.steps))
     dec = pool.run(_task(ids, request_id, "decode", group[:1], group, params, params.steps, params.steps))
     pool.drop(request_id)
     slowest = max((t for t in chunk.timings.values()), key=lambda t: t["compute"])
-    return {"encode": enc.timings[group[0]], "chunk": slowest, "decode": dec.timings[group[0]]}
+    return {"encode": enc.timings[group[0]], "first": first.timings[group[0]], "chunk": slowest,
+            "decode": dec.timings[group[0]]}
 
 
 def _record(found: Measurements, width: int, tokens: int, voxels: int, steps: int, timings) -> None:
-    enc, chunk, dec = timings["encode"], timings["chunk"], timings["decode"]
+    enc, first, chunk, dec = timings["encode"], timings["first"], timings["chunk"], timings["decode"]
     text = enc.get(STAGE_PREFIX + "text_encode", 0.0)
-    prepare = enc.get(STAGE_PREFIX + "dit_prepare", 0.0)
+    prepare = first.get(STAGE_PREFIX + "dit_prepare", 0.0)
+    step = chunk["compute"] / (steps - 1)
     vae = dec.get(STAGE_PREFIX + "vae_decode", 0.0)
     text_tokens = enc.get("x.text_seq_len", 512.0)
     found.add(width, "text_encode", text_tokens, text)
     found.add(width, "dit_prepare", tokens, prepare)
-    found.add(width, "timestep_prepare", steps, max(0.0, enc["compute"] - text - prepare))
-    found.add(width, "dit_step_chunk", tokens, chunk["compute"] / (steps - 1))
+    found.add(width, "timestep_prepare", steps, max(0.0, first["compute"] - prepare - step))
+    found.add(width, "dit_step_chunk", tokens, step)
     found.add(width, "vae_decode", voxels, vae)
     found.add(width, "finalize", 1, max(0.0, dec["compute"] - vae))
 
 
 def _measure_moves(pool, ids, shapes, steps, repeats, prompt) -> list[tuple[float, float, float]]:
-    """Move a fresh state from rank 0 to rank 1 (a 0-step chunk): (tokens, bytes, seconds)."""
+    """Move a state after its first step from rank 0 to rank 1 (a 0-step chunk): (tokens, bytes, seconds)."""
     moves = []
     for height, width_px, frames in shapes:
         for rep in range(repeats + 1):
             params = GenParams(prompt=prompt, height=height, width=width_px, steps=steps, seed=rep, frames=frames)
             rid = f"move-{height}x{width_px}-{rep}"
             pool.run(_task(ids, rid, "encode", (0,), (), params))
-            moved = pool.run(_task(ids, rid, "denoise", (1,), (0,), params, 0, 0))
+            pool.run(_task(ids, rid, "denoise", (0,), (0,), params, 0, 1))  # the DiT set-up: latents exist
+            moved = pool.run(_task(ids, rid, "denoise", (1,), (0,), params, 1, 1))
             pool.drop(rid)
             if rep:
                 t = moved.timings[1]

@@ -29,7 +29,7 @@ def request(rid: str, side: int) -> Request:
 
 def finish(req: Request, k: int, now: float = 0.0) -> float:
     encode, step, decode = COST.parts(req.shape, k)
-    return now + encode + STEPS * step + decode
+    return now + encode + COST.prepare_s(req.shape, k) + STEPS * step + decode
 
 
 @pytest.fixture

@@ -12,11 +12,11 @@ from gfdit.engine.request import Request
 
 
 def write_cost_model(directory: Path, step_ms: Mapping[int, float], encode_ms: float = 1000.0,
-                     decode_ms: float = 1000.0, migration: dict | None = None) -> Path:
+                     decode_ms: float = 1000.0, migration: dict | None = None, prepare_ms: float = 0.0) -> Path:
     """A cost model: encode / decode constant, one denoise step `step_ms[width]` (constant in x) with or
     without CFG."""
     def stages(step: float) -> dict:
-        constant = {"text_encode": ("text_seq_len", encode_ms), "dit_prepare": ("latent_seq_len", 0.0),
+        constant = {"text_encode": ("text_seq_len", encode_ms), "dit_prepare": ("latent_seq_len", prepare_ms),
                     "timestep_prepare": ("num_steps", 0.0), "dit_step_chunk": ("latent_seq_len", step),
                     "dit_step_chunk_nocfg": ("latent_seq_len", step), "vae_decode": ("voxels", decode_ms),
                     "finalize": ("ones", 0.0)}

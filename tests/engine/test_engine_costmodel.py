@@ -46,7 +46,10 @@ def test_remaining_time_at_a_width(qwen):
     encode, step, decode = qwen.parts(shape, 2)
     assert step == pytest.approx(0.350)
     assert qwen.remaining_s(shape, 2, encoded=True, steps_left=10) == pytest.approx(10 * 0.350 + decode)
-    assert qwen.remaining_s(shape, 2, encoded=False, steps_left=50) == pytest.approx(encode + 50 * 0.35 + decode)
+    prepare = qwen.prepare_s(shape, 2)  # the DiT's set-up: with the first denoise step, not with encode
+    assert qwen.remaining_s(shape, 2, encoded=False, steps_left=50) == pytest.approx(
+        encode + prepare + 50 * 0.35 + decode)
+    assert qwen.remaining_s(shape, 2, encoded=True, steps_left=50) == pytest.approx(prepare + 50 * 0.35 + decode)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not present")
@@ -157,8 +160,11 @@ def test_artifact_files_without_x_name_load_with_each_stage_variable():
     assert model.curve("timestep_prepare", 1).x_name == "num_steps"
     assert model.curve("dit_step_chunk", 2).x_name == "latent_seq_len"
     shape = Shape(tokens=1000, text_tokens=500, steps=20, voxels=10**6, cfg=True)
-    # text 0.02*500+40, prepare 0.01*1000+5, timesteps 0.1*20+1 (ms)
-    assert model.encode_s(shape, 1) * 1000 == pytest.approx(50 + 15 + 3)
+    # text 0.02*500+40; prepare 0.01*1000+5, timesteps 0.1*20+1 (ms): the DiT's set-up, apart
+    assert model.encode_s(shape, 1) * 1000 == pytest.approx(50)
+    assert model.prepare_s(shape, 1) * 1000 == pytest.approx(15 + 3)
+    assert model.t_single(shape) * 1000 == pytest.approx(
+        50 + 15 + 3 + 20 * model.step_s(shape, 1) * 1000 + model.decode_s(shape, 1) * 1000)
 
 
 def test_a_no_cfg_request_costs_half_the_plain_step_curve():
@@ -174,7 +180,9 @@ def test_aux_stages_missing_at_a_width_cost_what_they_cost_at_width_one():
     shape = Shape(1000, 500, 20, 10**6)
     one, two = model.parts(shape, 1), model.parts(shape, 2)
     assert (two[0], two[2]) == (one[0], one[2])
-    assert model.remaining_s(shape, 2, encoded=False, steps_left=20) == pytest.approx(one[0] + 20 * two[1] + one[2])
+    assert model.prepare_s(shape, 2) == model.prepare_s(shape, 1)
+    assert model.remaining_s(shape, 2, encoded=False, steps_left=20) == pytest.approx(
+        one[0] + model.prepare_s(shape, 1) + 20 * two[1] + one[2])
 
 
 def test_a_stage_the_artifact_does_not_know_needs_its_x_name(tmp_path):

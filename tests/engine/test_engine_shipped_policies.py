@@ -9,7 +9,9 @@ import pytest
 
 from gfdit.cli import main
 from gfdit.dsl.load import load_policy
+from gfdit.engine.cluster import Cluster
 from gfdit.engine.costmodel import CostModel
+from gfdit.engine.engine import Engine
 from gfdit.engine.policy_check import PolicyError
 from gfdit.engine.simulator import simulate
 from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
@@ -94,3 +96,20 @@ def test_simulate_prints_the_note_and_runs(capsys):
     captured = capsys.readouterr()
     assert "note: policy edf_best_fit: widths [4] dropped (the cluster has 2 GPU(s)" in captured.err
     assert "| overall |  107 |  107 |" in captured.out
+
+
+def test_under_disaggregation_the_dit_prepare_runs_with_denoise_on_the_main_pool(tmp_path):
+    cost_model = CostModel.load(write_cost_model(tmp_path / "cmp", {1: 1000.0, 2: 600.0}, prepare_ms=500.0))
+    engine = Engine(load_policy(POLICIES / "disaggregate.gfp"), cost_model, Cluster(4))
+    engine.submit(req("A", 0.0, 10), 0.0)
+    (encode,) = engine.schedule(0.0)
+    assert encode.stages == ("encode",) and encode.group == (0,)  # the aux pool
+    assert encode.duration_est == pytest.approx(1.0)  # text encoders only
+    engine.task_done(encode.task_id, 1.0)
+    (first,) = engine.schedule(1.0)
+    assert first.stages == ("denoise",) and set(first.group) <= {1, 2, 3} and first.steps == (0, 5)
+    step = cost_model.step_s(req("A", 0.0, 10).shape, len(first.group))
+    assert first.duration_est == pytest.approx(0.5 + 5 * step)  # the DiT's set-up, then 5 steps
+    engine.task_done(first.task_id, 2.0)
+    (second,) = engine.schedule(2.0)
+    assert second.steps == (5, 10) and second.duration_est == pytest.approx(5 * step)

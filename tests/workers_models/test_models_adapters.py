@@ -66,6 +66,20 @@ def _through_the_wire(state: RequestState) -> RequestState:
 
 
 @pytest.mark.parametrize("family", sorted(models.FAMILIES))
+def test_encode_runs_the_text_encoders_only_and_the_first_step_sets_the_dit_up(family):
+    """Under disaggregation encode runs on the aux pool, denoise on the main one: the DiT's
+    set-up (latents, timesteps) belongs with denoise, so the encoded state carries no latents."""
+    params = PARAMS[family]
+    aux, main = sp_cases.adapter(family), sp_cases.adapter(family)
+    state = aux.encode(params)
+    assert "latents" not in state.tensors and state.meta["prepared"] is False
+    moved = _through_the_wire(state)  # to a rank of the denoise pool
+    main.denoise(moved, 0, params.steps, None)
+    assert moved.meta["prepared"] is True
+    numpy.testing.assert_array_equal(main.decode_float(moved), _generate(aux, params))
+
+
+@pytest.mark.parametrize("family", sorted(models.FAMILIES))
 def test_state_resumes_bit_exactly_after_serialization(family):
     model = sp_cases.adapter(family)
     params = msgspec.structs.replace(PARAMS[family], steps=4)

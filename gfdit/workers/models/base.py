@@ -1,7 +1,8 @@
 """The trajectory-task skeleton every diffusers family adapter shares.
 
-A family subclass says how to encode and prepare (`_encode`), how to predict the
-noise for one step (`_predict`, inside which the transformer runs sharded), how
+A family subclass says how to encode the prompt (`_encode`), how to set the DiT
+up (`_prepare`: latents, timesteps; it runs with the first denoise step, on the
+denoise task's ranks, not with encode), how to predict the noise for one step (`_predict`, inside which the transformer runs sharded), how
 to decode (`_decode_float`), the sequence-parallel plan of its transformer, and
 how big its state is. This class owns the rest: parameter checks, the scheduler
 and generator carried in `RequestState`, strict step order, uint8 frames.
@@ -49,20 +50,33 @@ class DiffusersAdapter:
     @torch.no_grad()
     def encode(self, params: GenParams) -> RequestState:
         self.check(params)
+        tensors = {k: v.to(self.device) for k, v in self._encode(params).items()}
+        state = RequestState(tensors, {"family": self.family, "step": 0, "steps": params.steps,
+                                       "prepared": False})
+        state.meta["params"] = msgspec.to_builtins(params)
+        return state
+
+    @torch.no_grad()
+    def prepare(self, state: RequestState) -> None:
+        """The DiT's set-up (latents, timesteps, the seeded generator), once, before the first step:
+        it belongs to the denoise stage (under disaggregation it runs on the denoise pool)."""
+        params = self.params_of(state)
         generator = torch.Generator(device=self.device).manual_seed(params.seed)
         scheduler = self.codec.fresh()
-        tensors = {k: v.to(self.device) for k, v in self._encode(params, generator, scheduler).items()}
-        state = RequestState(tensors, {"family": self.family, "step": 0, "steps": len(scheduler.timesteps)})
-        state.meta["params"] = msgspec.to_builtins(params)
+        added = self._prepare(params, state.tensors, generator, scheduler)
+        state.tensors.update({k: v.to(self.device) for k, v in added.items()})
+        state.meta["steps"] = len(scheduler.timesteps)
+        state.meta["prepared"] = True
         self.codec.capture(scheduler, state.tensors, state.meta)
         capture_generator(generator, state.tensors, self.device)
-        return state
 
     @torch.no_grad()
     def denoise(self, state: RequestState, begin: int, end: int, sp: SPContext | None) -> None:
         step, steps = state.meta["step"], state.meta["steps"]
         if begin != step or not begin < end <= steps:
             raise AdapterError(f"denoise [{begin}, {end}) but the request is at step {step} of {steps}")
+        if not state.meta.get("prepared", True):
+            self.prepare(state)
         params = self.params_of(state)
         scheduler = self.codec.restore(state.tensors, state.meta)
         generator = restore_generator(self.device, state.tensors)
@@ -119,7 +133,13 @@ class DiffusersAdapter:
     def pixel_multiple(self) -> int:
         raise NotImplementedError
 
-    def _encode(self, params: GenParams, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
+    def _encode(self, params: GenParams) -> dict[str, torch.Tensor]:
+        """The prompt's embeddings (the text encoders)."""
+        raise NotImplementedError
+
+    def _prepare(self, params: GenParams, tensors: dict[str, torch.Tensor], generator: torch.Generator,
+                 scheduler) -> dict[str, torch.Tensor]:
+        """Latents (from `generator`), `scheduler`'s timesteps; returns the tensors to add."""
         raise NotImplementedError
 
     def _predict(self, tensors: dict[str, torch.Tensor], params: GenParams, t: torch.Tensor, sp: SPContext | None) -> torch.Tensor:

@@ -52,14 +52,17 @@ class FluxAdapter(DiffusersAdapter):
     def max_sequence_length(self) -> int:
         return min(512, self.pipe.tokenizer_2.model_max_length)
 
-    def _encode(self, params: GenParams, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
-        pipe = self.pipe
-        embeds, pooled, text_ids = pipe.encode_prompt(
+    def _encode(self, params: GenParams) -> dict[str, torch.Tensor]:
+        embeds, pooled, text_ids = self.pipe.encode_prompt(
             prompt=params.prompt, prompt_2=None, device=self.device, max_sequence_length=self.max_sequence_length
         )
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled, "text_ids": text_ids}
+
+    def _prepare(self, params: GenParams, encoded, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
+        pipe = self.pipe
         channels = pipe.transformer.config.in_channels // 4
         latents, image_ids = pipe.prepare_latents(
-            1, channels, params.height, params.width, embeds.dtype, self.device, generator
+            1, channels, params.height, params.width, encoded["prompt_embeds"].dtype, self.device, generator
         )
         steps = params.steps
         sigmas = np.linspace(1.0, 1 / steps, steps)
@@ -72,8 +75,7 @@ class FluxAdapter(DiffusersAdapter):
             sigmas = None
         retrieve_timesteps(scheduler, steps, self.device, sigmas=sigmas, mu=mu)
         scheduler.set_begin_index(0)
-        tensors = {LATENTS: latents, "prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-        tensors |= {"text_ids": text_ids, "image_ids": image_ids}
+        tensors = {LATENTS: latents, "image_ids": image_ids}
         if pipe.transformer.config.guidance_embeds:
             scale = DEFAULT_GUIDANCE if params.guidance_scale is None else params.guidance_scale
             tensors["guidance"] = torch.full([1], scale, device=self.device, dtype=torch.float32)

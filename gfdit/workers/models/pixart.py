@@ -47,20 +47,23 @@ class PixArtAdapter(DiffusersAdapter):
     def guidance(self, params: GenParams) -> float:
         return DEFAULT_GUIDANCE if params.guidance_scale is None else params.guidance_scale
 
-    def _encode(self, params: GenParams, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
-        pipe = self.pipe
+    def _encode(self, params: GenParams) -> dict[str, torch.Tensor]:
         cfg = self.guidance(params) > 1.0
-        embeds, mask, negative, negative_mask = pipe.encode_prompt(
+        embeds, mask, negative, negative_mask = self.pipe.encode_prompt(
             params.prompt, cfg, negative_prompt=params.negative_prompt, device=self.device,
             max_sequence_length=self.max_sequence_length,
         )
         if cfg:
             embeds, mask = torch.cat([negative, embeds]), torch.cat([negative_mask, mask])
+        return {"prompt_embeds": embeds, "prompt_attention_mask": mask}
+
+    def _prepare(self, params: GenParams, encoded, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
+        pipe = self.pipe
         scheduler.set_timesteps(params.steps, device=self.device)
         scheduler.set_begin_index(0)
         channels = pipe.transformer.config.in_channels
-        latents = pipe.prepare_latents(1, channels, params.height, params.width, embeds.dtype, self.device, generator)
-        return {LATENTS: latents, "prompt_embeds": embeds, "prompt_attention_mask": mask}
+        dtype = encoded["prompt_embeds"].dtype
+        return {LATENTS: pipe.prepare_latents(1, channels, params.height, params.width, dtype, self.device, generator)}
 
     def _added_conditions(self, params: GenParams, batch: int) -> dict[str, torch.Tensor | None]:
         if not self.pipe.transformer.use_additional_conditions:

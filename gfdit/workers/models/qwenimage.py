@@ -60,14 +60,18 @@ class QwenImageAdapter(DiffusersAdapter):
         if mask is not None:
             tensors[prefix + "prompt_embeds_mask"] = mask
 
-    def _encode(self, params: GenParams, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
-        pipe = self.pipe
+    def _encode(self, params: GenParams) -> dict[str, torch.Tensor]:
         tensors: dict[str, torch.Tensor] = {}
         self._encode_text(params.prompt, tensors, "")
         if self.true_cfg(params) > 1.0:
             self._encode_text(params.negative_prompt, tensors, "negative_")
+        return tensors
+
+    def _prepare(self, params: GenParams, encoded, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
+        pipe = self.pipe
+        tensors: dict[str, torch.Tensor] = {}
         channels = pipe.transformer.config.in_channels // 4
-        dtype = tensors["prompt_embeds"].dtype
+        dtype = encoded["prompt_embeds"].dtype
         tensors[LATENTS] = pipe.prepare_latents(1, channels, params.height, params.width, dtype, self.device, generator)
         steps = params.steps
         config = scheduler.config

@@ -63,23 +63,26 @@ class WanAdapter(DiffusersAdapter):
     def guidance(self, params: GenParams) -> float:
         return DEFAULT_GUIDANCE if params.guidance_scale is None else params.guidance_scale
 
-    def _encode(self, params: GenParams, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
-        pipe = self.pipe
+    def _encode(self, params: GenParams) -> dict[str, torch.Tensor]:
         cfg = self.guidance(params) > 1.0
-        embeds, negative = pipe.encode_prompt(
+        embeds, negative = self.pipe.encode_prompt(
             prompt=params.prompt, negative_prompt=params.negative_prompt, do_classifier_free_guidance=cfg,
             max_sequence_length=self.max_sequence_length, device=self.device,
         )
+        tensors = {"prompt_embeds": embeds.to(self.dtype)}
+        if cfg:
+            tensors["negative_prompt_embeds"] = negative.to(self.dtype)
+        return tensors
+
+    def _prepare(self, params: GenParams, encoded, generator: torch.Generator, scheduler) -> dict[str, torch.Tensor]:
+        pipe = self.pipe
         scheduler.set_timesteps(params.steps, device=self.device)
         scheduler.set_begin_index(0)
         channels = pipe.transformer.config.in_channels
         latents = pipe.prepare_latents(
             1, channels, params.height, params.width, params.frames, torch.float32, self.device, generator
         )
-        tensors = {LATENTS: latents, "prompt_embeds": embeds.to(self.dtype)}
-        if cfg:
-            tensors["negative_prompt_embeds"] = negative.to(self.dtype)
-        return tensors
+        return {LATENTS: latents}
 
     def _model_for(self, t: torch.Tensor):
         ratio = self.pipe.config.boundary_ratio
