@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --address (needs --token)")
     add_token_arguments(parser)  # --token-file FILE, $GFDIT_TOKEN, or --token (warned: `ps` shows it)
+    parser.add_argument("--heartbeat-timeout", type=float, default=30.0, metavar="S",
+                        help="declare a silent worker dead after S seconds (default 30); the whole world "
+                             "then restarts (docs/workers.md)")
     parser.add_argument("--decision-log", default=None, help="write the decision log (JSONL) here")
     parser.add_argument("--no-watch", action="store_true", help="do not watch the policy file")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         address=args.address, executor="emulated" if args.emulate else "real", cost_model=args.cost_model,
         time_scale=args.time_scale, backend=args.backend, device=args.device, metrics_port=args.metrics_port,
         allow_remote=args.allow_remote, token=token, decision_log=args.decision_log,
-        watch_policy=not args.no_watch,
+        watch_policy=not args.no_watch, heartbeat_timeout_s=args.heartbeat_timeout,
     )
     try:
         server = Server(config).start()

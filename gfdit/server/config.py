@@ -29,6 +29,8 @@ class ServerConfig:
     metrics_port -- Prometheus port; 0 picks a free one; None disables it.
     allow_remote -- needed (with a token) to bind anything but loopback.
     default_*    -- what a submit that leaves the shape or steps at 0 gets.
+    heartbeat_timeout_s -- a worker silent this long is declared dead (and the world
+                    restarted: see docs/workers.md, "Recovery").
     """
 
     model: str = "tiny"
@@ -57,6 +59,7 @@ class ServerConfig:
     max_queue: int = 100_000
     calibrate_shape: tuple[int, int] = (64, 64)
     calibrate_steps: int = 4
+    heartbeat_timeout_s: float = 30.0
 
     def check(self) -> None:
         if self.executor not in EXECUTORS:
@@ -67,5 +70,7 @@ class ServerConfig:
             raise ConfigError("the emulated executor needs --cost-model DIR")
         if self.cost_model is not None and not Path(self.cost_model).is_dir():
             raise ConfigError(f"cost model directory not found: {self.cost_model}")
+        if not self.heartbeat_timeout_s > 0:
+            raise ConfigError(f"heartbeat_timeout_s must be positive, got {self.heartbeat_timeout_s}")
         if not self.time_scale > 0:
             raise ConfigError(f"time_scale must be positive, got {self.time_scale}")

@@ -75,7 +75,8 @@ class Server:
             from gfdit.workers.pool import WorkerPool
 
             pool = WorkerPool(cfg.num_gpus, cfg.model, backend=cfg.backend, device=cfg.device,
-                              emulate=cost_model if emulated else None)
+                              emulate=cost_model if emulated else None,
+                              heartbeat_timeout_s=cfg.heartbeat_timeout_s)
             self._parts.append(pool)
             if cost_model is None:
                 widths = calibration_widths(cfg.num_gpus, tuple(policy.widths))

@@ -103,3 +103,18 @@ def test_sigkill_of_a_worker_mid_request_retries_and_the_pool_recovers(server_fa
         assert status["pool_restarts"] == 1 and status["lost_ranks"] == [] and not status["recovering"]
         assert victim is not None and set(status["worker_pids"]) == {0, 1, 2, 3}
         assert client.submit("after", steps=4, **BIG).result(timeout=60).latency_s > 0
+
+
+@pytest.mark.parametrize("timeout_s, restarts", [(1.5, 1), (60.0, 0)])
+def test_a_paused_worker_is_dead_only_past_the_configured_heartbeat_timeout(server_factory, timeout_s, restarts):
+    server = server_factory(gpus=2, heartbeat_timeout_s=timeout_s)
+    with Client(server.address) as client:
+        handle = client.submit("pause", steps=40, **BIG)
+        victim = client.status()["worker_pids"][0]
+        os.kill(victim, signal.SIGSTOP)
+        time.sleep(4.0)  # longer than 1.5 s of silence, far shorter than 60 s
+        if restarts == 0:
+            os.kill(victim, signal.SIGCONT)  # (declared dead, it was killed: nothing to continue)
+        end = list(handle.progress(timeout=120))[-1]
+        assert end.state == "completed", end
+        assert client.status()["pool_restarts"] == restarts
