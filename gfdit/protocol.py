@@ -23,6 +23,17 @@ Stage = Literal["encode", "denoise", "decode"]
 STAGES: tuple[Stage, ...] = get_args(Stage)
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:7600"  # where a server listens and a client connects by default
+ADDRESS_SCHEMES = ("tcp://", "ipc://", "inproc://")
+
+
+def normalize_address(address: str) -> str:
+    """`HOST:PORT` means ``tcp://HOST:PORT``; other schemes than ZeroMQ's tcp/ipc/inproc are refused."""
+    address = address.strip()
+    if "://" not in address:
+        address = "tcp://" + address
+    if not address.startswith(ADDRESS_SCHEMES):
+        raise ValueError(f"unsupported address {address!r}: use HOST:PORT, tcp://HOST:PORT or ipc://PATH")
+    return address
 MAX_BODY_BYTES = 1 << 20  # a control message body is small; payload frames carry bulk data
 MAX_PAYLOAD_BYTES = 256 << 20
 

@@ -34,7 +34,7 @@ def progress_line(event) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gfdit.cli.token import TokenError, resolve_token
+    from gfdit.cli.token import resolve_token
     from gfdit.client import Client, GfditError
 
     try:
@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
                     print("\r\033[K" + progress_line(event), end="", file=sys.stderr, flush=True)
             print(file=sys.stderr)
             result = handle.result()
-    except (GfditError, TimeoutError, TokenError) as exc:
+    except (GfditError, TimeoutError, ValueError) as exc:  # ValueError: a bad address or token file
         print(f"\ngfdit generate: {exc}", file=sys.stderr)
         return 1
     slo = "" if result.slo_met is None else (" (SLO met)" if result.slo_met else " (SLO missed)")

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from gfdit.server import Server, ServerConfig
     from gfdit.server.access import AccessError
     from gfdit.server.config import ConfigError
+    from gfdit.server.loop import STOP_GRACE_S
 
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -85,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"gfdit serving {args.model} on {server.address}{metrics} (Ctrl-C stops)", flush=True)
 
     def stop(signum, frame):
+        if server.loop.stop_requested.is_set():  # the second Ctrl-C: no more grace
+            print("gfdit serve: stopping now: running tasks are cancelled and workers killed",
+                  file=sys.stderr, flush=True)
+            server.stop_now()
+            return
+        print(f"gfdit serve: stopping: queued requests are cancelled; running tasks may take up to "
+              f"{STOP_GRACE_S:.0f} s to end (Ctrl-C again stops at once)", file=sys.stderr, flush=True)
         server.loop.stop_requested.set()
 
     signal.signal(signal.SIGINT, stop)

@@ -19,14 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gfdit.cli.token import TokenError, resolve_token
+    from gfdit.cli.token import resolve_token
     from gfdit.client import Client, GfditError
 
     try:
         token = resolve_token(args, "gfdit status")
         with Client(args.address, token=token, timeout=args.timeout, gone_after_s=args.timeout) as client:
             status = client.status(args.request)
-    except (GfditError, TimeoutError, TokenError) as exc:
+    except (GfditError, TimeoutError, ValueError) as exc:  # ValueError: a bad address or token file
         print(f"gfdit status: {exc}", file=sys.stderr)
         return 1
     if args.json:

@@ -8,7 +8,7 @@ import sys
 
 from gfdit.client.client import DEFAULT_ADDRESS, Client
 from gfdit.client.errors import GfditError
-from gfdit.cli.token import TokenError, add_token_arguments, resolve_token
+from gfdit.cli.token import add_token_arguments, resolve_token
 
 
 def add_client_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +27,7 @@ def reload_policy_cli(args: argparse.Namespace) -> int:
         token = resolve_token(args, "gfdit policy reload")
         with Client(address, token=token, timeout=getattr(args, "timeout", 30.0)) as client:
             reply = client.reload_policy(path, if_revision=getattr(args, "if_revision", None))
-    except (GfditError, TimeoutError, OSError, TokenError) as exc:
+    except (GfditError, TimeoutError, OSError, ValueError) as exc:  # TokenError is a ValueError
         print(f"gfdit policy reload: {exc}", file=sys.stderr)
         return 2
     if reply.ok:

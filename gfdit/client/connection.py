@@ -36,6 +36,7 @@ from gfdit.protocol import (
     ServerMessage,
     decode_frames,
     encode_frames,
+    normalize_address,
 )
 
 T = TypeVar("T")
@@ -46,7 +47,7 @@ class Connection:
     """The client's socket, its reply table and per-request event queues."""
 
     def __init__(self, address: str, token: str = "", *, ping_after_s: float = 2.0, gone_after_s: float = 15.0):
-        self.address = address
+        self.address = normalize_address(address)  # HOST:PORT means tcp://; ValueError for other schemes
         self.token = token
         self.ping_after_s = ping_after_s
         self.gone_after_s = gone_after_s
@@ -54,7 +55,12 @@ class Connection:
         self._sock = self._ctx.socket(zmq.DEALER)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, 0)  # events wait here, unbounded, until a waiter files them
-        self._sock.connect(address)
+        try:
+            self._sock.connect(self.address)
+        except zmq.ZMQError as exc:
+            self._sock.close(0)
+            self._ctx.term()
+            raise ValueError(f"cannot connect to {self.address}: {exc.strerror}") from None
         self._io = threading.Lock()  # whoever holds it owns the socket
         self._outbox: deque[list[bytes]] = deque()
         self._wake_r, self._wake_w = socket.socketpair()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gfdit.protocol import DEFAULT_ADDRESS
+from gfdit.protocol import DEFAULT_ADDRESS, normalize_address
 
 EXECUTORS = ("real", "emulated")
 
@@ -62,6 +62,10 @@ class ServerConfig:
     heartbeat_timeout_s: float = 30.0
 
     def check(self) -> None:
+        try:
+            self.address = normalize_address(self.address)  # "127.0.0.1:7600" is tcp://127.0.0.1:7600
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.executor not in EXECUTORS:
             raise ConfigError(f"unknown executor {self.executor!r}; known: {', '.join(EXECUTORS)}")
         if not 1 <= self.num_gpus <= 1024:

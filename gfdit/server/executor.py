@@ -64,6 +64,7 @@ class ProcessExecutor:
                  clock: Callable[[], float] = time.monotonic):
         """`clock`: the engine's now, stamped on every `TaskEnd`."""
         self.pool = pool
+        self.close_grace_s = 10.0  # how long close() lets workers finish their task (0: kill at once)
         self.clock = clock
         self.cost_model = cost_model
         self.emulated = emulated
@@ -226,7 +227,7 @@ class ProcessExecutor:
         if self._recovering is not None:
             self._recovering.join(timeout=120)
         if not self.gone:
-            self.pool.close()
+            self.pool.close(grace_s=self.close_grace_s)
 
 
 def encode_images(images) -> tuple[list[dict[str, str]], list[bytes]]:

@@ -33,6 +33,7 @@ from gfdit.protocol import (
     encode_frames,
 )
 from gfdit.server.access import TokenCheck
+from gfdit.server.listen import bind_router
 
 log = logging.getLogger("gfdit.server.frontend")
 MAX_MESSAGE_BYTES = 64 << 20  # beyond this zmq drops the peer; below, oversize gets an error reply
@@ -56,13 +57,10 @@ class Frontend:
         self._ctx = ctx
         self._inbox = inbox
         self._tokens = TokenCheck(token)
-        self._router = ctx.socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.LINGER, 0)
-        self._router.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        self._router.setsockopt(zmq.SNDHWM, PEER_HWM)  # a slow client must not lose its events
-        self._router.setsockopt(zmq.RCVHWM, PEER_HWM)
-        self._router.bind(address)
+        self._router = bind_router(ctx, address, {  # AccessError ("address in use") if taken
+            zmq.MAXMSGSIZE: MAX_MESSAGE_BYTES, zmq.ROUTER_MANDATORY: 0,
+            zmq.SNDHWM: PEER_HWM,  # a slow client must not lose its events
+            zmq.RCVHWM: PEER_HWM})
         self.address = self._router.getsockopt_string(zmq.LAST_ENDPOINT)
         pipe = f"inproc://gfdit-frontend-{id(self)}"
         self._out_pull = ctx.socket(zmq.PULL)
@@ -94,6 +92,9 @@ class Frontend:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout=5)
+        elif self._thread.ident is None:  # never started (a later part failed): _run's finally never ran
+            self._router.close(0)
+            self._out_pull.close(0)
         with self._push_lock:
             self._out_push.close(0)
 

@@ -104,6 +104,7 @@ class EngineLoop:
         self.pool_gone: str | None = None
         self.dirty = True
         self.stop_requested = threading.Event()
+        self.stop_now = threading.Event()  # a second Ctrl-C: no grace for running tasks
         self._stop_deadline: float | None = None
         self._ids = 0
 
@@ -137,7 +138,7 @@ class EngineLoop:
     def _finished(self) -> bool:
         if self._stop_deadline is None:
             return False
-        return self.engine.idle or time.monotonic() > self._stop_deadline
+        return self.engine.idle or self.stop_now.is_set() or time.monotonic() > self._stop_deadline
 
     def _wait(self) -> list:
         now = self.clock.now()

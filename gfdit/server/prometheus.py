@@ -190,7 +190,10 @@ class MetricsHTTP:
             def log_message(self, *args):
                 pass
 
-        self._httpd = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._httpd = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            raise OSError(exc.errno, f"--metrics-port {port}: cannot listen on {host}:{port}: {exc.strerror}") from None
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="gfdit-metrics", daemon=True)
@@ -199,5 +202,6 @@ class MetricsHTTP:
         self._thread.start()
 
     def close(self) -> None:
-        self._httpd.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which never ran otherwise
+            self._httpd.shutdown()
         self._httpd.server_close()

@@ -98,7 +98,8 @@ class ReloadService:
 
     def close(self) -> None:
         self._jobs.put(None)
-        self._thread.join(timeout=5)
+        if self._thread.is_alive():  # (a start that failed earlier never started it)
+            self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:

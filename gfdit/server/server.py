@@ -32,6 +32,7 @@ from gfdit.server.config import ServerConfig
 from gfdit.server.desk import MetricsDesk
 from gfdit.server.executor import ProcessExecutor
 from gfdit.server.frontend import Frontend
+from gfdit.server.listen import check_free
 from gfdit.server.loop import EngineLoop, Inbox
 from gfdit.protocol import MetricsQuery
 from gfdit.server.progress import ProgressBook
@@ -71,6 +72,7 @@ class Server:
         policy = resolve_policy(cfg.policy, cfg.policy_params)
         cost_model = CostModel.load(cfg.cost_model) if cfg.cost_model else None
         emulated = cfg.executor == "emulated"
+        check_free(cfg.address, cfg.metrics_host, cfg.metrics_port)  # before any worker starts
         try:
             from gfdit.workers.pool import WorkerPool
 
@@ -167,6 +169,15 @@ class Server:
     @property
     def worker_pids(self) -> dict[int, int]:
         return dict(self.loop.executor.pool.pids) if self.loop else {}
+
+    def stop_now(self) -> None:
+        """Ask the loop to stop without waiting for running tasks (they end `cancelled`)
+        and to kill the workers instead of letting them finish; returns at once."""
+        if self.loop is not None:
+            self.loop.executor.close_grace_s = 0.0
+            self.loop.stop_requested.set()
+            self.loop.stop_now.set()
+            self.loop.inbox.wake()
 
     def close(self) -> None:
         while self._parts:
