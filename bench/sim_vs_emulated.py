@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from gfdit.client import Client  # noqa: E402
+from gfdit.client.replay import replay  # noqa: E402
 from gfdit.engine.costmodel import CostModel  # noqa: E402
 from gfdit.policies import resolve_policy  # noqa: E402
 from gfdit.engine.simulator import simulate  # noqa: E402
@@ -41,17 +42,8 @@ def run_server(workload: Workload, args) -> tuple[dict, float, dict]:
     server = Server(config).start_background()
     try:
         with Client(server.address, timeout=60) as client:
-            first = workload.requests[0].arrival
             t0 = time.monotonic()
-            handles = []
-            for req in workload.requests:
-                time.sleep(max(0.0, t0 + (req.arrival - first) * args.time_scale - time.monotonic()))
-                deadline = None if req.deadline is None else req.deadline - req.arrival
-                handles.append(client.submit(
-                    req.prompt or req.id, height=req.height, width=req.width, frames=req.frames,
-                    steps=req.steps, seed=req.seed, request_class=req.request_class, deadline=deadline,
-                    priority=req.priority, request_id=req.id, text_seq_len=req.text_tokens,
-                    latent_seq_len=req.tokens, preemptible=req.preemptible))
+            handles = replay(client, workload, args.time_scale)
             latencies = {}
             for handle in handles:
                 final = list(handle.progress(timeout=3600))[-1]

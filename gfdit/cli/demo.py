@@ -6,6 +6,8 @@ repository), measures the model so deadlines are realistic, sends a mixed
 workload through the Python client with live progress, edits the policy file
 mid-run (a broken edit, refused with diagnostics; then a good one, swapped in),
 and ends with the images in a folder and a latency/SLO table per class.
+Then part 2 (`gfdit.cli.demo_elastic`): the same server on emulated GPUs, the
+fixed pipeline against an elastic policy, where requests grow and shrink.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import time
 from pathlib import Path
 
+from gfdit.cli import demo_elastic
 from gfdit.policies import POLICY_DIR
 
 
@@ -31,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=128, help="image height and width")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no per-event progress lines")
+    parser.add_argument("--emulated-only", action="store_true", help="run only part 2 (emulated GPUs)")
+    demo_elastic.add_arguments(parser)
 
 
 class Printer:
@@ -113,15 +118,24 @@ def edit_policy(client, policy_file: Path, say) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from gfdit.server import Server, ServerConfig
-
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     logging.getLogger("gfdit.server.loop").setLevel(logging.CRITICAL)  # the demo prints reload outcomes itself
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    say = Printer()
+    code = 0 if args.emulated_only else real_part(args, out, say)
+    if args.emulate_gpus > 0:
+        print()
+        code = max(code, demo_elastic.run_part(args, out / "emulated", say))
+    return code
+
+
+def real_part(args: argparse.Namespace, out: Path, say: Printer) -> int:
+    """Part 1: the tiny model on CPU workers, live progress, the hot-reload act."""
+    from gfdit.server import Server, ServerConfig
+
     policy_file = out / "policy.gfp"
     shutil.copyfile(args.policy, policy_file)
-    say = Printer()
     say(f"starting a server: tiny model on {args.num_gpus} CPU workers, policy {policy_file} "
         "(a copy: the edits stay out of the repository)")
     config = ServerConfig(model="tiny", num_gpus=args.num_gpus, policy=str(policy_file),

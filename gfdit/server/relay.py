@@ -12,6 +12,8 @@ hands each to `Relay.take`, which tells the request's subscribers (through the
 | `Held` | `held`, with the rule |
 | `Retrying` | `retrying`, with why |
 | `Finished` | the `Result` (with the images of a completed request) |
+
+Task starts and good ends also make the rank timeline (`spans`, see `gfdit.server.spans`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from gfdit.engine.executor import StageEnd
 from gfdit.engine.request import REJECTED
 from gfdit.server.progress import ProgressBook
 from gfdit.server.prometheus import ServerMetrics
+from gfdit.server.spans import SpanRecorder
 
 STAGE_STATE = {"encode": "encoding", "denoise": "running", "decode": "decoding"}
 
@@ -33,6 +36,7 @@ class Relay:
 
     def __init__(self, book: ProgressBook, metrics: ServerMetrics, drop: Callable[[str], None]):
         self.book, self.metrics, self.drop = book, metrics, drop
+        self.spans = SpanRecorder()
         self.HANDLERS = {TaskStarted: self._started, Advanced: self._advanced, Held: self._held,
                          Retrying: self._retrying, Finished: self._finished}
 
@@ -41,6 +45,7 @@ class Relay:
 
     def _started(self, e: TaskStarted, now: float) -> None:
         d, m = e.dispatch, self.metrics
+        self.spans.started(d, now)
         width = len(d.group)
         moved = bool(d.state_ranks) and bool(set(d.group) - set(d.state_ranks))
         with m.lock:
@@ -60,6 +65,7 @@ class Relay:
 
     def _advanced(self, e: Advanced, now: float) -> None:
         d = e.dispatch
+        self.spans.ended(d, now)
         if d.stages[-1] == "denoise":
             self.book.emit(d.request_id, "running", now, stage="denoise", step=d.steps[1],
                            steps=d.request.steps if d.request else d.steps[1], width=len(d.group), ranks=d.group)
@@ -74,10 +80,12 @@ class Relay:
         self.book.emit(e.request_id, "held", now, stage=e.stage, step=e.step, steps=e.steps, message=e.reason)
 
     def _retrying(self, e: Retrying, now: float) -> None:
+        self.spans.dropped(e.request_id)
         self.book.emit(e.request_id, "retrying", now, stage=e.stage, message=e.reason[:1000])
 
     def _finished(self, e: Finished, now: float) -> None:
         outcome = e.outcome
+        self.spans.dropped(outcome.id)
         self.metrics.count_outcome(outcome)
         if outcome.state == REJECTED:
             return

@@ -24,6 +24,7 @@ from gfdit.engine.cluster import Cluster
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.engine import Engine
+from gfdit.engine.executor import Span
 from gfdit.policies import fit_policy, resolve_policy
 from gfdit.server.access import check_bind
 from gfdit.server.calibrate import calibrate, calibration_widths, cpu_contention
@@ -165,6 +166,11 @@ class Server:
             self._thread.join(timeout)
         elif not self._serving:  # started but never served: nothing else will close the workers
             self.close()
+
+    def spans(self) -> list[Span]:
+        """The rank timeline so far (engine seconds; the last `KEEP_SPANS` tasks), for
+        `gfdit.engine.timeline` (the demo draws it)."""
+        return self.loop.relay.spans.spans() if self.loop else []
 
     @property
     def worker_pids(self) -> dict[int, int]:
