@@ -52,12 +52,16 @@ class Message(msgspec.Struct, tag_field="kind", forbid_unknown_fields=True):
 
 
 class GenParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """What to generate for one request; the worker's model adapter reads it."""
+    """What to generate for one request; the worker's model adapter reads it.
+
+    In a `Submit`, height, width and steps may be None: the served model's
+    defaults (the server fills them in at intake and returns the effective values
+    in `Accepted.params`); 0 or less is refused. Workers always get numbers."""
 
     prompt: str
-    height: int
-    width: int
-    steps: int
+    height: int | None
+    width: int | None
+    steps: int | None
     seed: int
     frames: int = 1
     negative_prompt: str = ""
@@ -201,9 +205,11 @@ class Cancel(ClientMessage, tag="cancel"):
 
 
 class StatusQuery(ClientMessage, tag="status"):
-    """The server's state, and one request's when `request_id` is set."""
+    """The server's state, and one request's when `request_id` is set; with `requests`,
+    every live request too (`StatusReply.requests`, at most `MAX_LISTED_REQUESTS`)."""
 
     request_id: str = ""
+    requests: bool = False
 
 
 class Subscribe(ClientMessage, tag="subscribe"):
@@ -254,6 +260,7 @@ class Accepted(ServerMessage, tag="accepted"):
 
     request_id: str
     revision: str = ""
+    params: GenParams | None = None  # what will run: the model's defaults filled in
 
 
 class Rejected(ServerMessage, tag="rejected"):
@@ -329,6 +336,7 @@ class StatusReply(ServerMessage, tag="status_reply"):
 
     server: dict[str, object]
     request: dict[str, object] | None = None
+    requests: list[dict[str, object]] = []
 
 
 class ReloadReply(ServerMessage, tag="reload_reply"):
@@ -356,6 +364,7 @@ ServerReply = Union[
     Accepted, Rejected, ErrorReply, Ack, Pong, Progress, Result, StatusReply, ReloadReply, MetricsReply
 ]
 MAX_FRAMES = 64
+MAX_LISTED_REQUESTS = 1000  # live requests listed by a status query (the oldest first)
 
 
 def kind_table(types: tuple[type, ...]) -> dict[bytes, type]:

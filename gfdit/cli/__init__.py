@@ -19,7 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("gfdit.cli.profile", "time a model's stages and write a cost model"),
     "serve": ("gfdit.cli.serve", "run the server"),
     "generate": ("gfdit.cli.generate", "generate one image through a running server"),
-    "status": ("gfdit.cli.status", "show a running server's status"),
+    "status": ("gfdit.cli.status", "show a running server's status (--requests: its live requests)"),
+    "cancel": ("gfdit.cli.cancel", "cancel requests on a running server"),
     "demo": ("gfdit.cli.demo", "start a server, send a mixed workload, hot-reload its policy"),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import uuid
 
 from gfdit.client.commands import add_client_arguments
 
@@ -11,10 +12,12 @@ from gfdit.client.commands import add_client_arguments
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("prompt")
     parser.add_argument("--out", default="gfdit.png", help="image file to write (default gfdit.png)")
-    parser.add_argument("--height", type=int, default=None)
-    parser.add_argument("--width", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None)
-    parser.add_argument("--frames", type=int, default=1)
+    parser.add_argument("--height", type=int, default=None,
+                        help="pixels (default: the served model's: 1024, or 64 for tiny; shown when accepted)")
+    parser.add_argument("--width", type=int, default=None, help="pixels (default: the served model's, as --height)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="denoising steps (default: the served model's: 28, or 8 for tiny)")
+    parser.add_argument("--frames", type=int, default=1, help="video frames (image models take 1 only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--class", dest="request_class", default=None, help="request class the policy names")
     parser.add_argument("--deadline", type=float, default=None, help="seconds from now")
@@ -34,21 +37,19 @@ def progress_line(event) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Ctrl-C cancels the request on the server (it would run on otherwise) and exits 130."""
     from gfdit.cli.token import resolve_token
     from gfdit.client import Client, GfditError
 
     try:
-        token = resolve_token(args, "gfdit generate")
-        with Client(args.address, token=token, timeout=args.timeout) as client:
-            handle = client.submit(args.prompt, height=args.height, width=args.width, steps=args.steps,
-                                   frames=args.frames, seed=args.seed, request_class=args.request_class,
-                                   deadline=args.deadline, priority=args.priority)
-            print(f"request {handle.request_id}", file=sys.stderr)
-            for event in handle.progress():
-                if hasattr(event, "step"):
-                    print("\r\033[K" + progress_line(event), end="", file=sys.stderr, flush=True)
-            print(file=sys.stderr)
-            result = handle.result()
+        with Client(args.address, token=resolve_token(args, "gfdit generate"), timeout=args.timeout) as client:
+            request_id = uuid.uuid4().hex[:12]
+            try:
+                result = _generate(client, args, request_id)
+            except KeyboardInterrupt:
+                print(f"\ngfdit generate: interrupted; cancelling {request_id}: "
+                      f"{_cancel_quietly(client, request_id)}", file=sys.stderr)
+                return 130
     except (GfditError, TimeoutError, ValueError) as exc:  # ValueError: a bad address or token file
         print(f"\ngfdit generate: {exc}", file=sys.stderr)
         return 1
@@ -59,3 +60,32 @@ def run(args: argparse.Namespace) -> int:
     written = result.save(args.out)
     print(f"done in {result.latency_s:.2f}s{slo}: " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _generate(client, args: argparse.Namespace, request_id: str):
+    handle = client.submit(args.prompt, height=args.height, width=args.width, steps=args.steps,
+                           frames=args.frames, seed=args.seed, request_class=args.request_class,
+                           deadline=args.deadline, priority=args.priority, request_id=request_id)
+    print(f"request {handle.request_id} accepted: {describe(handle.params)}", file=sys.stderr, flush=True)
+    for event in handle.progress():
+        if hasattr(event, "step"):
+            print("\r\033[K" + progress_line(event), end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return handle.result()
+
+
+def describe(params) -> str:
+    """The effective parameters the server will run (its defaults filled in)."""
+    if params is None:
+        return "(parameters not reported)"
+    frames = f" x {params.frames} frames" if params.frames > 1 else ""
+    return f"{params.width}x{params.height}{frames}, {params.steps} steps, seed {params.seed}"
+
+
+def _cancel_quietly(client, request_id: str) -> str:
+    from gfdit.client import GfditError
+
+    try:
+        return client.cancel(request_id)
+    except (GfditError, TimeoutError) as exc:  # not accepted yet, or the server is gone
+        return f"not cancelled ({exc})"

@@ -14,6 +14,7 @@ SHOWN = ("model", "executor", "address", "policy", "revision", "gpus", "free_ran
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request", default="", help="also show this request")
+    parser.add_argument("--requests", action="store_true", help="list the live requests (the oldest 1,000)")
     parser.add_argument("--json", action="store_true", help="print the raw status as JSON")
     add_client_arguments(parser)
 
@@ -26,11 +27,12 @@ def run(args: argparse.Namespace) -> int:
         token = resolve_token(args, "gfdit status")
         with Client(args.address, token=token, timeout=args.timeout, gone_after_s=args.timeout) as client:
             status = client.status(args.request)
+            listed = client.requests() if args.requests else None
     except (GfditError, TimeoutError, ValueError) as exc:  # ValueError: a bad address or token file
         print(f"gfdit status: {exc}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(status, indent=2, default=str))
+        print(json.dumps(status if listed is None else {"status": status, "requests": listed}, indent=2, default=str))
         return 0
     server = status["server"] if args.request else status
     for key in SHOWN:
@@ -41,4 +43,13 @@ def run(args: argparse.Namespace) -> int:
     if args.request:
         request = status["request"]
         print(f"{'request':>14}: " + (json.dumps(request, default=str) if request else "unknown"))
+    if listed is not None:
+        print_requests(listed)
     return 0
+
+
+def print_requests(listed: list[dict]) -> None:
+    print(f"{'requests':>14}: {len(listed)} live" + (" (the oldest 1,000)" if len(listed) >= 1000 else ""))
+    for r in listed:
+        print(f"  {r['id']:<14} {r['state']:<9} class={r['class']:<10} step {r['steps_done']}/{r['steps']} "
+              f"width {r['width']} {r['size']} ranks {r['ranks']}")

@@ -12,6 +12,7 @@ from gfdit.protocol import (
     DEFAULT_ADDRESS,
     Accepted,
     Ack,
+    Cancel,
     ErrorReply,
     GenParams,
     MetricsQuery,
@@ -70,7 +71,7 @@ class Client:
         class's priority.
         """
         params = GenParams(
-            prompt=prompt, height=height or 0, width=width or 0, steps=steps or 0, seed=seed,
+            prompt=prompt, height=height, width=width, steps=steps, seed=seed,
             frames=frames, negative_prompt=negative_prompt, guidance_scale=guidance_scale,
         )
         request_id = request_id or uuid.uuid4().hex[:12]
@@ -86,7 +87,7 @@ class Client:
                 self._conn.untrack(request_id)
             raise RequestRejected(reply.reason)
         self._conn.own(request_id, reply.instance)
-        return RequestHandle(self._conn, request_id)
+        return RequestHandle(self._conn, request_id, reply.params)
 
     def follow(self, request_id: str) -> RequestHandle:
         """A handle on a request submitted elsewhere: its progress from now on, and result."""
@@ -99,6 +100,15 @@ class Client:
         """The server's state; with `request_id`, {"server": ..., "request": ...}."""
         reply = self._call(StatusQuery(request_id=request_id), expect=(StatusReply,))
         return {"server": reply.server, "request": reply.request} if request_id else reply.server
+
+    def requests(self) -> list[dict]:
+        """Every live request (the oldest 1,000): id, state, class, steps done, width, size."""
+        return self._call(StatusQuery(requests=True), expect=(StatusReply,)).requests
+
+    def cancel(self, request_id: str) -> str:
+        """Cancel a request by id (submitted anywhere); returns what happened, like
+        `RequestHandle.cancel`. Raises ServerError("unknown_request") for an unknown id."""
+        return self._call(Cancel(request_id=request_id), expect=(Ack,)).state
 
     def metrics(self) -> dict:
         """{"overall": {...}, "classes": {...}, "prometheus": text}."""

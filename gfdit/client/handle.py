@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from gfdit.client.errors import RequestCancelled, RequestFailed, ServerError
 from gfdit.client.result import GenerationResult, outputs_from
-from gfdit.protocol import Ack, Cancel, ErrorReply, Progress, Result
+from gfdit.protocol import Ack, Cancel, ErrorReply, GenParams, Progress, Result
 
 if TYPE_CHECKING:
     from gfdit.client.connection import Connection
@@ -16,9 +16,10 @@ class RequestHandle:
     """Returned by `Client.submit`. Iterate `progress()` for live events; `result()`
     waits for the end and returns the images or raises a typed error."""
 
-    def __init__(self, conn: "Connection", request_id: str):
+    def __init__(self, conn: "Connection", request_id: str, params: GenParams | None = None):
         self._conn = conn
         self.request_id = request_id
+        self.params = params  # what the server will run (its defaults filled in); None when followed
         self.events: list[Progress] = []
         self._final: tuple[Result, list[bytes]] | None = None
 

@@ -24,9 +24,9 @@ class InvalidSubmit(ValueError):
 def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str) -> tuple[Request, GenParams]:
     """The engine request (arrival `now`) and the worker parameters of one submit."""
     p = msg.params
-    params = GenParams(
-        prompt=p.prompt, height=p.height or config.default_height, width=p.width or config.default_width,
-        steps=p.steps or config.default_steps, seed=p.seed, frames=p.frames,
+    params = GenParams(  # None: the model's default; 0 is refused below, never replaced
+        prompt=p.prompt, height=_or(p.height, config.default_height), width=_or(p.width, config.default_width),
+        steps=_or(p.steps, config.default_steps), seed=p.seed, frames=p.frames,
         negative_prompt=p.negative_prompt, guidance_scale=p.guidance_scale,
     )
     _check_params(params, config)
@@ -58,6 +58,10 @@ def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str) 
     except RequestError as exc:
         raise InvalidSubmit(str(exc)) from None
     return request, params
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value
 
 
 def _check_params(params: GenParams, config: ServerConfig) -> None:

@@ -24,6 +24,7 @@ from typing import Callable
 from gfdit.engine.engine import Engine
 from gfdit.engine.executor import ExecutorGone, RanksLost, StageEnd, TaskEnd, feed
 from gfdit.protocol import (
+    MAX_LISTED_REQUESTS,
     Accepted,
     Ack,
     Cancel,
@@ -257,7 +258,8 @@ class EngineLoop:
         if reason is not None:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
         self.book.open(request.id, peer if msg.subscribe else None)
-        self.send(peer, Accepted(call_id=msg.call_id, request_id=request.id, revision=self.swap.revision))
+        self.send(peer, Accepted(call_id=msg.call_id, request_id=request.id, revision=self.swap.revision,
+                                 params=request.payload))
         tracked = self.engine.active[request.id]
         self.book.emit(request.id, "queued", now, stage="encode", steps=request.steps,
                        message=f"deadline in {tracked.deadline - now:.3f}s" if tracked.deadline != float("inf") else "")
@@ -284,7 +286,8 @@ class EngineLoop:
     def _on_status(self, peer: bytes, msg: StatusQuery) -> None:
         server = report.server_status(self)
         request = report.request_status(self, msg.request_id) if msg.request_id else None
-        self.send(peer, StatusReply(call_id=msg.call_id, server=server, request=request))
+        listed = report.live_requests(self, MAX_LISTED_REQUESTS) if msg.requests else []
+        self.send(peer, StatusReply(call_id=msg.call_id, server=server, request=request, requests=listed))
 
     def _on_subscribe(self, peer: bytes, msg: Subscribe) -> None:
         what = self.book.subscribe(msg.request_id, peer)

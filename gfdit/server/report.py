@@ -61,6 +61,18 @@ def request_status(loop: "EngineLoop", request_id: str) -> dict | None:
     return out
 
 
+def live_requests(loop: "EngineLoop", limit: int) -> list[dict]:
+    """The oldest `limit` live requests, one short line each (for `gfdit status --requests`)."""
+    listed = []
+    for tracked in list(loop.engine.active.values())[:limit]:
+        req = tracked.req
+        listed.append({"id": req.id, "state": tracked.state.value, "class": req.request_class,
+                       "steps_done": tracked.steps_done, "steps": req.steps, "width": tracked.last_width,
+                       "size": f"{req.width}x{req.height}" + (f"x{req.frames}" if req.frames > 1 else ""),
+                       "arrival": req.arrival, "ranks": list(tracked.holders)})
+    return listed
+
+
 def update_gauges(metrics: ServerMetrics, engine) -> None:
     """After a round: the gauges, and the engine's rule-error counts (one series per failing
     rule location: bounded by the rules of the policies that ran)."""

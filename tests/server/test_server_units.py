@@ -23,7 +23,7 @@ def submit(**params):
 
 
 def test_intake_fills_defaults_and_sets_deadline_from_arrival():
-    msg = Submit(params=GenParams(prompt="p", height=0, width=0, steps=0, seed=1), request_class="S",
+    msg = Submit(params=GenParams(prompt="p", height=None, width=None, steps=None, seed=1), request_class="S",
                  deadline_s=3.0, priority=5)
     request, params = build_request(msg, now=10.0, config=CONFIG, fresh_id="r1")
     assert (params.height, params.width, params.steps) == (64, 64, 8)
@@ -35,6 +35,7 @@ def test_intake_fills_defaults_and_sets_deadline_from_arrival():
     (submit(height=-8), "height must be a positive"),
     (submit(width=63), "multiples of 8"),
     (submit(steps=100000), "steps must be at most"),
+    (submit(steps=0), "steps must be a positive integer, got 0"),  # 0 is refused, never the default
     (submit(height=65536, width=65536), "exceeds the limit"),
     (submit(prompt="x" * 20000), "at most 10000 characters"),
     (submit(guidance_scale=float("nan")), "guidance_scale"),
