@@ -2,8 +2,9 @@
 
 Starts max(widths) real workers on this machine, times every stage of each
 shape at each width (see `gfdit.workers.profile`), and writes a cost-model
-directory: one layout JSON per width (docs/evaluation.md format) and
-`migration.json` (the measured state-transfer cost), loadable by
+directory: one layout JSON per width (the GF-DiT format, `gfdit.costmodel_file`)
+and `migration.json` (the state-transfer cost measured between workers 0 and 1;
+with one worker it says why there is none), loadable by
 `gfdit.engine.costmodel.CostModel.load`.
 """
 
@@ -85,7 +86,6 @@ def run(args: argparse.Namespace) -> int:
         step = layout["stages"]["dit_step_chunk"]
         print(f"width {width}: dit_step_chunk r2={step['r2']:.3f}, "
               f"median step {layout['options']['median_step_ms']:.1f} ms")
-    if migration:
-        print(f"migration: {migration['bandwidth_Bps'] / 1e6:.1f} MB/s + {migration['fixed_s'] * 1e3:.2f} ms")
+    print(profile.migration_summary(found, migration))
     print(f"cost model written to {out} in {time.perf_counter() - started:.1f} s")
     return 0

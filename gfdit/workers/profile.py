@@ -11,7 +11,8 @@ Two halves:
 * in the controller, `profile_model` runs encode / denoise / decode tasks at each
   width and shape through a `WorkerPool`, fits each stage to
   ``max(0, a*x^2 + b*x + c)`` ms (`fit_curve`) and returns one layout per width in
-  the cost-model format of docs/evaluation.md, plus the measured migration cost.
+  the GF-DiT cost-model format (`gfdit.costmodel_file`, docs/engine.md "Time and
+  cost"), plus the migration cost measured between two workers (`migration.json`).
 
 Its x variables follow the engine: ``latent_seq_len`` is
 `gfdit.shapes.latent_tokens(H, W, F)`, ``voxels`` is H*W*F.
@@ -105,6 +106,7 @@ class Measurements:
 
     stages: dict[int, dict[str, list[tuple[float, float]]]] = field(default_factory=dict)
     moves: list[tuple[float, float, float]] = field(default_factory=list)  # tokens, bytes, seconds
+    moves_skipped: str = ""  # why no move was measured
 
     def add(self, width: int, stage: str, x: float, seconds: float) -> None:
         self.stages.setdefault(width, {}).setdefault(stage, []).append((float(x), seconds * 1000.0))
@@ -128,6 +130,9 @@ def profile_model(pool, widths: list[int], shapes: list[tuple[int, int, int]], s
                     _record(found, width, tokens, height * width_px * frames, steps, timings)
     if len(pool.pids) >= 2:
         found.moves = _measure_moves(pool, ids, shapes, steps, repeats, prompt)
+    else:
+        found.moves_skipped = (f"measuring a state move needs 2 workers and this profile ran {len(pool.pids)} "
+                               "(give --widths a width of 2 or more)")
     return found
 
 
@@ -183,17 +188,35 @@ def _measure_moves(pool, ids, shapes, steps, repeats, prompt) -> list[tuple[floa
 def migration_fit(moves: list[tuple[float, float, float]]) -> dict:
     """`Migration` fields fitted from measured moves (tokens, bytes, seconds):
     seconds = fixed_s + bytes / bandwidth_Bps and bytes = fixed_bytes +
-    bytes_per_token * tokens (the prompt's bytes fold into fixed_bytes). Empty
-    when the moves cannot tell bandwidth from fixed cost (fewer than 2 sizes)."""
-    if len({b for _, b, _ in moves}) < 2:
+    bytes_per_token * tokens (the prompt's bytes fold into fixed_bytes). When
+    the moves cannot separate bandwidth from fixed cost (one state size, or a
+    time that does not grow with the size: small states on a noisy machine),
+    each line goes through the origin instead (`separable` False): the mean
+    rate, exact on average at the measured sizes. Empty without a move."""
+    if not moves or any(b <= 0 or s <= 0 or t <= 0 for t, b, s in moves):
         return {}
-    per_byte, fixed_s = _linear(moves, 1, 2)
-    per_token, fixed_bytes = _linear(moves, 0, 1)
-    if per_byte <= 0:
-        return {}
+    per_byte, fixed_s = _linear(moves, 1, 2) if len({b for _, b, _ in moves}) >= 2 else (0.0, 0.0)
+    per_token, fixed_bytes = _linear(moves, 0, 1) if len({t for t, _, _ in moves}) >= 2 else (0.0, 0.0)
+    separable = per_byte > 0 and per_token > 0
+    if not separable:
+        tokens, nbytes, seconds = (sum(m[i] for m in moves) for i in range(3))
+        per_byte, fixed_s, per_token, fixed_bytes = seconds / nbytes, 0.0, nbytes / tokens, 0.0
     return {"bandwidth_Bps": 1.0 / per_byte, "fixed_s": max(0.0, fixed_s),
             "bytes_per_token": int(round(per_token)), "bytes_per_text_token": 0,
             "fixed_bytes": int(round(max(0.0, fixed_bytes)))}
+
+
+def migration_summary(found: Measurements, fields: dict) -> str:
+    """One line for the user: what `migration.json` holds, or why it was not written."""
+    if fields:
+        how = "" if fields["fixed_s"] > 0 or fields["fixed_bytes"] > 0 else (
+            " (the moves could not separate bandwidth from latency: one mean rate, no fixed cost)")
+        return (f"migration: {fields['bandwidth_Bps'] / 1e6:.1f} MB/s + {fields['fixed_s'] * 1e3:.2f} ms per move, "
+                f"{fields['bytes_per_token']} bytes per latent token, from {len(found.moves)} moves between "
+                f"workers 0 and 1{how} -> migration.json")
+    why = found.moves_skipped or "no move was measured"
+    return (f"migration.json not written: {why}; the cost model prices moves with the engine's "
+            "default migration cost (docs/engine.md, Migration)")
 
 
 def _linear(rows, xi: int, yi: int) -> tuple[float, float]:

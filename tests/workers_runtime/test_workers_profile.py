@@ -7,7 +7,7 @@ import pytest
 from gfdit.cli import main
 from gfdit.cli.profile import parse_shapes, parse_widths
 from gfdit.engine.costmodel import CostModel, Shape
-from gfdit.workers.profile import fit_curve, migration_fit
+from gfdit.workers.profile import Measurements, fit_curve, migration_fit, migration_summary
 
 STAGES = {"text_encode", "dit_prepare", "timestep_prepare", "dit_step_chunk", "vae_decode", "finalize"}
 
@@ -28,7 +28,25 @@ def test_migration_fit_reads_bandwidth_and_fixed_cost():
     assert fit["bandwidth_Bps"] == pytest.approx(5e8, rel=1e-6)
     assert fit["fixed_s"] == pytest.approx(0.002, rel=1e-6)
     assert (fit["bytes_per_token"], fit["fixed_bytes"]) == (64, 1000)
-    assert migration_fit(moves[:1]) == {}
+    assert migration_fit([]) == {}
+
+
+def test_moves_that_cannot_separate_bandwidth_from_latency_give_one_mean_rate():
+    one_size = [(64, 5096, 0.002 + 5096 / 5e8)] * 2
+    flat = [(16, 2000, 0.0045), (64, 5000, 0.0041), (256, 17000, 0.0043)]  # noise over a fixed latency
+    for moves in (one_size, flat):
+        fit = migration_fit(moves)
+        tokens, nbytes, seconds = (sum(m[i] for m in moves) for i in range(3))
+        assert fit["fixed_s"] == 0.0 and fit["fixed_bytes"] == 0
+        assert fit["bandwidth_Bps"] == pytest.approx(nbytes / seconds)
+        assert fit["bytes_per_token"] == round(nbytes / tokens)
+        line = migration_summary(Measurements(moves=moves), fit)
+        assert "could not separate bandwidth from latency" in line and line.endswith("-> migration.json")
+
+
+def test_the_summary_says_why_no_migration_was_measured():
+    skipped = Measurements(moves_skipped="measuring a state move needs 2 workers and this profile ran 1")
+    assert migration_summary(skipped, {}).startswith("migration.json not written: measuring a state move needs 2")
 
 
 def test_bad_arguments_are_clear_errors():
@@ -47,7 +65,10 @@ def test_profile_tiny_writes_a_loadable_cost_model(tmp_path, capsys):
     code = main(["profile", "tiny", "--widths", "1,2", "--shapes", "32x32,64x64,96x96",
                  "--steps", "3", "--repeats", "1", "--out", str(out)])
     assert code == 0
-    assert "cost model written" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "cost model written" in printed and "-> migration.json" in printed
+    measured = json.loads((out / "migration.json").read_text())  # measured between workers 0 and 1
+    assert measured["bandwidth_Bps"] > 0 and measured["bytes_per_token"] > 0
     cm = CostModel.load(out)
     assert cm.widths == (1, 2)
     for width in (1, 2):
@@ -58,7 +79,17 @@ def test_profile_tiny_writes_a_loadable_cost_model(tmp_path, capsys):
         assert all(ms > 0 for _, ms in step["samples"])
     shape = Shape(tokens=16, text_tokens=13, steps=3, voxels=64 * 64)
     assert all(part > 0 for part in cm.parts(shape, 1))
-    assert cm.migration.bandwidth_Bps > 0 and cm.migration.bytes_per_token > 0
+    assert (cm.migration.bandwidth_Bps, cm.migration.bytes_per_token) == (measured["bandwidth_Bps"],
+                                                                       measured["bytes_per_token"])
+
+
+@pytest.mark.slow
+def test_profile_on_one_worker_says_why_it_wrote_no_migration(tmp_path, capsys):
+    out = tmp_path / "cm"
+    assert main(["profile", "tiny", "--widths", "1", "--shapes", "32x32", "--steps", "2", "--repeats", "1",
+                 "--out", str(out)]) == 0
+    assert "migration.json not written: measuring a state move needs 2 workers" in capsys.readouterr().out
+    assert not (out / "migration.json").exists() and CostModel.load(out).widths == (1,)
 
 
 def test_profile_rejects_bad_shapes_without_starting_workers(tmp_path, capsys):
