@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from gfdit.dsl import ast
 from gfdit.dsl.closure import Code, Compiled, const
 from gfdit.dsl.compile_choice import compile_aggregate, compile_choice
+from gfdit.dsl.compile_cost import cost_call
 from gfdit.dsl.names import REQUEST_FIELDS
-from gfdit.engine.policy import RuleError
 
 # candidate field -> reader; element field -> reader factory (slot)
 REQ_READERS: dict[str, Code] = {
@@ -46,34 +46,6 @@ CLUSTER_READERS: dict[str, Code] = {
     "busy": lambda v, q, e: v.busy, "waiting": lambda v, q, e: v.waiting,
     "running": lambda v, q, e: v.running,
 }
-COST_CALLS = {
-    "step": lambda a: lambda v, q, e: v.step(q, a(v, q, e)),
-    "est": lambda a: lambda v, q, e: v.est(q, a(v, q, e)),
-    "finish": lambda a: lambda v, q, e: v.finish(q, a(v, q, e)),
-    "slack": lambda a: lambda v, q, e: v.slack(q, a(v, q, e)),
-    "gpu_time": lambda a: lambda v, q, e: v.gpu_time(q, a(v, q, e)),
-}
-COST_CALLS_CONST = {
-    "step": lambda c: lambda v, q, e: v.step(q, c), "est": lambda c: lambda v, q, e: v.est(q, c),
-    "finish": lambda c: lambda v, q, e: v.finish(q, c),
-    "slack": lambda c: lambda v, q, e: v.slack(q, c),
-    "gpu_time": lambda c: lambda v, q, e: v.gpu_time(q, c),
-}
-
-
-def located(fn: Code, where: str) -> Code:
-    """`fn`, raising `RuleError(where, cause)` for what it raises (an inner RuleError keeps its place)."""
-    def call(v, q, e):
-        try:
-            return fn(v, q, e)
-        except RuleError:
-            raise
-        except Exception as exc:  # noqa: BLE001 -- any failure of a rule is the rule's error, located
-            raise RuleError(where, exc) from exc
-
-    return call
-
-
 def divide(x: float, y: float) -> float:
     """Division made total: x/0 is +-infinity (0/0 is 0), so no hook raises on it."""
     if y:
@@ -207,10 +179,13 @@ class ExprCompiler:
     def call(self, node: ast.Call) -> Compiled:
         ref = node.ref
         if ref.kind == "cost":
-            arg = self.compile(node.args[0].value)
+            value = node.args[0].value
+            arg, where = self.compile(value), self.where(node.span)
             if arg.is_const:
-                return Compiled(located(COST_CALLS_CONST[node.func](int(arg.const)), self.where(node.span)))
-            return Compiled(located(COST_CALLS[node.func](arg.fn), self.where(node.span)))
+                return Compiled(cost_call(node.func, where, const=int(arg.const)))
+            if isinstance(value, ast.Name) and value.ref is not None and value.ref.kind == "var":
+                return Compiled(cost_call(node.func, where, slot=value.ref.slot))
+            return Compiled(cost_call(node.func, where, arg=arg.fn))
         if ref.kind == "pair":
             a, b = (self.compile(x.value) for x in node.args)
             pick = min if node.func == "min" else max

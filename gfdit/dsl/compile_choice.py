@@ -6,6 +6,7 @@ import math
 
 from gfdit.dsl import ast
 from gfdit.dsl.closure import Compiled, const
+from gfdit.dsl.compile_fast import fast_best, fast_pick
 
 
 def compile_choice(compiler, node: ast.Choice) -> Compiled:
@@ -18,15 +19,25 @@ def compile_choice(compiler, node: ast.Choice) -> Compiled:
     if domain.is_const and where is None and by is None:
         values = domain.const
         return const(values[0] if node.kind == "min" else values[-1])
+    fixed = domain.const if domain.is_const else None  # a constant set: no call per evaluation
     dom = domain.fn
     fallback = orelse.fn if orelse is not None else (lambda v, q, e: None)
+    if fixed is not None:  # the common shapes, one loop each (gfdit.dsl.compile_fast)
+        fast = fast_pick(compiler, node, fixed, fallback) if by is None and where is not None \
+            else fast_best(node, fixed, fallback, compiler.where) if by is not None else None
+        if fast is not None:
+            return Compiled(fast)
     if by is None:
         w = where.fn if where is not None else (lambda v, q, e: True)
         first = node.kind == "min"
+        ordered = None if fixed is None else (fixed if first else tuple(reversed(fixed)))
 
         def pick(v, q, e):
-            values = dom(v, q, e)
-            for k in (values if first else reversed(values)):
+            if ordered is not None:
+                values = ordered
+            else:
+                values = dom(v, q, e) if first else tuple(reversed(dom(v, q, e)))
+            for k in values:
                 e[slot] = k
                 if w(v, q, e):
                     return k
@@ -37,7 +48,7 @@ def compile_choice(compiler, node: ast.Choice) -> Compiled:
 
     def best(v, q, e):
         found, best_value = None, None
-        for k in dom(v, q, e):
+        for k in (fixed if fixed is not None else dom(v, q, e)):
             e[slot] = k
             if w is not None and not w(v, q, e):
                 continue

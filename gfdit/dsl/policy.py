@@ -20,6 +20,7 @@ from gfdit.dsl.compile import ExprCompiler
 from gfdit.dsl.declarations import expand_stages
 from gfdit.dsl.diagnostics import Diagnostic, Report
 from gfdit.dsl.names import STAGE_NAMES
+from gfdit.dsl.static import is_static
 from gfdit.engine.policy import RuleError, Why
 
 MAX_OBSERVED = 6
@@ -42,6 +43,7 @@ class Rule:
     frame: int = 0
     fixed: int | None = None
     loc: str = ""
+    bare: Why | None = None  # Why(where) without values: what a round that does not explain gets
 
 
 class CompiledPolicy:
@@ -64,7 +66,10 @@ class CompiledPolicy:
         self._holds = builder.by_stage(d.holds, lambda r: None)
         self._widths = builder.by_stage(d.width_rules, lambda r: r.expr)
         self._grows = builder.by_stage(d.grows, lambda r: r.bound)
-        self.order_key = builder.order_function(significant_keys(d.orders[0].keys))
+        keys = significant_keys(d.orders[0].keys)
+        self.order_key = builder.order_function(keys)
+        self.static_order = all(is_static(key.expr, d.lets) for key in keys)  # see gfdit.dsl.static
+        self.never_holds = not d.holds
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.name!r}, revision={self.revision!r}, path={self.path!r})"
@@ -88,7 +93,8 @@ class CompiledPolicy:
             for rule in self._holds[req.stage]:
                 frame = [None] * rule.frame if rule.frame else _NO_FRAME
                 if rule.cond(view, req, frame):
-                    return Why(rule.where, _observe(rule, view, req, frame))
+                    return Why(rule.where, _observe(rule, view, req, frame)) if _explains(view) \
+                        else rule.bare
         except RuleError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
@@ -112,6 +118,10 @@ class CompiledPolicy:
         raise AssertionError("the checker guarantees a default width rule per stage")
 
     def _width_of(self, rule: Rule, view, req, frame: list) -> tuple[int, Why]:
+        if not _explains(view):  # nothing reads the values: the width alone
+            if rule.fixed is not None:
+                return rule.fixed, rule.bare
+            return self._allowed(rule.value(view, req, frame)), rule.bare
         if rule.fixed is not None:
             width = rule.fixed
             values = {"width": width, "free": view.free}
@@ -132,6 +142,8 @@ class CompiledPolicy:
                 frame = [None] * rule.frame if rule.frame else _NO_FRAME
                 if rule.cond is None or rule.cond(view, req, frame):
                     bound = self.widths[-1] if rule.value is None else rule.value(view, req, frame)
+                    if not _explains(view):
+                        return self._allowed(bound), rule.bare
                     values = {"up_to": bound, **_observe(rule, view, req, frame)}
                     return self._allowed(bound), Why(rule.where, values)
         except RuleError:
@@ -171,7 +183,8 @@ class _RuleBuilder:
         observed = self._observed(cond, value_node)
         frame = max([frame] + [size for _, _, size in observed])
         return Rule(compiled_cond, value, self.where(span),
-                    tuple((label, fn) for label, fn, _ in observed), frame, fixed, self.compiler.where(span))
+                    tuple((label, fn) for label, fn, _ in observed), frame, fixed, self.compiler.where(span),
+                    Why(self.where(span)))
 
     def by_stage(self, decls: list, value_of) -> dict[str, list[Rule]]:
         table: dict[str, list[Rule]] = {s: [] for s in STAGE_NAMES}
@@ -299,6 +312,11 @@ def _uses_variables(node: object) -> bool:
 
 def _loc(rule: Rule | None) -> str:
     return rule.loc if rule is not None else "<policy>"
+
+
+def _explains(view) -> bool:
+    """Whether anything will read `Why.values` this round (a view without the flag: yes)."""
+    return getattr(view, "explain", True)
 
 
 def _observe(rule: Rule, view, req, frame: list) -> dict[str, object]:

@@ -431,7 +431,8 @@ class Engine:
     # ---- helpers --------------------------------------------------------
     def _view(self, now: float) -> Round:
         free = len(self.cluster.free)
-        return Round(now, self.cluster.gpus, free, self.cluster.busy, lambda: list(self.active.values()))
+        return Round(now, self.cluster.gpus, free, self.cluster.busy, lambda: list(self.active.values()),
+                     self.log is not None)
 
     def _hook_error(self, now: float, err: HookError) -> None:
         """Count a hook error by hook and by rule; log the first of each rule; note it in the decision log."""

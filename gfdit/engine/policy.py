@@ -140,6 +140,8 @@ class RoundView(Protocol):
     @property
     def running(self) -> Sequence[RequestView]: ...  # a task in flight
 
+    explain: bool  # optional (default True): False when nothing reads Why.values this round
+
     def step(self, req: RequestView, k: int) -> float:
         """Time of one denoise step of `req` at width k."""
     def est(self, req: RequestView, k: int) -> float:
@@ -166,6 +168,13 @@ class Policy(Protocol):
                           (a stage not in stage_pools may use every rank).
       classes          -- request classes by name; "default" covers unnamed ones.
       tick             -- seconds between extra rounds, None for event-driven only.
+
+    Optional promises (absent means False), which let the engine do less work
+    for the same decisions:
+      static_order     -- order_key depends only on the request's fixed fields
+                          (id, class, priority, arrival, deadline, shape,
+                          t_single, preemptible): computed once per request.
+      never_holds      -- hold always answers None: not asked.
     """
 
     name: str

@@ -73,7 +73,8 @@ class RoundResult:
     unplaceable: list[tuple[Tracked, str]] = field(default_factory=list)
     reserved: tuple[Tracked, Why] | None = None  # the candidate `reserve` stopped the round for
     passed: list[tuple[Tracked, Why]] = field(default_factory=list)  # competed, got no ranks: why
-    order_keys: dict[str, tuple] = field(default_factory=dict)  # request id -> its order key
+    # (`passed` is filled only when the view explains: the decision log is its one reader)
+    order_keys: dict[str, tuple] = field(default_factory=dict)  # request id -> its order key (explain only)
 
 
 def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: Allocator,
@@ -86,10 +87,12 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
     smallest = policy.widths[0]
     for index, req in enumerate(ordered):
         if alloc.left < smallest:  # nothing more can fit
-            _pass_all(ordered[index:], "engine:full", alloc, out)
+            if view.explain:
+                _pass_all(ordered[index:], "engine:full", alloc, out)
             break
         if not _allocate(policy, view, req, alloc, eligible_of(req), out):
-            _pass_all(ordered[index + 1:], "engine:reserve", alloc, out)  # behind the reserved one
+            if view.explain:
+                _pass_all(ordered[index + 1:], "engine:reserve", alloc, out)  # behind the reserved one
             break
     if out.reserved is None:
         _grow(policy, view, out.grants, alloc, out)
@@ -98,6 +101,8 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
 
 
 def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResult) -> list[Tracked]:
+    if getattr(policy, "never_holds", False):
+        return candidates
     competing = []
     hold = policy.hold
     for req in candidates:
@@ -116,15 +121,23 @@ def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResu
 def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResult) -> list[Tracked]:
     keyed: list[tuple[Any, float, str, int]] = []  # ids are unique: the index is never compared
     order_key = policy.order_key
+    static = getattr(policy, "static_order", False)
     failed = False
     for index, req in enumerate(competing):
-        try:
-            key = order_key(view, req)
-        except Exception as exc:  # noqa: BLE001 -- contained hook error
-            _error(policy, req, "order", exc, out)
-            key, failed = (), True
+        memo = req.order_memo
+        if static and memo is not None and memo[0] is policy:
+            key = memo[1]  # the same every round: computed once for this policy
+        else:
+            try:
+                key = order_key(view, req)
+                if static:
+                    req.order_memo = (policy, key)
+            except Exception as exc:  # noqa: BLE001 -- contained hook error
+                _error(policy, req, "order", exc, out)
+                key, failed = (), True
         keyed.append((key, req.req.arrival, req.req.id, index))
-        out.order_keys[req.req.id] = key
+    if view.explain:
+        out.order_keys.update((item[2], item[0]) for item in keyed)
     try:
         if not failed:
             keyed.sort()
@@ -167,9 +180,11 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
         if policy.on_short == "reserve":
             out.reserved = (req, Why("engine:reserve", {"wanted": width, "free": alloc.free_count()}))
             return False
-        smaller = [w for w in policy.widths if w < width and alloc.fits(eligible, w)]
-        if policy.on_short != "shrink" or not smaller:
-            _short(out, req, why, wanted, width, alloc, policy.on_short)
+        smaller = [w for w in policy.widths if w < width and alloc.fits(eligible, w)] \
+            if policy.on_short == "shrink" else []
+        if not smaller:
+            if view.explain:
+                _short(out, req, why, wanted, width, alloc, policy.on_short)
             return True
         width, action = smaller[-1], action.replace("fit", "shrink")
     alloc.add(req, eligible, width)

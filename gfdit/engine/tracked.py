@@ -31,7 +31,7 @@ class Tracked:
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
-                 "busy_rank_s", "reason", "finish")
+                 "busy_rank_s", "reason", "finish", "order_memo")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
         self.req = req
@@ -60,6 +60,7 @@ class Tracked:
         self.busy_rank_s = 0.0
         self.reason: str | None = None
         self.finish: float | None = None
+        self.order_memo: tuple[object, tuple] | None = None  # (policy, key) of a static order key
 
     # ---- cost-model parts at a width (cached per request) ---------------
     def parts(self, width: int) -> tuple[float, float, float]:

@@ -6,6 +6,11 @@ end, as if it all ran at width k), `finish(k) = now + est(k)`, `slack(k) =
 deadline - finish(k)`, `gpu_time(k)` the remaining denoise time times k. A
 width the cost model lacks raises `CostModelError` (a hook that lets it
 escape is contained by the engine like any other hook error).
+
+`explain` is False when nothing will read the values a hook observes
+(`Why.values`: the engine has no decision log); a hook may then leave them
+out, which is most of a round's cost in the simulator. Decisions never depend
+on it.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from .tracked import Tracked
 class Round:
     """One round's snapshot: clock, cluster counts, the queue (built on first use)."""
 
-    __slots__ = ("now", "gpus", "free", "busy", "_active", "_waiting", "_running")
+    __slots__ = ("now", "gpus", "free", "busy", "explain", "_active", "_waiting", "_running")
 
     def __init__(self, now: float, gpus: int, free: int, busy: int,
-                 active: Callable[[], Sequence[Tracked]]):
+                 active: Callable[[], Sequence[Tracked]], explain: bool = True):
         self.now = now
+        self.explain = explain  # False: nobody reads Why.values this round (no decision log)
         self.gpus = gpus
         self.free = free
         self.busy = busy

@@ -1,0 +1,97 @@
+"""Choices over a constant width set whose test is one cost call: the width rule's common shape.
+
+`min k in widths where finish(k) <= req.deadline` and `argmin k in widths by
+finish(k)` are what most width rules say. Compiled generically, every k costs
+a handful of closure calls; here the k-invariant side (a literal, a param, a
+request field, a cluster count: values that cannot fail) is read once, the
+view's cost method is looked up once, and the loop calls it directly. Same
+values, same order of evaluation for everything that can fail, same error
+location (the cost call's `file:line:col`).
+"""
+
+from __future__ import annotations
+
+import operator
+
+from gfdit.dsl import ast
+from gfdit.dsl.names import COST_FUNCTIONS
+from gfdit.engine.policy import RuleError
+
+COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+           "==": operator.eq, "!=": operator.ne}
+FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def variable_cost_call(node: object, slot: int) -> ast.Call | None:
+    """`node` if it is `COST(k)` with k the choice variable at `slot`."""
+    if isinstance(node, ast.Call) and node.ref is not None and node.ref.kind == "cost":
+        arg = node.args[0].value
+        if isinstance(arg, ast.Name) and arg.ref is not None and arg.ref.kind == "var" and arg.ref.slot == slot:
+            return node
+    return None
+
+
+def _cannot_fail(node: object) -> bool:
+    """A value read without any call that could raise: a literal, a param, a request field, a cluster count."""
+    if isinstance(node, (ast.Num, ast.Dur)):
+        return True
+    if isinstance(node, ast.Field):
+        return node.ref is not None and node.ref.kind == "req"
+    if isinstance(node, ast.Name):
+        return node.ref is not None and node.ref.kind in ("param", "cluster")
+    return False
+
+
+def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
+    """`min|max k in CONST where COST(k) OP X` (or `X OP COST(k)`) as one loop; None if not that shape."""
+    where = node.where
+    if not isinstance(where, ast.Binary) or where.op not in COMPARE:
+        return None
+    call, other, op = variable_cost_call(where.left, node.slot), where.right, where.op
+    if call is None:
+        call, other, op = variable_cost_call(where.right, node.slot), where.left, FLIPPED[where.op]
+    if call is None or not _cannot_fail(other):
+        return None
+    method, test = COST_FUNCTIONS[call.func][0], COMPARE[op]
+    bound = compiler.compile(other).fn
+    loc = compiler.where(call.span)
+    ordered = values if node.kind == "min" else tuple(reversed(values))
+
+    def pick(v, q, e):
+        x = bound(v, q, e)
+        cost = getattr(v, method)
+        try:
+            for k in ordered:
+                if test(cost(q, k), x):
+                    return k
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
+            raise RuleError(loc, exc) from exc
+        return fallback(v, q, e)
+
+    return pick
+
+
+def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
+    """`argmin|argmax k in CONST by COST(k)` (no where) as one loop; None if not that shape."""
+    call = variable_cost_call(node.by, node.slot) if node.where is None else None
+    if call is None:
+        return None
+    method, lower, loc = COST_FUNCTIONS[call.func][0], node.kind == "argmin", loc_of(call.span)
+
+    def best(v, q, e):
+        cost = getattr(v, method)
+        found, best_value = None, None
+        try:
+            for k in values:
+                value = cost(q, k)
+                if found is None or (value < best_value if lower else value > best_value):
+                    found, best_value = k, value
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
+            raise RuleError(loc, exc) from exc
+        return found if found is not None else fallback(v, q, e)
+
+    return best
