@@ -10,6 +10,10 @@ holds the wanted number of requests. Each policy is timed over the same trace
 in one run, best of `--repeats`: wall seconds and CPU seconds of this process
 (the CPU figure is the one to trust on a shared, loaded machine; the load
 average is recorded next to it).
+
+`--against DIR` also times the compiled row with the gfdit of another
+checkout (e.g. a worktree of an older commit), alternating with this one in
+child processes, so the ratio is measured side by side under the same load.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -68,10 +74,41 @@ def measure(policy, workload: Workload, cost_model: CostModel, repeats: int) -> 
             "simulated_s": result.end_time}
 
 
+CHILD = """
+import sys, time
+sys.path.insert(0, {bench!r})
+from sim_speed import trace
+from gfdit.engine.costmodel import CostModel
+from gfdit.engine.simulator import simulate
+from gfdit.engine.workload import shipped_cost_model
+from gfdit.policies import resolve_policy
+cm = CostModel.load(shipped_cost_model("qwen-h20"))
+w = trace({n}, cm)
+p = resolve_policy("edf_best_fit", {{"chunk": "1"}})
+t = time.process_time(); simulate(p, w, cm, 4, time_rounds=False)
+print(sum(r.steps for r in w.requests) / (time.process_time() - t))
+"""
+
+
+def side_by_side(against: str, n: int, repeats: int) -> dict:
+    """Compiled request-steps per CPU second here and in `against`, alternating, best of `repeats`."""
+    trees = {"this checkout": str(Path(__file__).resolve().parents[1]), "against": str(Path(against).resolve())}
+    best = dict.fromkeys(trees, 0.0)
+    for _ in range(repeats):
+        for label, tree in trees.items():
+            env = dict(os.environ, PYTHONPATH=tree, OMP_NUM_THREADS="1")
+            out = subprocess.run([sys.executable, "-c", CHILD.format(bench=str(Path(__file__).parent), n=n)],
+                                 env=env, cwd=tree, capture_output=True, text=True, check=True).stdout
+            best[label] = max(best[label], float(out.split()[-1]))
+    return {"against": trees["against"], "steps_per_cpu_s": best,
+            "ratio": best["this checkout"] / best["against"]}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--against", help="another checkout's root: time its compiled path side by side")
     args = parser.parse_args()
     cost_model = CostModel.load(shipped_cost_model("qwen-h20"))
     workload = trace(args.requests, cost_model)
@@ -80,6 +117,8 @@ def main() -> int:
               "gpus": GPUS, "offered_load": LOAD, "repeats": args.repeats, "machine": platform.machine(),
               "python": platform.python_version(), "cpus": os.cpu_count(),
               "load_average_1m": os.getloadavg()[0], "runs": runs}
+    if args.against:
+        report["side_by_side"] = side_by_side(args.against, args.requests, args.repeats)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "sim_speed.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Simulator speed: {report['requests']} requests x 50 steps, {GPUS} GPUs, load {LOAD}", "",
@@ -89,6 +128,12 @@ def main() -> int:
     for name, r in runs.items():
         lines.append(f"| {name} | {r['rounds']} | {r['wall_s']:.2f} | {r['cpu_s']:.2f} | "
                      f"{r['steps_per_cpu_s']:,.0f} | {r['slo_attainment']:.1%} | {r['mean_latency_s']:.1f} |")
+    if args.against:
+        sbs = report["side_by_side"]
+        lines += ["", f"Side by side (compiled, alternating child processes, best of {args.repeats}): "
+                  f"{sbs['steps_per_cpu_s']['this checkout']:,.0f} request-steps / CPU s here, "
+                  f"{sbs['steps_per_cpu_s']['against']:,.0f} with `{sbs['against']}`: "
+                  f"{sbs['ratio']:.2f}x"]
     (RESULTS / "sim_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

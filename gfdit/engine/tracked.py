@@ -27,7 +27,7 @@ class Clock:
 class Tracked:
     """An accepted request's progress through its trajectory (implements RequestView)."""
 
-    __slots__ = ("req", "_clock", "_cm", "_parts", "state", "deadline", "priority",
+    __slots__ = ("req", "_clock", "_cm", "_parts", "_prepare", "state", "deadline", "priority",
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
@@ -38,6 +38,7 @@ class Tracked:
         self._clock = clock
         self._cm = cm
         self._parts: dict[int, tuple[float, float, float]] = {}
+        self._prepare: dict[int, float] = {}
         self.t_single = req.t_single if req.t_single is not None else cm.t_single(req.shape)
         self.deadline = _deadline(req, spec, self.t_single)
         self.priority = req.priority if req.priority is not None else (spec.priority if spec else 0)
@@ -69,14 +70,21 @@ class Tracked:
             hit = self._parts[width] = self._cm.parts(self.req.shape, width)
         return hit
 
+    def prepare_s(self, width: int) -> float:
+        """The DiT's set-up at `width` (paid by the task with the first denoise step); cached."""
+        hit = self._prepare.get(width)
+        if hit is None:
+            hit = self._prepare[width] = self._cm.prepare_s(self.req.shape, width)
+        return hit
+
     def remaining_s(self, width: int) -> float:
         encode, step, decode = self._parts.get(width) or self.parts(width)
-        prepare = self._cm.prepare_s(self.req.shape, width) if self.steps_done == 0 else 0.0
+        prepare = self.prepare_s(width) if self.steps_done == 0 else 0.0
         return (0.0 if self.encoded else encode) + prepare + (self.req.steps - self.steps_done) * step + decode
 
     def task_s(self, task: Task, width: int) -> float:
         encode, step, decode = self.parts(width)
-        prepare = self._cm.prepare_s(self.req.shape, width) if task.step_begin == 0 < task.step_end else 0.0
+        prepare = self.prepare_s(width) if task.step_begin == 0 < task.step_end else 0.0
         return ((encode if task.encode else 0.0) + prepare + (task.step_end - task.step_begin) * step
                 + (decode if task.decode else 0.0))
 
