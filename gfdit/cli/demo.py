@@ -17,11 +17,15 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
 
 from gfdit.cli import demo_elastic
+from gfdit.engine.costmodel import CostModelError
+from gfdit.engine.policy_check import PolicyError
+from gfdit.engine.request import RequestError
 from gfdit.policies import POLICY_DIR
 
 
@@ -122,11 +126,18 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("gfdit.server.loop").setLevel(logging.CRITICAL)  # the demo prints reload outcomes itself
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    try:  # part 2's options are checked before part 1 starts
+        if args.emulate_gpus < 0 or (args.emulated_only and args.emulate_gpus == 0):
+            raise ValueError(f"--emulate-gpus must be >= 1 for part 2 (0 skips it), got {args.emulate_gpus}")
+        prepared = demo_elastic.prepare(args) if args.emulate_gpus > 0 else None
+    except (PolicyError, RequestError, CostModelError, ValueError) as exc:
+        print(f"gfdit demo: {exc}", file=sys.stderr)
+        return 2
     say = Printer()
     code = 0 if args.emulated_only else real_part(args, out, say)
-    if args.emulate_gpus > 0:
+    if prepared is not None:
         print()
-        code = max(code, demo_elastic.run_part(args, out / "emulated", say))
+        code = max(code, demo_elastic.run_part(args, out / "emulated", say, prepared))
     return code
 
 

@@ -115,18 +115,31 @@ def serve_trace(policy: str, workload, cost_model_dir: Path, args: argparse.Name
     return run
 
 
-def run_part(args: argparse.Namespace, out: Path, say) -> int:
-    """Part 2 of the demo (see the module doc); returns 0 when every request completed."""
+def prepare(args: argparse.Namespace) -> tuple[dict, object]:
+    """The trace (JSON and `Workload`) part 2 will serve; checks the options before anything starts.
+    Raises PolicyError / RequestError / CostModelError with a one-line reason."""
     from gfdit.engine.costmodel import CostModel
     from gfdit.engine.workload import Workload, shipped_cost_model
     from gfdit.engine.workload_gen import generate, load_profile
+    from gfdit.policies import resolve_policy
+
+    for policy in (FIXED_POLICY, args.elastic_policy):
+        resolve_policy(policy)  # an unknown name or a .gfp that does not compile: say so now
+    if not args.time_scale > 0:
+        raise ValueError(f"--time-scale must be positive, got {args.time_scale}")
+    trace = generate(load_profile("short"), CostModel.load(shipped_cost_model("qwen-h20")), args.emulate_gpus,
+                     args.load, args.seed, duration_scale=args.trace_span)
+    return trace, Workload.from_json(trace)
+
+
+def run_part(args: argparse.Namespace, out: Path, say, prepared: tuple[dict, object] | None = None) -> int:
+    """Part 2 of the demo (see the module doc); returns 0 when every request completed."""
+    from gfdit.engine.workload import shipped_cost_model
     from gfdit.server.summary_table import compare_table
 
+    trace, workload = prepared or prepare(args)
     out.mkdir(parents=True, exist_ok=True)
     cost_model_dir = shipped_cost_model("qwen-h20")
-    trace = generate(load_profile("short"), CostModel.load(cost_model_dir), args.emulate_gpus, args.load,
-                     args.seed, duration_scale=args.trace_span)
-    workload = Workload.from_json(trace)
     workload.save(out / "trace.json")
     counts = trace["metadata"]["class_counts"]
     say(f"part 2: the same server on {args.emulate_gpus} emulated GPUs (Qwen-Image on H20 cost model, "

@@ -67,3 +67,17 @@ def test_width_changes_reads_the_running_events_only():
               ev("running", 4, 0), ev("running", 4, 10), ev("migrated", 2, steps=0), ev("running", 2, 10),
               ev("running", 2, 20), ev("decoding", 1, 50, stage="decode")]
     assert demo_elastic.width_changes(events) == [(4, 2, 10, 50)]
+
+
+@pytest.mark.parametrize("option, message", [
+    (["--elastic-policy", "nope"], "unknown policy 'nope'"),
+    (["--load", "0"], "load > 0"),
+    (["--time-scale", "0"], "--time-scale must be positive"),
+    (["--emulate-gpus", "-1"], "--emulate-gpus must be >= 1"),
+])
+def test_bad_part_two_options_are_refused_before_anything_starts(tmp_path, capsys, option, message):
+    from gfdit.cli import main
+
+    assert main(["demo", "--out", str(tmp_path), *option]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "policy.gfp").exists()  # part 1 never started (it copies the policy first)
