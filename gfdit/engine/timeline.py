@@ -46,7 +46,7 @@ class Bar:
     request_id: str
     kind: str  # "encode" | "denoise" | "decode" | "migrate"
     width: int  # ranks in the task's group
-    color: int  # the request's colour index (requests in order of first appearance)
+    color: int  # the request's colour, an index into a palette of PALETTE (see `request_colors`)
     run_end: float = 0.0  # set on the bar that labels a run (consecutive denoise tasks on one group): its end
 
 
@@ -60,9 +60,7 @@ def timeline_bars(spans: Sequence[Span]) -> list[Bar]:
     """Every rectangle of the timeline; each request keeps one colour index throughout, and
     each run of its denoise tasks on one group is labelled once (request and width)."""
     ordered = sorted(spans, key=lambda s: (s.start, s.request_id))
-    colors: dict[str, int] = {}
-    for span in ordered:
-        colors.setdefault(span.request_id, len(colors))
+    colors = request_colors(ordered)
     run_ends = _run_ends(ordered)
     bars: list[Bar] = []
     for span in ordered:
@@ -74,6 +72,25 @@ def timeline_bars(spans: Sequence[Span]) -> list[Bar]:
             bars.append(Bar(rank, compute, span.end - compute, span.request_id, stage_kind(span), width, color,
                             run_end))
     return bars
+
+
+PALETTE = 20  # matplotlib's tab20
+
+
+def request_colors(spans: Sequence[Span], palette: int = PALETTE) -> dict[str, int]:
+    """A colour per request such that requests alive at the same time (first start to last end)
+    differ whenever at most `palette` are: each takes the colour freed longest ago."""
+    life: dict[str, tuple[float, float]] = {}
+    for span in spans:
+        start, end = life.get(span.request_id, (span.start, span.end))
+        life[span.request_id] = (min(start, span.start), max(end, span.end))
+    free_at = [float("-inf")] * palette
+    colors: dict[str, int] = {}
+    for request_id, (_, end) in sorted(life.items(), key=lambda item: (item[1][0], item[0])):
+        color = min(range(palette), key=free_at.__getitem__)
+        colors[request_id] = color
+        free_at[color] = end
+    return colors
 
 
 def _run_ends(ordered: Sequence[Span]) -> dict[str, float]:
@@ -133,7 +150,7 @@ def _draw_panel(ax, bars: list[Bar], gpus: int, title: str) -> None:
         groups.setdefault((bar.rank, bar.color, bar.kind), []).append((bar.start, bar.length))
     for (rank, color, kind), parts in groups.items():
         hatch = STAGE_HATCH.get(kind, "")
-        ax.broken_barh(parts, (rank - 0.4, 0.8), facecolors=cmap(color % 20), edgecolor="black",
+        ax.broken_barh(parts, (rank - 0.4, 0.8), facecolors=cmap(color), edgecolor="black",
                        linewidth=0.4 if hatch else 0.0, hatch=hatch)
     end = max((b.start + b.length for b in bars), default=1.0)
     for bar in bars:  # each run long enough to hold it: request and width, on the group's lowest rank

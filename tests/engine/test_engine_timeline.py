@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gfdit.engine.executor import Span
-from gfdit.engine.timeline import plot_timelines, timeline_bars
+from gfdit.engine.timeline import PALETTE, plot_timelines, request_colors, timeline_bars
 
 SPANS = [
     Span("a", "a.0", "encode", (0, 0), (0,), 0.0, 1.0, 0.0),
@@ -28,6 +28,20 @@ def test_each_request_keeps_its_own_colour_and_every_bar_its_width():
     assert widths[("b", 1.0, "denoise")] == 2  # a task with denoise steps draws as denoise
     assert sum(1 for b in bars if b.kind == "migrate") == 2 + 4  # on every rank of the new group
     assert len([b for b in bars if b.rank == 1 and b.request_id == "a"]) == 5
+
+
+def test_requests_alive_at_the_same_time_never_share_a_colour():
+    # one long request beside 59 short ones that come and go (at most 3 alive at once): colours by
+    # order of arrival alone would give r20 and r40 the long request's colour while it runs
+    spans = [Span("r00", "r00.0", "denoise", (0, 50), (0,), 0.0, 100.0, 0.0)]
+    spans += [Span(f"r{i:02d}", f"r{i:02d}.0", "denoise", (0, 5), (1 + i % 2,), float(i), i + 1.5, 0.0)
+              for i in range(1, 60)]
+    colors = request_colors(spans)
+    assert len(colors) == 60 and set(colors.values()) <= set(range(PALETTE))
+    for a in spans:
+        for b in spans:
+            if a is not b and a.start < b.end and b.start < a.end:
+                assert colors[a.request_id] != colors[b.request_id], (a.request_id, b.request_id)
 
 
 def test_a_run_of_tasks_on_one_group_is_labelled_once_on_its_lowest_rank():
