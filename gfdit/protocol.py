@@ -115,12 +115,30 @@ class WorkerHello(Message, tag="worker_hello"):
     proof: str
 
 
+class ModelLimits(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What the loaded model can generate, from its adapter (so the server refuses the
+    rest at intake without importing torch). 0 means no such rule.
+
+    video          -- frames > 1 allowed (an image model takes 1 frame only).
+    pixel_multiple -- height and width must be multiples of this.
+    frame_step     -- frames must be 1 more than a multiple of this (e.g. Wan: 4).
+    max_side       -- the largest height or width the model's positions cover.
+    """
+
+    family: str = ""
+    video: bool = False
+    pixel_multiple: int = 8
+    frame_step: int = 0
+    max_side: int = 0
+
+
 class WorkerReady(Message, tag="worker_ready"):
-    """A worker joined the world and loaded its model."""
+    """A worker joined the world and loaded its model (`limits`: None when emulated)."""
 
     rank: int
     pid: int
     device: str
+    limits: ModelLimits | None = None
 
 
 class TaskDone(Message, tag="task_done"):

@@ -87,6 +87,11 @@ class ProcessExecutor:
         return None  # learnt from the workers
 
     @property
+    def limits(self):
+        """What the served model can generate (`ModelLimits`), None when emulated."""
+        return self.pool.limits
+
+    @property
     def recovering(self) -> bool:
         return self._recovering is not None
 

@@ -10,7 +10,7 @@ import math
 import re
 
 from gfdit.engine.request import Request, RequestError
-from gfdit.protocol import GenParams, Submit
+from gfdit.protocol import GenParams, ModelLimits, Submit
 from gfdit.server.config import ServerConfig
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
@@ -21,8 +21,10 @@ class InvalidSubmit(ValueError):
     """A submit that cannot become a request; the message says which field and why."""
 
 
-def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str) -> tuple[Request, GenParams]:
-    """The engine request (arrival `now`) and the worker parameters of one submit."""
+def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str,
+                  limits: ModelLimits | None = None) -> tuple[Request, GenParams]:
+    """The engine request (arrival `now`) and the worker parameters of one submit;
+    `limits`: the served model's (from its workers), refused here with the reason."""
     p = msg.params
     params = GenParams(  # None: the model's default; 0 is refused below, never replaced
         prompt=p.prompt, height=_or(p.height, config.default_height), width=_or(p.width, config.default_width),
@@ -30,6 +32,8 @@ def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str) 
         negative_prompt=p.negative_prompt, guidance_scale=p.guidance_scale,
     )
     _check_params(params, config)
+    if limits is not None:
+        _check_model(params, limits)
     request_id = msg.request_id or fresh_id
     if not REQUEST_ID.match(request_id):
         raise InvalidSubmit(f"request_id must be 1-64 characters of [A-Za-z0-9_.:-], got {request_id[:80]!r}")
@@ -84,3 +88,22 @@ def _check_params(params: GenParams, config: ServerConfig) -> None:
         raise InvalidSubmit(f"guidance_scale must be in 0..100, got {params.guidance_scale}")
     if not -(1 << 63) <= params.seed < (1 << 63):
         raise InvalidSubmit(f"seed must fit in 64 bits, got {params.seed}")
+
+
+def _check_model(params: GenParams, limits: ModelLimits) -> None:
+    """What the model itself cannot take (its adapter's rules), refused before any attempt."""
+    model = limits.family or "this model"
+    if params.frames != 1 and not limits.video:
+        raise InvalidSubmit(f"{model} makes images: frames must be 1, got {params.frames}")
+    if limits.frame_step and (params.frames - 1) % limits.frame_step:
+        step = limits.frame_step
+        below = (params.frames - 1) // step * step + 1
+        raise InvalidSubmit(f"{model}: frames must be 1 more than a multiple of {step} "
+                            f"(e.g. {below} or {below + step}), got {params.frames}")
+    multiple = limits.pixel_multiple
+    if multiple > 1 and (params.height % multiple or params.width % multiple):
+        raise InvalidSubmit(f"{model}: height and width must be multiples of {multiple}, "
+                            f"got {params.height}x{params.width}")
+    if limits.max_side and max(params.height, params.width) > limits.max_side:
+        raise InvalidSubmit(f"{model}: height and width can be at most {limits.max_side} "
+                            f"(its position embedding's range), got {params.height}x{params.width}")

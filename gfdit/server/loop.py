@@ -249,7 +249,8 @@ class EngineLoop:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
         now = self.clock.now()
         try:
-            request, _ = build_request(msg, now, self.config, "" if msg.request_id else self._fresh_id())
+            request, _ = build_request(msg, now, self.config, "" if msg.request_id else self._fresh_id(),
+                                       limits=self.executor.limits)
         except InvalidSubmit as exc:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=f"invalid request: {exc}"))
         if self.book.known(request.id):

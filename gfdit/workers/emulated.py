@@ -29,6 +29,10 @@ class EmulatedRuntime:
 
     device = "emulated"
 
+    def limits(self) -> None:
+        """No model, no limits: the server applies only its configured ones."""
+        return None
+
     def __init__(self, rank: int) -> None:
         self.rank = rank
         self.states: set[str] = set()

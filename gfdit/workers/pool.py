@@ -142,6 +142,7 @@ class WorkerPool:
         self._seq = 0
         self._dir: Path | None = None
         self.dead_ranks: set[int] = set()
+        self.limits = None  # ModelLimits from rank 0's WorkerReady
         self.start()
 
     # ---- life cycle ------------------------------------------------------
@@ -357,6 +358,8 @@ class WorkerPool:
         child.last_seen = time.monotonic()
         if isinstance(msg, WorkerReady):
             child.ready = True
+            if msg.rank == 0:
+                self.limits = msg.limits  # the model's limits (None when emulated), for intake
         elif isinstance(msg, TaskDone):
             self._task_done(msg, payload)
         elif isinstance(msg, WorkerError) and msg.fatal and child.ready:

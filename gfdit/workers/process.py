@@ -152,6 +152,11 @@ class ModelRuntime:
     def drop(self, request_id: str) -> None:
         self.states.pop(request_id, None)
 
+    def limits(self):
+        """The model's `ModelLimits` (sent in `WorkerReady`), if its adapter states them."""
+        limits = getattr(self.adapter, "limits", None)
+        return limits() if callable(limits) else None
+
     def close(self) -> None:
         if not self.pending.wait_all(timeout_s=10.0):
             _log(self.rank, "some state sends never completed (their receivers are gone)")
@@ -177,7 +182,8 @@ class Worker:
     def serve(self) -> int:
         """Announce readiness, then run messages in order until `Shutdown`."""
         self.heartbeat.start()
-        self._send(WorkerReady(rank=self.rank, pid=os.getpid(), device=str(self.runtime.device)))
+        self._send(WorkerReady(rank=self.rank, pid=os.getpid(), device=str(self.runtime.device),
+                               limits=self.runtime.limits()))
         handlers = {RunTask: self._run_task, DropState: self._drop, Shutdown: self._shutdown}
         try:
             while not self.stopping.is_set():

@@ -88,3 +88,15 @@ def test_a_real_worker_killed_mid_request_is_recovered(real_server):
         assert status["pool_restarts"] == 1 and status["lost_ranks"] == []
         after = client.submit("after the restart", height=64, width=64, steps=2, seed=9).result(timeout=300)
         assert after.outputs and after.outputs[0].mime == "image/png"
+
+
+def test_a_frame_count_the_model_cannot_take_is_refused_at_intake(real_server):
+    from gfdit.client import RequestRejected
+
+    limits = real_server.loop.executor.limits  # learnt from the workers at start-up
+    assert limits is not None and limits.video is False
+    with Client(real_server.address, timeout=60) as client:
+        before = client.status()["outcomes"]
+        with pytest.raises(RequestRejected, match="makes images: frames must be 1, got 2"):
+            client.submit("a video", frames=2)
+        assert client.status()["running"] == 0 and client.status()["outcomes"].get("failed") == before.get("failed")

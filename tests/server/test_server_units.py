@@ -1,10 +1,11 @@
 """Server parts that need no processes: intake checks, access rules, metrics text, progress order, demo edits."""
 
 import itertools
+import re
 
 import pytest
 
-from gfdit.protocol import GenParams, Progress, Result, Submit
+from gfdit.protocol import GenParams, ModelLimits, Progress, Result, Submit
 from gfdit.server.access import AccessError, TokenCheck, check_bind, is_local
 from gfdit.server.config import ServerConfig
 from gfdit.server.demo_workload import broken_edit, good_edit, mixed_workload
@@ -148,3 +149,17 @@ def test_reload_of_a_missing_policy_file_is_file_not_found_not_policy_text(tmp_p
     with Client("tcp://127.0.0.1:9", timeout=1.0) as client:  # nothing is sent: the check is local
         with pytest.raises(FileNotFoundError, match="policy file not found"):
             client.reload_policy(str(tmp_path / "typo.gfp"))
+
+
+@pytest.mark.parametrize("params, limits, needle", [
+    (dict(frames=2), ModelLimits(family="flux"), "flux makes images: frames must be 1, got 2"),
+    (dict(frames=6), ModelLimits(family="wan", video=True, frame_step=4),
+     "wan: frames must be 1 more than a multiple of 4 (e.g. 5 or 9), got 6"),
+    (dict(height=72), ModelLimits(family="qwenimage", pixel_multiple=16), "multiples of 16, got 72x64"),
+    (dict(height=2048), ModelLimits(family="wan", video=True, max_side=1024), "at most 1024"),
+])
+def test_intake_refuses_what_the_model_cannot_take(params, limits, needle):
+    with pytest.raises(InvalidSubmit, match=re.escape(needle)):
+        build_request(submit(**params), now=0.0, config=CONFIG, fresh_id="r", limits=limits)
+    ok = dict(frames=5) if limits.video else {}
+    build_request(submit(**ok), now=0.0, config=CONFIG, fresh_id="r", limits=limits)  # and takes what it can

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import msgspec
 import numpy
@@ -172,3 +173,29 @@ def test_processor_swap_keeps_the_call_signature():
     model = sp_cases.adapter("pixart")
     processors = {type(p) for p in model.pipe.transformer.attn_processors.values()}
     assert processors == {UlyssesAttnProcessor2_0}
+
+
+@pytest.mark.parametrize("family", sorted(PARAMS))
+def test_limits_state_what_check_refuses(family):
+    # the server refuses at intake from these limits; they must agree with the adapter's own check
+    from gfdit.server.config import ServerConfig
+    from gfdit.server.intake import InvalidSubmit, build_request
+    from gfdit.protocol import Submit
+
+    model = sp_cases.adapter(family)
+    limits = model.limits()
+    assert limits.family == family and limits.video == model.video and limits.pixel_multiple == model.pixel_multiple()
+    side = 2 * math.lcm(8, limits.pixel_multiple)  # the server's own rule: multiples of 8
+    good = msgspec.structs.replace(PARAMS[family], height=side, width=side)
+    wrong_frames = msgspec.structs.replace(good, frames=good.frames + 1)
+    wrong_size = msgspec.structs.replace(good, height=good.height + 1)
+    config = ServerConfig(max_pixels=1 << 30)
+    for params in (wrong_frames, wrong_size):
+        with pytest.raises(AdapterError):
+            model.check(params)
+        with pytest.raises(InvalidSubmit):
+            build_request(Submit(params=params), 0.0, config, "r", limits=limits)
+    model.check(good)
+    build_request(Submit(params=good), 0.0, config, "r", limits=limits)
+    if family == "wan":
+        assert limits.frame_step == model.pipe.vae_scale_factor_temporal and limits.max_side > 0

@@ -17,7 +17,7 @@ import msgspec
 import numpy
 import torch
 
-from gfdit.protocol import GenParams
+from gfdit.protocol import GenParams, ModelLimits
 from gfdit.workers.adapter import AdapterError, RequestState, SPContext
 from gfdit.workers.models.scheduler_state import SchedulerCodec, capture_generator, restore_generator
 from gfdit.workers.sp_plan import SPPlan, install_plan
@@ -124,6 +124,19 @@ class DiffusersAdapter:
             raise AdapterError("steps must be at least 1")
         if params.frames < 1 or (not self.video and params.frames != 1):
             raise AdapterError(f"{self.family} makes images: frames must be 1")
+
+    def limits(self) -> ModelLimits:
+        """What `check` enforces, as data the server checks at intake (no torch there)."""
+        return ModelLimits(family=self.family, video=self.video, pixel_multiple=self.pixel_multiple(),
+                           frame_step=self.frame_step(), max_side=self.max_side())
+
+    def frame_step(self) -> int:
+        """Frames must be 1 more than a multiple of this (0: no rule)."""
+        return 0
+
+    def max_side(self) -> int:
+        """The largest height/width the model's position embedding covers (0: no fixed limit)."""
+        return 0
 
     # -- what a family provides ---------------------------------------------
 

@@ -56,6 +56,14 @@ class WanAdapter(DiffusersAdapter):
         if (params.frames - 1) % self.pipe.vae_scale_factor_temporal:
             raise AdapterError(f"wan: frames must be 1 more than a multiple of {self.pipe.vae_scale_factor_temporal}")
 
+    def frame_step(self) -> int:
+        return self.pipe.vae_scale_factor_temporal
+
+    def max_side(self) -> int:
+        """RoPE positions per axis (rope_max_seq_len), in pixels."""
+        positions = int(getattr(self.pipe.transformer.config, "rope_max_seq_len", 0) or 0)
+        return positions * self.pixel_multiple()
+
     @property
     def max_sequence_length(self) -> int:
         return min(512, self.pipe.tokenizer.model_max_length)
