@@ -65,22 +65,27 @@ def describe_change(request_id: str, change: tuple[int, int, int, int]) -> str:
 
 def follow(handle, req, run: Run, say, quiet: bool) -> None:
     """Collect one request's progress and result (on its own thread); print its width changes as they come."""
+    from gfdit.client import GfditError
     from gfdit.protocol import Result
     from gfdit.server.summary_table import Finished
 
     events, told = [], 0
-    for event in handle.progress(timeout=600):
-        if isinstance(event, Result):
-            run.rows.append(Finished(req.request_class, event.state, event.latency_s, event.deadline_s,
-                                     event.slo_met if event.state == "completed" else None))
-            return
-        events.append(event)
-        found = width_changes(events)
-        for change in found[told:]:
-            run.changes.append((handle.request_id, *change))
-            if not quiet:
-                say(f"  {run.policy:<13} {describe_change(handle.request_id, change)}")
-        told = len(found)
+    try:
+        for event in handle.progress(timeout=600):
+            if isinstance(event, Result):
+                run.rows.append(Finished(req.request_class, event.state, event.latency_s, event.deadline_s,
+                                         event.slo_met if event.state == "completed" else None))
+                return
+            events.append(event)
+            found = width_changes(events)
+            for change in found[told:]:
+                run.changes.append((handle.request_id, *change))
+                if not quiet:
+                    say(f"  {run.policy:<13} {describe_change(handle.request_id, change)}")
+            told = len(found)
+    except GfditError as exc:  # the server went away: the row says so, the request is not lost silently
+        say(f"  {run.policy:<13} {handle.request_id:<10} {exc}")
+    run.rows.append(Finished(req.request_class, "lost", 0.0, None, None))
 
 
 def serve_trace(policy: str, workload, cost_model_dir: Path, args: argparse.Namespace, out: Path, say) -> Run:

@@ -81,3 +81,21 @@ def test_bad_part_two_options_are_refused_before_anything_starts(tmp_path, capsy
     assert main(["demo", "--out", str(tmp_path), *option]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "policy.gfp").exists()  # part 1 never started (it copies the policy first)
+
+
+def test_a_request_whose_server_went_away_is_recorded_as_lost():
+    from types import SimpleNamespace
+
+    from gfdit.client import ServerGone
+
+    class GoneHandle:
+        request_id = "S_000001"
+
+        def progress(self, timeout=None):
+            yield Progress(request_id="S_000001", seq=1, state="running", time=0.0, stage="denoise", step=5,
+                           steps=50, width=1)
+            raise ServerGone("server at tcp://127.0.0.1:1 silent for 15.0s")
+
+    run, said = demo_elastic.Run("load_adaptive"), []
+    demo_elastic.follow(GoneHandle(), SimpleNamespace(request_class="S"), run, said.append, True)
+    assert [(r.request_class, r.state) for r in run.rows] == [("S", "lost")] and "silent" in said[-1]
