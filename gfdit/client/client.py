@@ -66,7 +66,8 @@ class Client:
     ) -> RequestHandle:
         """Submit one request; returns its handle, or raises RequestRejected.
 
-        height/width/steps default to the served model's defaults. `deadline` is in
+        height/width/steps left None take the served model's defaults (0 or less is
+        refused); the handle's `params` holds what the server will run. `deadline` is in
         seconds from now and wins over the class's SLO; `priority` wins over the
         class's priority.
         """
