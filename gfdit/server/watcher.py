@@ -32,6 +32,9 @@ class PolicyWatcher:
         self._interval = interval_s
         self._stop = threading.Event()
         self._stamp = self._stat()
+        if self.path.is_symlink():
+            log.warning("policy file %s is a symbolic link: its edits are refused, not followed "
+                        "(the server reads only regular files); give --policy the file itself", self.path)
         self._digest = self._hash(self._read())
         self._thread = threading.Thread(target=self._run, name="gfdit-policy-watch", daemon=True)
 
