@@ -3,7 +3,7 @@
 Builds FLUX.1-dev's transformer (12B), T5-XXL text encoder and VAE from their
 published configs directly on the GPU with random weights (nothing is
 downloaded), times each stage at several resolutions and writes the cost-model
-layout file it measured, in the format of docs evaluation.md:
+layout file it measured, in the cost-model format (gfdit/costmodel_file.py):
 
     OUT/tp1_ulysses1_ring1_cfg1.json   stages fitted as a*x^2 + b*x + c (ms)
     OUT/gpu_dit_step.md                the samples as a table
@@ -91,7 +91,7 @@ def build(cls, config: dict, device: torch.device, dtype: torch.dtype):
 
 
 def fit(samples: list[tuple[float, float]], x_name: str) -> dict:
-    """The evaluation.md stage entry: quadratic (or lower, with fewer points) fit in ms."""
+    """One cost-model stage entry: quadratic (or lower, with fewer points) fit in ms."""
     xs = numpy.array([s[0] for s in samples], dtype=float)
     ys = numpy.array([s[1] for s in samples], dtype=float)
     degree = min(2, len(set(xs.tolist())) - 1)
