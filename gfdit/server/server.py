@@ -25,6 +25,8 @@ from gfdit.engine.costmodel import CostModel
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.engine import Engine
 from gfdit.engine.executor import Span
+from gfdit.dsl.policy import CompiledPolicy
+from gfdit.dsl.probe import check_runs
 from gfdit.policies import fit_policy, resolve_policy
 from gfdit.server.access import check_bind
 from gfdit.server.calibrate import calibrate, calibration_widths, cpu_contention
@@ -89,6 +91,8 @@ class Server:
             policy, notes = fit_policy(policy, cfg.policy, cfg.policy_params, cost_model, cfg.num_gpus)
             for note in notes:
                 log.warning("%s", note)
+            if isinstance(policy, CompiledPolicy):  # what a reload is refused for, a start is too
+                check_runs(policy, cost_model, cfg.num_gpus)
             self._build(policy, cost_model, pool, emulated)
         except BaseException:
             self.close()

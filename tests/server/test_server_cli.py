@@ -123,3 +123,13 @@ def test_a_client_waiting_on_a_killed_server_gets_server_gone(tmp_path, policy_t
         if serve.poll() is None:
             serve.kill()
             serve.wait()
+
+
+def test_serve_refuses_a_policy_whose_rule_would_fail_on_the_cost_model(tmp_path):
+    policy = tmp_path / "wide.gfp"  # compiles, but no layout of width 3 prices the hold's cost call
+    policy.write_text("policy wide\nparam widths = {1, 2, 4}\nhold * when slack(max(req.width, 1) * 3) < 0s\n"
+                      "order by req.arrival\nwidth * = 1\n")
+    run = gfdit("serve", "tiny", "--num-gpus", "4", "--policy", str(policy), "--emulate", "--cost-model", QWEN,
+                "--address", f"tcp://127.0.0.1:{free_port()}")
+    assert run.returncode == 2, run.stderr
+    assert f"{policy}:3:" in run.stderr and "error[E308]" in run.stderr and "no layout of width 3" in run.stderr
