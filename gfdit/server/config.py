@@ -1,80 +1,108 @@
-"""How a server is built: everything chosen once, at start-up."""
+"""How a server is built: everything chosen once, at start-up.
+
+`ServerConfig` is a pydantic model: each field's description is the one reference
+for that setting (docs/deploy.md's table is generated from it by
+`gfdit.server.config_doc`, `gfdit serve --help` reads it too). `gfdit serve
+--config FILE` loads a TOML file with the same field names (`config_file.py`);
+command-line flags override it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gfdit.protocol import DEFAULT_ADDRESS, normalize_address
 
 EXECUTORS = ("real", "emulated")
+DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # config name -> torch name
+_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 class ConfigError(ValueError):
     """A server setting that cannot work; the message says which and why."""
 
 
-@dataclass
-class ServerConfig:
-    """Server settings.
+class ServerConfig(BaseModel):
+    """Server settings (one field per setting; see each description)."""
 
-    model        -- "tiny", a local diffusers directory, or a hub id (real executor).
-    num_gpus     -- worker processes (ranks); emulated mode runs 8-64 on one machine.
-    policy       -- a .gfp file (watched for edits) or a shipped policy name.
-    executor     -- "real" (models on the workers) or "emulated" (workers sleep for
-                    the cost model's time).
-    cost_model   -- cost-model directory; None with the real executor means measure
-                    the model at start-up (see gfdit.server.calibrate).
-    time_scale   -- wall seconds per engine second (emulated: 0.1 runs 10x faster).
-    metrics_port -- Prometheus port; 0 picks a free one; None disables it.
-    allow_remote -- needed (with a token) to bind anything but loopback.
-    default_*    -- what a submit that leaves the shape or steps at 0 gets.
-    heartbeat_timeout_s -- a worker silent this long is declared dead (and the world
-                    restarted: see docs/workers.md, "Recovery").
-    """
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    model: str = "tiny"
-    num_gpus: int = 4
-    policy: str = "edf_best_fit"
-    policy_params: dict[str, str] = field(default_factory=dict)
-    address: str = DEFAULT_ADDRESS
-    executor: str = "real"
-    cost_model: str | None = None
-    time_scale: float = 1.0
-    backend: str = "p2p"
-    device: str = "cpu"
-    metrics_port: int | None = None
-    metrics_host: str = "127.0.0.1"
-    allow_remote: bool = False
-    token: str = ""
-    watch_policy: bool = True
-    decision_log: str | None = None
-    default_height: int = 0
-    default_width: int = 0
-    default_steps: int = 0
-    max_pixels: int = 4096 * 4096
-    max_frames: int = 1025
-    max_steps: int = 1000
-    max_prompt_chars: int = 10_000
-    max_queue: int = 100_000
-    calibrate_shape: tuple[int, int] = (64, 64)
-    calibrate_steps: int = 4
-    heartbeat_timeout_s: float = 30.0
+    model: str = Field("tiny", description='"tiny", a local diffusers directory, or a hub id (real executor)')
+    num_gpus: int = Field(4, ge=1, le=1024, description="worker processes (ranks); emulated mode runs 8-64 "
+                                                        "on one machine")
+    policy: str = Field("edf_best_fit", description="a shipped policy name (`slo_grow`), a built-in (`py:NAME`) "
+                                                    "or a .gfp file (watched for edits)")
+    policy_params: dict[str, str] = Field(default_factory=dict, description="policy parameters, "
+                                          "`{chunk = \"2\"}` (the `--param NAME=VALUE` flags)")
+    address: str = Field(DEFAULT_ADDRESS, description="where clients connect: tcp://HOST:PORT, HOST:PORT or ipc://PATH")
+    executor: Literal["real", "emulated"] = Field("real", description='"real" (models on the workers) or '
+                                                  '"emulated" (workers sleep for the cost model\'s time)')
+    cost_model: str | None = Field(None, description="a shipped cost model (`qwen-h20`, `synthetic`) or a "
+                                   "directory; unset with the real executor: measured at start-up")
+    time_scale: float = Field(1.0, gt=0, description="wall seconds per engine second (emulated: 0.1 runs 10x faster)")
+    backend: str = Field("p2p", description="collectives backend of the workers (p2p, shm, newgroup)")
+    device: str = Field("cpu", description="cpu, cuda (rank r on GPU r modulo the visible GPUs) or cuda:N "
+                                           "(one worker on GPU N)")
+    dtype: Literal["auto", "bf16", "fp16", "fp32"] = Field("auto", description="model weights and activations: "
+                                                           "auto is bf16 on CUDA, fp32 on CPU")
+    metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus /metrics on this port "
+                                     "(0 picks a free one; unset: none)")
+    metrics_host: str = Field("127.0.0.1", description="the interface /metrics binds to")
+    allow_remote: bool = Field(False, description="allow a non-loopback address (needs a token)")
+    token_file: str | None = Field(None, description="a file (mode 0600) holding the shared token; or set "
+                                   "$GFDIT_TOKEN. A config file never holds the token itself")
+    token: str = Field("", repr=False, exclude=True, description="the shared token (from token_file, "
+                       "$GFDIT_TOKEN or --token; never read from a config file)")
+    watch_policy: bool = Field(True, description="recompile and swap in the policy file when it is saved")
+    decision_log: str | None = Field(None, description="write the decision log (JSONL, one line per decision, "
+                                     "flushed per line) to this file")
+    default_height: int = Field(0, ge=0, description="height of a request that gives none (0: the model's, "
+                                "1024; 64 for tiny)")
+    default_width: int = Field(0, ge=0, description="width of a request that gives none (0: the model's)")
+    default_steps: int = Field(0, ge=0, description="steps of a request that gives none (0: the model's, 28; "
+                               "8 for tiny)")
+    max_pixels: int = Field(4096 * 4096, ge=1, description="largest height x width accepted")
+    max_frames: int = Field(1025, ge=1, description="most frames accepted (video models)")
+    max_steps: int = Field(1000, ge=1, description="most denoising steps accepted")
+    max_prompt_chars: int = Field(10_000, ge=1, description="longest prompt accepted")
+    max_queue: int = Field(100_000, ge=1, description="most live requests; a submit beyond is rejected")
+    calibrate_shape: tuple[int, int] = Field((64, 64), description="height, width measured at start-up "
+                                             "when no cost model is given")
+    calibrate_steps: int = Field(4, ge=1, description="denoising steps per start-up measurement")
+    heartbeat_timeout_s: float = Field(30.0, gt=0, description="a worker silent this long is declared dead "
+                                       "and the world restarted (docs/workers.md, Recovery)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        return normalize_address(value)  # "127.0.0.1:7600" is tcp://127.0.0.1:7600
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"device must be cpu, cuda or cuda:N, got {value!r}")
+        return value
+
+    def worker_dtype(self) -> str:
+        """The torch dtype name the workers load the model in (`auto`: bf16 on CUDA, fp32 on CPU)."""
+        name = self.dtype if self.dtype != "auto" else ("bf16" if self.device.startswith("cuda") else "fp32")
+        return DTYPES[name]
 
     def check(self) -> None:
-        try:
-            self.address = normalize_address(self.address)  # "127.0.0.1:7600" is tcp://127.0.0.1:7600
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-        if self.executor not in EXECUTORS:
-            raise ConfigError(f"unknown executor {self.executor!r}; known: {', '.join(EXECUTORS)}")
-        if not 1 <= self.num_gpus <= 1024:
-            raise ConfigError(f"num_gpus must be in 1..1024, got {self.num_gpus}")
+        """Checks across fields and on the file system (each field checks itself on assignment)."""
+        from gfdit.resources import ResourceError, cost_model_dir
+
         if self.executor == "emulated" and self.cost_model is None:
-            raise ConfigError("the emulated executor needs --cost-model DIR")
-        if self.cost_model is not None and not Path(self.cost_model).is_dir():
-            raise ConfigError(f"cost model directory not found: {self.cost_model}")
-        if not self.heartbeat_timeout_s > 0:
-            raise ConfigError(f"heartbeat_timeout_s must be positive, got {self.heartbeat_timeout_s}")
-        if not self.time_scale > 0:
-            raise ConfigError(f"time_scale must be positive, got {self.time_scale}")
+            raise ConfigError("the emulated executor needs a cost model (--cost-model qwen-h20 or DIR)")
+        if self.cost_model is not None:
+            try:
+                self.cost_model = str(cost_model_dir(self.cost_model))
+            except ResourceError as exc:
+                raise ConfigError(f"cost_model: {exc}") from None
+        if ":" in self.device and self.num_gpus > 1 and self.executor == "real":
+            raise ConfigError(f"device {self.device} puts every worker on one GPU; with num_gpus "
+                              f"{self.num_gpus} use device cuda (rank r on GPU r) and CUDA_VISIBLE_DEVICES")

@@ -1,6 +1,6 @@
 """`Server`: builds the parts once, at start, and runs the engine loop.
 
-    server = Server(ServerConfig(model="tiny", num_gpus=4, policy="policies/edf_best_fit.gfp"))
+    server = Server(ServerConfig(model="tiny", num_gpus=4, policy="slo_grow"))
     server.start()          # pool up, sockets bound, threads running
     server.serve_forever()  # the engine loop, on this thread, until stopped
     # or: server.start_background(); ...; server.stop()
@@ -80,6 +80,7 @@ class Server:
             from gfdit.workers.pool import WorkerPool
 
             pool = WorkerPool(cfg.num_gpus, cfg.model, backend=cfg.backend, device=cfg.device,
+                              dtype=cfg.worker_dtype(),
                               emulate=cost_model if emulated else None,
                               heartbeat_timeout_s=cfg.heartbeat_timeout_s)
             self._parts.append(pool)
