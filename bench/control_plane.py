@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import tempfile
 import time
@@ -48,7 +49,12 @@ def server(policy: str, gpus: int, time_scale: float, **params: str) -> Server:
 
 
 def task_overhead(policy: str, gpus: int, requests: int, concurrent: bool, steps: int = 50) -> dict:
+    """Per-task overhead; also the server's start time, its scheduling rounds and the CPU seconds
+    of this process (server, client) and of the worker processes (counted once they exit)."""
+    cpu0 = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    t_start = time.perf_counter()
     srv = server(policy, gpus, time_scale=1e-5)  # emulated work of a task: ~10 us
+    start_s = time.perf_counter() - t_start
     try:
         with Client(srv.address, timeout=60) as client:
             t0 = time.perf_counter()
@@ -63,7 +69,10 @@ def task_overhead(policy: str, gpus: int, requests: int, concurrent: bool, steps
             control = client.metrics()["control_plane"]
     finally:
         srv.stop()
-    return {"gpus": gpus, "requests": requests, "tasks": control["tasks"], "wall_s": wall,
+    cpu1 = (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+    cpu = [b.ru_utime + b.ru_stime - a.ru_utime - a.ru_stime for a, b in zip(cpu0, cpu1, strict=True)]
+    return {"gpus": gpus, "requests": requests, "tasks": control["tasks"], "wall_s": wall, "start_s": start_s,
+            "server_client_cpu_s": cpu[0], "workers_cpu_s": cpu[1], "rounds": control.get("rounds", {}),
             "tasks_per_s": control["tasks"] / wall, "overhead_mean_ms": control["overhead_mean_s"] * 1e3,
             "overhead_p50_ms": control["overhead_p50_s"] * 1e3, "overhead_p99_ms": control["overhead_p99_s"] * 1e3}
 
@@ -121,14 +130,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "control_plane"))
     parser.add_argument("--requests", type=int, default=20, help="sequential requests (50 one-step tasks each)")
+    parser.add_argument("--quick", action="store_true", help="5 / 16 / 32 requests, 200 queued (control_plane_quick.*)")
     args = parser.parse_args()
+    q = args.quick
+    if q:
+        args.requests, args.out = min(args.requests, 5), args.out + "_quick"
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "one_step_tasks.gfp"
         policy.write_text(STEP_POLICY)
         doc = {"sequential": task_overhead(str(policy), gpus=1, requests=args.requests, concurrent=False),
-               "concurrent": task_overhead(str(policy), gpus=16, requests=64, concurrent=True),
-               "concurrent_64": task_overhead(str(policy), gpus=64, requests=128, concurrent=True),
-               "rounds": round_times(), "round_trips": round_trips()}
+               "concurrent": task_overhead(str(policy), gpus=4 if q else 16, requests=16 if q else 64,
+                                           concurrent=True),
+               "concurrent_64": task_overhead(str(policy), gpus=8 if q else 64, requests=32 if q else 128,
+                                              concurrent=True),
+               "rounds": round_times(200 if q else 1000), "round_trips": round_trips(40 if q else 200)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2))

@@ -28,7 +28,11 @@ EXTRA = ROOT / "tests" / "dsl" / "cases" / "ok_every_form.gfp"
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--quick", action="store_true", help="5 repeats (dsl_compile_quick.*)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = min(args.repeats, 5)
+    stem = "dsl_compile_quick" if args.quick else "dsl_compile"
     t0 = time.perf_counter()
     from gfdit.dsl.load import compile_policy  # noqa: PLC0415 -- import time is part of "cold"
 
@@ -57,7 +61,7 @@ def main() -> int:
     print(f"largest: {head['policy']} median {head['median_ms']:.2f} ms; cold first compile "
           f"(import + LALR tables + compile) {cold_ms:.1f} ms")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "dsl_compile.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = [f"# .gfp compile time ({meta['when']})", "",
              f"Median of {args.repeats} compiles (parse + checks + closures), Python {meta['python']}, "
              f"load average {meta['loadavg']}. Cold first compile (import, LALR tables, compile): "
@@ -65,8 +69,8 @@ def main() -> int:
              "|---|---:|---:|---:|---:|"]
     lines += [f"| {r['policy']} | {r['chars']} | {r['lines']} | {r['median_ms']:.2f} | {r['max_ms']:.2f} |"
               for r in rows]
-    (RESULTS / "dsl_compile.md").write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS / 'dsl_compile.json'} and dsl_compile.md")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / stem}.json and .md")
     return 0
 
 

@@ -80,7 +80,7 @@ def write(result: dict, args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     result["meta"] = {"bench": "migration", "model": "tiny (flux)", "transport": "gloo isend/recv, CPU",
                       "repeats": args.repeats, "cpus": os.cpu_count()}
-    (out / "migration.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{args.stem}.json").write_text(json.dumps(result, indent=2) + "\n")
     fit = result["fit"]
     lines = ["# Migration time vs state size (tiny Flux, gloo on CPU, 2 cores)", "",
              f"Fitted from these measurements: bandwidth {fit['bandwidth_Bps'] / 1e6:.1f} MB/s, "
@@ -98,7 +98,7 @@ def write(result: dict, args) -> None:
         for r in result["grow_1_to_3"]:
             lines.append(f"| {r['size']}² | {int(r['bytes']):,} | {r['seconds'] * 1e3:.2f} | "
                          f"{r['fitted_s'] * 1e3:.2f} |")
-    (out / "migration.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> int:
@@ -106,10 +106,14 @@ def main() -> int:
     parser.add_argument("--sizes", default="64,128,256,512,1024,2048")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-grow", action="store_true", help="skip the 1 -> 3 grow (2 workers only)")
+    parser.add_argument("--quick", action="store_true", help="sizes 64,256,1024, 3 repeats, no grow (migration_quick.*)")
     args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.repeats, args.no_grow = "64,256,1024", min(args.repeats, 3), True
+    args.stem = "migration_quick" if args.quick else "migration"
     result = measure([int(s) for s in args.sizes.split(",")], args.repeats, not args.no_grow)
     write(result, args)
-    print((ROOT / "bench" / "results" / "migration.md").read_text())
+    print((ROOT / "bench" / "results" / f"{args.stem}.md").read_text())
     return 0
 
 

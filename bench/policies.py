@@ -89,7 +89,10 @@ def main() -> int:
     parser.add_argument("--cost-model", default=str(SHARED / "costmodels" / "qwen-h20"))
     parser.add_argument("--gpus", type=int, default=4)
     parser.add_argument("--out", default="policies", help="results file stem under bench/results")
+    parser.add_argument("--quick", action="store_true", help="the same run (it takes seconds), as policies_quick.*")
     args = parser.parse_args()
+    if args.quick and args.out == "policies":
+        args.out = "policies_quick"
     if not Path(args.workload).is_file() or not Path(args.cost_model).is_dir():
         print(f"skipped: {args.workload} or {args.cost_model} is not there", file=sys.stderr)
         return 0

@@ -110,7 +110,11 @@ def markdown(rows: list[dict], meta: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--quick", action="store_true", help="5 repeats (round_time_quick.*)")
     args = parser.parse_args()
+    if args.quick:
+        args.repeats = min(args.repeats, 5)
+    stem = "round_time_quick" if args.quick else "round_time"
     cost = CostModel.load(shipped_cost_model("qwen-h20"))
     pairs = {
         "edf_best_fit": (load_policy(ROOT / "policies" / "edf_best_fit.gfp"), edf_best_fit()),
@@ -121,9 +125,9 @@ def main() -> int:
             "repeats": args.repeats, "python": platform.python_version(),
             "machine": platform.machine(), "loadavg": round(os.getloadavg()[0], 2)}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "round_time.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    (RESULTS / "round_time.md").write_text(markdown(rows, meta))
-    print(f"wrote {RESULTS / 'round_time.json'} and round_time.md")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown(rows, meta))
+    print(f"wrote {RESULTS / stem}.json and .md")
     return 0
 
 

@@ -109,7 +109,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--against", help="another checkout's root: time its compiled path side by side")
+    parser.add_argument("--quick", action="store_true", help="200 requests, best of 1 (sim_speed_quick.*)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.repeats = min(args.requests, 200), 1
+    stem = "sim_speed_quick" if args.quick else "sim_speed"
     cost_model = CostModel.load(shipped_cost_model("qwen-h20"))
     workload = trace(args.requests, cost_model)
     runs = {name: measure(p, workload, cost_model, args.repeats) for name, p in policies().items()}
@@ -120,7 +124,7 @@ def main() -> int:
     if args.against:
         report["side_by_side"] = side_by_side(args.against, args.requests, args.repeats)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "sim_speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Simulator speed: {report['requests']} requests x 50 steps, {GPUS} GPUs, load {LOAD}", "",
              f"best of {args.repeats}; {report['cpus']} CPUs, 1-min load average {report['load_average_1m']:.1f}", "",
              "| policy | rounds | wall s | CPU s | steps / CPU s | SAR | mean latency s |",
@@ -134,7 +138,7 @@ def main() -> int:
                   f"{sbs['steps_per_cpu_s']['this checkout']:,.0f} request-steps / CPU s here, "
                   f"{sbs['steps_per_cpu_s']['against']:,.0f} with `{sbs['against']}`: "
                   f"{sbs['ratio']:.2f}x"]
-    (RESULTS / "sim_speed.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

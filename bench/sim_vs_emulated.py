@@ -2,6 +2,11 @@
 
     python3 bench/sim_vs_emulated.py [--workload short-4gpu] [--policy edf_best_fit]
         [--gpus 4] [--time-scale 0.2] [--out bench/results/sim_vs_emulated]
+    python3 bench/sim_vs_emulated.py --sizes 4,8,16 [--profile short] [--load 0.9] [--seed 1]
+
+`--sizes` generates one trace per GPU count from a workload profile (same load
+and seed) and writes one comparison per size plus a table over sizes
+(`..._sizes.md`); `--quick` is `--sizes 4` on a quarter-length trace.
 
 The simulator runs the trace on a virtual clock. The server runs it for real:
 a client submits every request at its (scaled) arrival time over ZeroMQ, the
@@ -28,6 +33,7 @@ from gfdit.engine.costmodel import CostModel  # noqa: E402
 from gfdit.policies import resolve_policy  # noqa: E402
 from gfdit.engine.simulator import simulate  # noqa: E402
 from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload  # noqa: E402
+from gfdit.engine.workload_gen import generate, load_profile  # noqa: E402
 from gfdit.server import Server, ServerConfig  # noqa: E402
 
 KEYS = ("requests", "completed", "slo_attainment", "mean_latency_s", "p50_latency_s", "p95_latency_s",
@@ -97,18 +103,8 @@ def markdown(sim: dict, emu: dict, args, wall: float, control: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", default="short-4gpu", help="shipped workload name or a path")
-    parser.add_argument("--policy", default=str(ROOT / "policies" / "edf_best_fit.gfp"))
-    parser.add_argument("--cost-model", default=str(shipped_cost_model("qwen-h20")))
-    parser.add_argument("--gpus", type=int, default=4)
-    parser.add_argument("--time-scale", type=float, default=0.2,
-                        help="wall seconds per engine second (0.2: a 10-minute trace in about 2 minutes)")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sim_vs_emulated"))
-    args = parser.parse_args()
-    path = Path(args.workload) if args.workload.endswith(".json") else shipped_workload(args.workload)
-    workload = Workload.load(path)
+def compare(workload: Workload, args) -> dict:
+    """One trace through the simulator and the emulated server; writes args.out.{json,md}."""
     cost_model = CostModel.load(args.cost_model)
     simulated = simulate(resolve_policy(args.policy), workload, cost_model, args.gpus)
     sim = simulated.metrics
@@ -129,6 +125,64 @@ def main() -> int:
         f"{per_request['within_5pct'] * 100:.0f} % of requests within 5 %, "
         f"largest {per_request['max_rel'] * 100:+.1f} % ({per_request['max_id']}).\n")
     out.with_suffix(".md").write_text(table)
+    print(table)
+    return doc
+
+
+def sizes_table(docs: list[dict]) -> str:
+    lines = ["| GPUs | requests | policy | mean latency sim -> server | gap | SAR sim -> server | gap "
+             "| per-request median gap | largest (request) | wall s |", "|---:|---:|---|---|---:|---|---:|---:|---|---:|"]
+    for d in docs:
+        s, e, g, pr = d["simulator"]["overall"], d["emulated"]["overall"], d["gaps"], d["per_request"]
+        lines.append(f"| {d['args']['gpus']} | {s['requests']} | `{Path(d['args']['policy']).stem}` | "
+                     f"{s['mean_latency_s']:.2f} -> {e['mean_latency_s']:.2f} s | {g['mean_latency_rel'] * 100:+.1f} % | "
+                     f"{s['slo_attainment'] * 100:.1f} -> {e['slo_attainment'] * 100:.1f} % | "
+                     f"{g['slo_attainment_abs'] * 100:+.1f} pp | {pr['median_rel'] * 100:+.1f} % | "
+                     f"{pr['max_rel'] * 100:+.0f} % ({pr['max_id']}) | {d['wall_s']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def generated(gpus: int, args) -> Workload:
+    """The `short` profile at `gpus` ranks (same load, seed and duration scale for every size)."""
+    data = generate(load_profile(args.profile), CostModel.load(args.cost_model), gpus, args.load, args.seed,
+                    duration_scale=args.duration_scale)
+    return Workload.from_json(data)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workload", default="short-4gpu", help="shipped workload name or a path")
+    parser.add_argument("--policy", default=str(ROOT / "policies" / "edf_best_fit.gfp"))
+    parser.add_argument("--cost-model", default=str(shipped_cost_model("qwen-h20")))
+    parser.add_argument("--gpus", type=int, default=4)
+    parser.add_argument("--time-scale", type=float, default=0.2,
+                        help="wall seconds per engine second (0.2: a 10-minute trace in about 2 minutes)")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "sim_vs_emulated"))
+    parser.add_argument("--sizes", help="comma-separated GPU counts (e.g. 4,8,16): a trace generated per size "
+                        "from --profile at --load, one comparison each, and a table over sizes")
+    parser.add_argument("--profile", default="short")
+    parser.add_argument("--load", type=float, default=0.9)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--duration-scale", type=float, default=1.0)
+    parser.add_argument("--quick", action="store_true",
+                        help="--sizes 4 on a quarter-length trace (sim_vs_emulated_quick_sizes.*)")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.duration_scale, args.out = "4", 0.25, args.out + "_quick"
+    if not args.sizes:
+        path = Path(args.workload) if args.workload.endswith(".json") else shipped_workload(args.workload)
+        compare(Workload.load(path), args)
+        return 0
+    base, docs = args.out, []
+    for gpus in (int(g) for g in args.sizes.split(",")):
+        args.gpus, args.out, args.workload = gpus, f"{base}_{gpus}gpu", f"{args.profile} load {args.load}"
+        docs.append(compare(generated(gpus, args), args))
+    table = (f"Profile `{args.profile}` at load {args.load} (seed {args.seed}, duration x{args.duration_scale}), "
+             f"time scale {args.time_scale}, cost model `{Path(args.cost_model).name}`.\n\n" + sizes_table(docs))
+    Path(f"{base}_sizes.md").write_text(table)
+    Path(f"{base}_sizes.json").write_text(json.dumps([{k: d[k] for k in ("args", "wall_s", "gaps")} |
+                                                      {"per_request_median": d["per_request"]["median_rel"]}
+                                                      for d in docs], indent=2, default=str))
     print(table)
     return 0
 

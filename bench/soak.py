@@ -251,7 +251,11 @@ def main() -> int:
     parser.add_argument("--block", type=int, default=5_000, help="requests per with/without-poller block")
     parser.add_argument("--probes", type=int, default=200, help="metrics() calls timed at the end")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "soak"))
+    parser.add_argument("--quick", action="store_true", help="5,000 requests in 800-request blocks (soak_quick.*)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.block, args.probes = 5_000, 800, 50
+        args.out = args.out + "_quick"
     doc = soak(args.requests, args.gpus, args.window, args.block, args.probes)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -135,7 +135,7 @@ def write(rows: list[dict], args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     meta = {"bench": "worker_overhead", "model": "tiny (flux)", "device": "cpu", "threads": 1,
             "cpus": os.cpu_count(), "steps": args.steps, "repeats": args.repeats}
-    (out / "worker_overhead.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    (out / f"{args.stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     lines = ["# gfdit denoise task vs plain diffusers loop (width 1, tiny Flux, CPU, 1 thread)", "",
              f"steps {args.steps}, medians of {args.repeats} repeats, run side by side "
              f"(1-min load average at the end: {os.getloadavg()[0]:.1f}).", "",
@@ -152,7 +152,7 @@ def write(rows: list[dict], args) -> None:
                      f"| {r['plain_cpu_step_ms']:.2f} / {r['gfdit_cpu_step_ms']:.2f} | {r['cpu_over_plain']:.3f} "
                      f"| {r['plain_total_ms']:.1f} "
                      f"| {r['gfdit_total_ms']:.1f} | {r['total_over_plain']:.3f} | {r['max_pixel_diff']} |")
-    (out / "worker_overhead.md").write_text("\n".join(lines) + "\n")
+    (out / f"{args.stem}.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> int:
@@ -160,11 +160,15 @@ def main() -> int:
     parser.add_argument("--shapes", default="128x128,256x256")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="64x64, 4 steps, 2 repeats (worker_overhead_quick.*)")
     args = parser.parse_args()
+    if args.quick:
+        args.shapes, args.steps, args.repeats = "64x64", 4, 2
+    args.stem = "worker_overhead_quick" if args.quick else "worker_overhead"
     shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
     rows = measure(shapes, args.steps, args.repeats)
     write(rows, args)
-    print((ROOT / "bench" / "results" / "worker_overhead.md").read_text())
+    print((ROOT / "bench" / "results" / f"{args.stem}.md").read_text())
     return 0
 
 
