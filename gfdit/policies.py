@@ -35,6 +35,7 @@ from gfdit.engine.policy import Policy
 from gfdit.engine.policy_check import PolicyError
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policies"
+DEFAULT_POLICY = "default"  # policies/default.gfp: the recommended policy, what runs without --policy
 
 
 def known_policies() -> list[str]:

@@ -55,7 +55,7 @@ def run_explain(args: argparse.Namespace) -> int:
         return 2
     print(f"policy {policy.name} ({policy.revision}) on {args.gpus} GPUs: "
           f"{len(records)} decision(s)")
-    sources = _SourceLines()
+    sources = SourceLines()
     shown = records if args.limit <= 0 else records[:args.limit]
     try:
         for record in shown:
@@ -68,7 +68,7 @@ def run_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def explain_line(record: dict, sources: "_SourceLines") -> str:
+def explain_line(record: dict, sources: "SourceLines") -> str:
     """One decision: time, event, request, what it got, the rule (file:line and its text), the values."""
     event, rid = record.get("event"), record.get("request", "")
     values = dict(record.get("values") or {})
@@ -108,7 +108,7 @@ def _short(value: object) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-class _SourceLines:
+class SourceLines:
     """The source text of `file:line` rule locations (cached per file)."""
 
     def __init__(self) -> None:

@@ -3,6 +3,8 @@
     gfdit policy check FILE... [--param K=V] [--json] [--cost-model DIR|none] [--gpus N]
     gfdit policy explain --policy P --workload W --cost-model DIR --gpus N [--request ID]
     gfdit policy reload FILE [--address ADDR] [--if-revision R] [--token T] [--timeout S]
+    gfdit policy tune POLICY --workload W... --gpus N --grid K=V1,V2 ... (see gfdit/cli/tune.py)
+    gfdit policy diff A B --workload W [--gpus N] [--first 5] (see gfdit/cli/diff.py)
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import importlib
 import json
 import sys
 
+from gfdit.cli.diff import add_diff_arguments, run_diff
 from gfdit.cli.explain import run_explain
 from gfdit.cli.params import add_param_option, parse_params
 from gfdit.cli.token import add_token_arguments
+from gfdit.cli.tune import add_tune_arguments, run_tune
 from gfdit.dsl.check import check
 from gfdit.dsl.diagnostics import PolicyError
 from gfdit.dsl.load import read_policy_text, revision_of
@@ -44,10 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reload.add_argument("--if-revision", default=None, help="refused unless this revision is running")
     add_token_arguments(reload)
     reload.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
+    add_tune_arguments(sub)
+    add_diff_arguments(sub)
 
 
 def run(args: argparse.Namespace) -> int:
-    actions = {"check": run_check, "explain": run_explain, "reload": run_reload}  # explain: cli/explain.py
+    actions = {"check": run_check, "explain": run_explain, "reload": run_reload,  # explain: cli/explain.py
+               "tune": run_tune, "diff": run_diff}  # cli/tune.py, cli/diff.py
     return actions[args.action](args)
 
 

@@ -12,7 +12,7 @@ from gfdit.cli.params import add_param_option, parse_params
 from gfdit.engine.costmodel import CostModel, CostModelError
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.policy_check import PolicyError
-from gfdit.policies import fit_policy, resolve_policy
+from gfdit.policies import DEFAULT_POLICY, fit_policy, resolve_policy
 from gfdit.engine.report import failure_summary, metrics_table
 from gfdit.engine.request import RequestError, State
 from gfdit.engine.simulator import simulate
@@ -22,7 +22,8 @@ DEFAULT_WORKLOAD = "short-4gpu"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--policy", default="edf_best_fit", help="a .gfp file, a shipped policy or a built-in name")
+    parser.add_argument("--policy", default=DEFAULT_POLICY,
+                        help="a .gfp file, a shipped policy or a built-in name (default: policies/default.gfp)")
     add_param_option(parser)
     parser.add_argument("--workload", default=DEFAULT_WORKLOAD, help="trace JSON, or a shipped trace name")
     parser.add_argument("--cost-model", default=None, help="cost-model directory (default: the shipped qwen-h20)")

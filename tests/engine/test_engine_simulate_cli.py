@@ -117,7 +117,7 @@ def test_workload_command_writes_the_trace_format(tmp_path, capsys):
     assert set(data) == {"description", "metadata", "requests"}
     assert Workload.load(out).requests  # reads back
     assert main(["workload", "--profile", "nope", "--gpus", "4", "--out", str(out)]) == 2
-    assert "known: burst, short" in capsys.readouterr().err
+    assert "known: burst, flash, short" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, params, builtin", [
