@@ -2,7 +2,7 @@
 
 Writes bench/results/policy_table.json and bench/results/policy_table.md. Run:
 
-    python3 bench/policy_table.py [--seeds 1,2,3] [--loads 0.8,1.0,1.15,1.3] [--jobs 2]
+    python3 bench/policy_table.py [--seeds 1,2,3] [--loads 0.8,1.0,1.15,1.3] [--jobs 2] [--quick]
 
 Traces: the shipped ones (gfdit/data/workloads, each with its own cost model
 and GPU count) and, from `gfdit workload`'s generator, every profile (`short`,
@@ -117,7 +117,11 @@ def main() -> int:
     parser.add_argument("--gpus", default="4,8")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", default="policy_table", help="results file stem under bench/results")
+    parser.add_argument("--quick", action="store_true",
+                        help="seed 1, load 1.15, 4 GPUs (policy_table_quick.*)")
     args = parser.parse_args()
+    if args.quick:
+        args.seeds, args.loads, args.gpus, args.out = "1", "1.15", "4", "policy_table_quick"
     chosen = traces([int(s) for s in args.seeds.split(",")], [float(x) for x in args.loads.split(",")],
                     [int(g) for g in args.gpus.split(",")])
     t0 = time.perf_counter()

@@ -25,6 +25,8 @@ esac
 # script | extra arguments of the full run (the quick run passes --quick alone)
 BENCHES=(
   "policies.py|"
+  "policy_table.py|--jobs 2"
+  "tune_speed.py|--jobs 2"
   "load_sweep.py|--processes 2"
   "saturation.py|"
   "sim_speed.py|"
