@@ -282,9 +282,15 @@ class Accepted(ServerMessage, tag="accepted"):
 
 
 class Rejected(ServerMessage, tag="rejected"):
-    """A submit was refused by admission (`reason` is the policy's) or as invalid."""
+    """A submit was refused by admission (`reason` is the policy's) or as invalid.
+
+    code -- "admission" (the policy's admit rule or the engine) | "invalid" (a field) |
+            "duplicate" (the request id is taken) | "busy" (the server's queue is full) |
+            "unavailable" (no workers: the pool could not be restarted).
+    """
 
     reason: str
+    code: str = "admission"
 
 
 class ErrorReply(ServerMessage, tag="error"):

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"gfdit serve: cannot start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     metrics = f", metrics on http://{config.metrics_host}:{server.metrics_port}/metrics" if server.metrics_port else ""
-    print(f"gfdit serving {config.model} on {server.address}{metrics} (Ctrl-C stops)", flush=True)
+    http = f", OpenAI-compatible HTTP on {server.http_url}/v1" if server.http_url else ""
+    print(f"gfdit serving {config.model} on {server.address}{metrics}{http} (Ctrl-C stops)", flush=True)
 
     def stop(signum, frame):
         if server.loop.stop_requested.is_set():  # the second Ctrl-C: no more grace

@@ -86,7 +86,7 @@ class Client:
         if isinstance(reply, Rejected):
             if mine:
                 self._conn.untrack(request_id)
-            raise RequestRejected(reply.reason)
+            raise RequestRejected(reply.reason, reply.code)
         self._conn.own(request_id, reply.instance)
         return RequestHandle(self._conn, request_id, reply.params)
 
@@ -160,7 +160,7 @@ class Client:
             if untrack:
                 self._conn.untrack(untrack)
             if reply.code == "invalid" and isinstance(msg, Submit):
-                raise RequestRejected(reply.message)
+                raise RequestRejected(reply.message, "invalid")
             raise ServerError(reply.code, reply.message)
         if not isinstance(reply, expect):
             raise ServerError("protocol", f"unexpected reply {type(reply).__name__}")

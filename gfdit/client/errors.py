@@ -8,11 +8,13 @@ class GfditError(Exception):
 
 
 class RequestRejected(GfditError):
-    """The server refused the submit (admission: the policy's reason, or invalid input)."""
+    """The server refused the submit (admission: the policy's reason, or invalid input);
+    `code` says which (`gfdit.protocol.Rejected`: admission, invalid, duplicate, busy, unavailable)."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, code: str = "admission"):
         super().__init__(f"rejected: {reason}")
         self.reason = reason
+        self.code = code
 
 
 class RequestFailed(GfditError):

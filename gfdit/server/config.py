@@ -51,7 +51,12 @@ class ServerConfig(BaseModel):
     metrics_port: int | None = Field(None, ge=0, le=65535, description="serve Prometheus /metrics on this port "
                                      "(0 picks a free one; unset: none)")
     metrics_host: str = Field("127.0.0.1", description="the interface /metrics binds to")
-    allow_remote: bool = Field(False, description="allow a non-loopback address (needs a token)")
+    http_port: int | None = Field(None, ge=0, le=65535, description="serve the OpenAI-compatible HTTP API "
+                                  "(gfdit.http; the http extra) on this port (0 picks a free one; unset: none)")
+    http_host: str = Field("127.0.0.1", description="the interface the HTTP API binds to; beyond loopback, "
+                           "like metrics_host and the address, it needs allow_remote and a token")
+    allow_remote: bool = Field(False, description="allow a non-loopback address, http_host or metrics_host "
+                               "(needs a token)")
     token_file: str | None = Field(None, description="a file (mode 0600) holding the shared token; or set "
                                    "$GFDIT_TOKEN. A config file never holds the token itself")
     token: str = Field("", repr=False, exclude=True, description="the shared token (from token_file, "

@@ -246,15 +246,17 @@ class EngineLoop:
             return self.send(peer, ErrorReply(call_id=msg.call_id, code="shutting_down", message="server is stopping"))
         if self.pool_gone or len(self.engine.active) >= self.config.max_queue:
             reason = f"server cannot run requests: {self.pool_gone}" if self.pool_gone else "server queue full"
-            return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
+            return self.send(peer, Rejected(call_id=msg.call_id, reason=reason,
+                                            code="unavailable" if self.pool_gone else "busy"))
         now = self.clock.now()
         try:
             request, _ = build_request(msg, now, self.config, "" if msg.request_id else self._fresh_id(),
                                        limits=self.executor.limits)
         except InvalidSubmit as exc:
-            return self.send(peer, Rejected(call_id=msg.call_id, reason=f"invalid request: {exc}"))
+            return self.send(peer, Rejected(call_id=msg.call_id, reason=f"invalid request: {exc}", code="invalid"))
         if self.book.known(request.id):
-            return self.send(peer, Rejected(call_id=msg.call_id, reason=f"duplicate request id {request.id!r}"))
+            return self.send(peer, Rejected(call_id=msg.call_id, reason=f"duplicate request id {request.id!r}",
+                                            code="duplicate"))
         reason = self.engine.submit(request, now)
         if reason is not None:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))

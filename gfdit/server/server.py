@@ -55,6 +55,9 @@ class Server:
     def __init__(self, config: ServerConfig):
         config.check()
         check_bind(config.address, config.allow_remote, config.token)
+        for host, port in ((config.metrics_host, config.metrics_port), (config.http_host, config.http_port)):
+            if port is not None:  # the same rules as the address: loopback, or allowed and a token
+                check_bind(f"tcp://{host}:{port}", config.allow_remote, config.token)
         defaults = TINY_DEFAULTS if config.model == "tiny" else MODEL_DEFAULTS
         for name, value in defaults.items():
             if not getattr(config, name):
@@ -62,6 +65,7 @@ class Server:
         self.config = config
         self.address: str | None = None
         self.metrics_port: int | None = None
+        self.http_url: str | None = None
         self._parts: list = []  # closed in reverse order
         self._thread: threading.Thread | None = None
         self._serving = False  # serve_forever has begun: it closes everything when the loop ends
@@ -76,6 +80,10 @@ class Server:
         cost_model = CostModel.load(cfg.cost_model) if cfg.cost_model else None
         emulated = cfg.executor == "emulated"
         check_free(cfg.address, cfg.metrics_host, cfg.metrics_port)  # before any worker starts
+        if cfg.http_port:
+            from gfdit.http.listener import bind_socket
+
+            bind_socket(cfg.http_host, cfg.http_port).close()
         try:
             from gfdit.workers.pool import WorkerPool
 
@@ -139,8 +147,20 @@ class Server:
             watcher.start()
         for part in (frontend, reloader, desk) + ((http,) if cfg.metrics_port is not None else ()):
             part.start()
+        if cfg.http_port is not None:
+            self._start_gateway()
         log.info("serving %s on %s with %d %s workers, policy %s (%s)", cfg.model, self.address,
                  cfg.num_gpus, cfg.executor, policy.name, policy.revision)
+
+    def _start_gateway(self) -> None:
+        """The OpenAI-compatible HTTP gateway (gfdit.http), a client of this server in-process."""
+        from gfdit.http.listener import HTTPGateway
+
+        cfg = self.config
+        gateway = HTTPGateway(self.address, cfg.http_host, cfg.http_port, token=cfg.token,
+                              allow_remote=cfg.allow_remote)
+        self._parts.append(gateway)  # closed first: no new HTTP requests while the rest closes
+        self.http_url = gateway.start().url
 
     def serve_forever(self) -> None:
         """Run the engine loop on this thread until `stop()` (or a client's stop) completes."""

@@ -1,0 +1,71 @@
+"""From a request body to submitted requests and their results: shared by images and videos."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+from gfdit.client import RequestRejected
+from gfdit.http.errors import APIError, from_rejection
+from gfdit.http.feeds import Feed
+from gfdit.http.gateway import Gateway
+from gfdit.http.schemas import GfditFields
+
+# Result.state -> (HTTP status, error code) when a request does not complete
+UNFINISHED = {"failed": (500, "generation_failed"), "cancelled": (409, "request_cancelled")}
+
+
+async def check_model(gateway: Gateway, body: GfditFields) -> str:
+    served = await gateway.model_name()
+    if body.model not in (None, "", served):
+        raise APIError(404, f"model {body.model!r} is not served here; this server serves {served!r} "
+                            "(GET /v1/models)", param="model", code="model_not_found")
+    return served
+
+
+async def submit_all(gateway: Gateway, body: GfditFields, n: int, frames: int = 1) -> tuple[list[Feed], int]:
+    """Submit `n` requests (seeds seed, seed+1, ...); all or none: a refusal cancels the
+    ones already accepted. Returns their feeds and the first seed."""
+    width, height = body.shape()
+    seed = body.seed if body.seed is not None else secrets.randbelow(1 << 31)
+    feeds: list[Feed] = []
+    try:
+        for i in range(n):
+            rid = body.request_id if n == 1 or body.request_id is None else f"{body.request_id}-{i}"
+            feeds.append(await gateway.submit(
+                body.prompt, height=height, width=width, frames=frames, steps=body.steps, seed=seed + i,
+                request_class=body.request_class, deadline=body.deadline_s, priority=body.priority,
+                negative_prompt=body.negative_prompt, guidance_scale=body.guidance_scale, request_id=rid))
+    except RequestRejected as exc:
+        await cancel_all(gateway, feeds)
+        raise from_rejection(exc) from None
+    except BaseException:
+        await cancel_all(gateway, feeds)
+        raise
+    return feeds, seed
+
+
+async def results(gateway: Gateway, feeds: list[Feed]) -> list[list]:
+    """Wait for every request; their outputs, or an APIError for the first that did not complete.
+    A caller that goes away (the HTTP client disconnected) cancels what is still running."""
+    try:
+        ended = await asyncio.gather(*(feed.finished() for feed in feeds))
+    except asyncio.CancelledError:
+        await asyncio.shield(cancel_all(gateway, feeds))
+        raise
+    outputs = [feed.take_payload() for feed in feeds]
+    for result in ended:
+        if result.state != "completed":
+            status, code = UNFINISHED.get(result.state, (500, "generation_failed"))
+            raise APIError(status, f"request {result.request_id} {result.state}: {result.reason}",
+                           "server_error" if status >= 500 else "invalid_request_error", code=code)
+    return outputs
+
+
+async def cancel_all(gateway: Gateway, feeds: list[Feed]) -> None:
+    for feed in feeds:
+        if feed.result is None:
+            try:
+                await gateway.cancel(feed.request_id)
+            except Exception:  # noqa: BLE001 -- best effort: the request may have just ended
+                pass

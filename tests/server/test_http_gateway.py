@@ -1,0 +1,244 @@
+"""The OpenAI-compatible HTTP gateway (gfdit.http) on an emulated server, over plain HTTP
+and the official `openai` package: shapes, errors and status codes, concurrent requests,
+SSE progress, cancel by DELETE, an admission refusal (429 with the policy's reason),
+the bearer token, /health when workers are down.
+
+Emulated workers make no images (the real-model test is test_http_real.py); everything
+else here is the real server, sockets and HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+pytest.importorskip("fastapi")
+pytestmark = pytest.mark.slow
+
+ADMIT = """\
+policy narrow_admit
+param chunk = 2
+param widths = {1, 2, 4}
+class S { slo = 1.5x, priority = 100 }
+class default { slo = 4x }
+admit when req.steps <= 400 else "over 400 steps: refused by this test's policy"
+order by req.arrival
+width * = 1
+place sticky, lowest
+"""
+TOKEN = "a-token-of-24-characters"
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory):
+    """An emulated server with the HTTP gateway; time scale 0.2: a 1024x1024 step takes ~0.1 s."""
+    from conftest import start_emulated
+
+    policy = tmp_path_factory.mktemp("http") / "admit.gfp"
+    policy.write_text(ADMIT)
+    server = start_emulated(policy, time_scale=0.2, http_port=0)
+    yield server
+    server.stop()
+
+
+def post(server, body: dict, **kwargs):
+    return httpx.post(server.http_url + "/v1/images/generations", json=body, timeout=120, **kwargs)
+
+
+def error_of(response) -> dict:
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    return error
+
+
+def test_images_in_openai_shape_concurrently_with_gfdit_fields(gateway):
+    bodies = [{"prompt": f"fox {i}", "size": "512x256", "steps": 4, "seed": 10 + i, "request_class": "S",
+               "request_id": f"conc-{i}", "n": 2 if i == 0 else 1} for i in range(4)]
+    answers: dict[int, httpx.Response] = {}
+    threads = [threading.Thread(target=lambda i=i: answers.__setitem__(i, post(gateway, bodies[i])))
+               for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for i, response in answers.items():
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert isinstance(body["created"], int) and len(body["data"]) == bodies[i]["n"]
+        assert body["seed"] == 10 + i and body["model"] == "tiny"
+        assert body["request_ids"] == (["conc-0-0", "conc-0-1"] if i == 0 else [f"conc-{i}"])
+    from gfdit.client import Client
+
+    with Client(gateway.address) as client:  # the server ran what the HTTP body asked for
+        request = client.status("conc-1")["request"]["latest"]
+        assert request["state"] == "completed"
+
+
+@pytest.mark.parametrize("body, status, param, code", [
+    ({"prompt": "x", "size": "64x60"}, 400, None, "invalid_value"),  # the server's intake: multiples of 8
+    ({"prompt": "x", "size": "big"}, 400, "size", "invalid_value"),
+    ({"prompt": "x", "step": 4}, 400, "step", "invalid_value"),  # a misspelt field is refused, not ignored
+    ({"prompt": "x", "n": 0}, 400, "n", "invalid_value"),
+    ({"size": "64x64"}, 400, "prompt", "invalid_value"),
+    ({"prompt": "x", "model": "dall-e-3"}, 404, "model", "model_not_found"),
+    ({"prompt": "x", "steps": 401}, 429, None, "admission_refused"),
+])
+def test_errors_in_openai_shape_with_fitting_status(gateway, body, status, param, code):
+    response = post(gateway, body)
+    assert response.status_code == status, response.text
+    error = error_of(response)
+    assert (error["param"], error["code"]) == (param, code)
+    if status == 429:
+        assert error["message"] == "over 400 steps: refused by this test's policy"
+
+
+def test_openai_package_against_base_url(gateway):
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=gateway.http_url + "/v1", api_key="unused", max_retries=0)
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    answer = client.images.generate(prompt="a fox", size="256x256", response_format="b64_json",
+                                    extra_body={"steps": 2, "seed": 3})
+    assert answer.created > 0 and len(answer.data) == 1
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.images.generate(prompt="a fox", extra_body={"steps": 1000})
+    assert "refused by this test's policy" in str(refused.value)
+    with pytest.raises(openai.BadRequestError):
+        client.images.generate(prompt="a fox", size="250x250")
+
+
+def read_events(server, request_id: str, on_event=None) -> list[tuple[str, dict]]:
+    events = []
+    with httpx.stream("GET", f"{server.http_url}/v1/requests/{request_id}/events", timeout=120) as stream:
+        assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+        kind = None
+        for line in stream.iter_lines():
+            if line.startswith("event: "):
+                kind = line[len("event: "):]
+            elif line.startswith("data: "):
+                events.append((kind, json.loads(line[len("data: "):])))
+                if on_event is not None:
+                    on_event(events)
+    return events
+
+
+def test_sse_events_of_a_request_submitted_here_replay_from_the_first(gateway):
+    answer = post(gateway, {"prompt": "sse", "size": "256x256", "steps": 6, "request_id": "sse-0"})
+    assert answer.status_code == 200
+    events = read_events(gateway, "sse-0")  # ended: the gateway's feed replays all of it
+    assert [data["seq"] for _, data in events] == list(range(1, len(events) + 1))
+    assert events[0][1]["state"] == "queued" and events[-1] == ("result", events[-1][1])
+    assert events[-1][1]["state"] == "completed" and events[-1][1]["latency_s"] > 0
+
+
+def test_sse_events_of_a_request_submitted_elsewhere_in_order_then_the_result(gateway):
+    from gfdit.client import Client
+
+    with Client(gateway.address) as client:
+        handle = client.submit("sse", height=256, width=256, steps=6, request_id="sse-1")
+        events = read_events(gateway, "sse-1")
+        handle.result()
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "result" and set(kinds[:-1]) == {"progress"}
+    first = events[0][1]["seq"]  # a request submitted elsewhere: its events from the subscription on
+    assert [data["seq"] for _, data in events] == list(range(first, first + len(events)))
+    states = [data["state"] for _, data in events]
+    assert states[-1] == "completed" and "running" in states
+    assert max(data.get("step", 0) for _, data in events) == 6
+    assert "call_id" not in events[0][1]
+
+
+def test_delete_cancels_a_running_request_and_its_post_answers_cancelled(gateway):
+    answer = {}
+    poster = threading.Thread(target=lambda: answer.setdefault("r", post(gateway, {
+        "prompt": "long", "steps": 400, "request_id": "to-cancel"})))
+    poster.start()
+    deadline = time.monotonic() + 30
+    cancelled = {}
+
+    def cancel_when_running(events):
+        if not cancelled and events[-1][1]["state"] == "running":
+            cancelled["ack"] = httpx.delete(f"{gateway.http_url}/v1/requests/to-cancel", timeout=30)
+
+    while True:  # the POST may not have reached the server yet
+        try:
+            events = read_events(gateway, "to-cancel", cancel_when_running)
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    poster.join()
+    assert cancelled["ack"].json() == {"id": "to-cancel", "object": "request.cancel", "state": "cancelling"}
+    assert events[-1] == ("result", events[-1][1]) and events[-1][1]["state"] == "cancelled"
+    assert max(data.get("step", 0) for _, data in events) < 400
+    response = answer["r"]
+    assert response.status_code == 409 and error_of(response)["code"] == "request_cancelled"
+    missing = httpx.delete(f"{gateway.http_url}/v1/requests/no-such-request")
+    assert missing.status_code == 404 and error_of(missing)["code"] == "unknown_request"
+
+
+def test_models_and_metrics(gateway):
+    models = httpx.get(gateway.http_url + "/v1/models").json()
+    assert models["object"] == "list" and models["data"][0]["id"] == "tiny"
+    metrics = httpx.get(gateway.http_url + "/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    assert "# TYPE gfdit_requests_total counter" in metrics.text
+
+
+def test_bearer_token_required_when_set(server_factory):
+    server = server_factory(http_port=0, token=TOKEN)
+    body = {"prompt": "x", "size": "64x64", "steps": 1}
+    for headers in ({}, {"Authorization": "Bearer wrong-token-of-24-chars!"}, {"Authorization": TOKEN}):
+        refused = post(server, body, headers=headers)
+        assert refused.status_code == 401 and error_of(refused)["type"] == "authentication_error"
+    for path in ("/v1/models", "/metrics", "/v1/requests/x/events"):
+        assert httpx.get(server.http_url + path).status_code == 401
+    assert httpx.delete(server.http_url + "/v1/requests/x").status_code == 401
+    ok = post(server, body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200, ok.text
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=server.http_url + "/v1", api_key=TOKEN, max_retries=0)
+    assert client.images.generate(prompt="x", size="64x64", extra_body={"steps": 1}).data
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=server.http_url + "/v1", api_key="nope", max_retries=0).models.list()
+
+
+def test_health_503_while_workers_are_down_then_200(server_factory):
+    server = server_factory(http_port=0)
+    assert httpx.get(server.http_url + "/health").status_code == 200
+    os.kill(server.worker_pids[0], signal.SIGKILL)
+    seen, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline and not (503 in seen and seen[-1] == 200):
+        seen.append(httpx.get(server.http_url + "/health", timeout=10).status_code)
+        time.sleep(0.02)
+    assert 503 in seen and seen[-1] == 200, seen[-20:]
+
+
+def test_health_503_when_the_server_is_gone(server_factory):
+    from gfdit.http.listener import HTTPGateway
+
+    server = server_factory()
+    gateway = HTTPGateway(server.address).start()
+    try:
+        assert httpx.get(gateway.url + "/health").status_code == 200
+        server.stop()
+        gone = httpx.get(gateway.url + "/health", timeout=60)
+        assert gone.status_code == 503 and gone.json()["status"] == "unavailable"
+    finally:
+        gateway.close()
+
+
+def test_remote_http_host_needs_allow_remote_and_a_token(tmp_path):
+    from gfdit.server import Server, ServerConfig
+    from gfdit.server.access import AccessError
+
+    for host in ("http_host", "metrics_host"):
+        for overrides in ({}, {"allow_remote": True}):
+            with pytest.raises(AccessError):
+                Server(ServerConfig(executor="emulated", cost_model=str(tmp_path), http_port=0, metrics_port=0,
+                                    **{host: "0.0.0.0"}, **overrides))
