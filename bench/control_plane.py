@@ -38,7 +38,7 @@ order by req.arrival
 width * = 1
 place sticky, lowest
 """
-EDF = str(ROOT / "policies" / "edf_best_fit.gfp")
+EDF = str(ROOT / "gfdit" / "data" / "policies" / "edf_best_fit.gfp")
 
 
 def server(policy: str, gpus: int, time_scale: float, **params: str) -> Server:

@@ -36,7 +36,7 @@ def main() -> int:
     t0 = time.perf_counter()
     from gfdit.dsl.load import compile_policy  # noqa: PLC0415 -- import time is part of "cold"
 
-    files = sorted((ROOT / "policies").glob("*.gfp")) + ([EXTRA] if EXTRA.exists() else [])
+    files = sorted((ROOT / "gfdit" / "data" / "policies").glob("*.gfp")) + ([EXTRA] if EXTRA.exists() else [])
     texts = {p: p.read_text() for p in files}
     largest = max(files, key=lambda p: len(texts[p]))
     compile_policy(texts[largest], str(largest))

@@ -31,14 +31,14 @@ FIXED = {"static_sp (sp=4)": ("static_sp", {"sp": "4"}), "static_sp (sp=1)": ("s
 
 
 def runs(gpus: int) -> dict[str, tuple[str, dict]]:
-    names = sorted(p.stem for p in (ROOT / "policies").glob("*.gfp") if p.stem != "static_sp")
+    names = sorted(p.stem for p in (ROOT / "gfdit" / "data" / "policies").glob("*.gfp") if p.stem != "static_sp")
     return {**FIXED, **{n: (n, {}) for n in names}}
 
 
 def simulate_all(workload: Workload, cost: CostModel, gpus: int) -> list[dict]:
     rows = []
     for label, (name, params) in runs(gpus).items():
-        policy = load_policy(ROOT / "policies" / f"{name}.gfp", params)
+        policy = load_policy(ROOT / "gfdit" / "data" / "policies" / f"{name}.gfp", params)
         t0 = time.perf_counter()
         result = simulate(policy, workload, cost, gpus, time_rounds=False)
         m = result.metrics["overall"]

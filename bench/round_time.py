@@ -5,8 +5,8 @@ Writes bench/results/round_time.json and bench/results/round_time.md. Run:
     python3 bench/round_time.py [--repeats 30]
 
 For each queue length (10 / 100 / 1,000 waiting requests) and each pair
-(`policies/edf_best_fit.gfp` vs the engine's Python `edf_best_fit`;
-`policies/static_sp.gfp` vs Python `static_sp`), two figures, measured side
+(`gfdit/data/policies/edf_best_fit.gfp` vs the engine's Python `edf_best_fit`;
+`gfdit/data/policies/static_sp.gfp` vs Python `static_sp`), two figures, measured side
 by side in one run with the runs interleaved, median of `--repeats`:
 
 * round: one `Engine.schedule()` on a fresh engine holding N waiting requests
@@ -117,8 +117,8 @@ def main() -> int:
     stem = "round_time_quick" if args.quick else "round_time"
     cost = CostModel.load(shipped_cost_model("qwen-h20"))
     pairs = {
-        "edf_best_fit": (load_policy(ROOT / "policies" / "edf_best_fit.gfp"), edf_best_fit()),
-        "static_sp": (load_policy(ROOT / "policies" / "static_sp.gfp"), static_sp()),
+        "edf_best_fit": (load_policy(ROOT / "gfdit" / "data" / "policies" / "edf_best_fit.gfp"), edf_best_fit()),
+        "static_sp": (load_policy(ROOT / "gfdit" / "data" / "policies" / "static_sp.gfp"), static_sp()),
     }
     rows = measure(pairs, cost, args.repeats)
     meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "gpus": GPUS,

@@ -152,7 +152,7 @@ def generated(gpus: int, args) -> Workload:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workload", default="short-4gpu", help="shipped workload name or a path")
-    parser.add_argument("--policy", default=str(ROOT / "policies" / "edf_best_fit.gfp"))
+    parser.add_argument("--policy", default="edf_best_fit")
     parser.add_argument("--cost-model", default=str(shipped_cost_model("qwen-h20")))
     parser.add_argument("--gpus", type=int, default=4)
     parser.add_argument("--time-scale", type=float, default=0.2,

@@ -1,4 +1,4 @@
-"""Tuning speed: 100 param settings of policies/default.gfp on one 400-request trace, in parallel.
+"""Tuning speed: 100 param settings of the shipped default.gfp on one 400-request trace, in parallel.
 
 Writes bench/results/tune_speed.json and .md. Run:
 

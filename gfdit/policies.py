@@ -2,13 +2,16 @@
 
 It sits above both the engine (which runs a `Policy`) and the policy language
 (which compiles `.gfp` files to one), so neither has to know the other.
-Resolution, in order:
-1. `spec` is a path ending in `.gfp`, or names `policies/<spec>.gfp` under the
-   repository root (the parent of the gfdit package): `gfdit.dsl.load.load_policy`
-   compiles that file with `params`;
-2. otherwise a built-in Python policy of that name (`builtin_policy`), called
-   with `params` as keyword arguments;
-3. otherwise a `PolicyError` listing every known name.
+Resolution:
+1. `spec` ending in `.gfp` is a path; it must exist (a missing file is an
+   error, never a fall-back), and `gfdit.dsl.load.load_policy` compiles it with
+   `params`;
+2. `py:NAME` is the built-in Python policy NAME (`builtin_policy`), called with
+   `params` as keyword arguments;
+3. any other `spec` names a shipped policy, `gfdit/data/policies/<spec>.gfp`
+   read through importlib.resources (`gfdit.resources`: the same from a wheel
+   as from a checkout);
+4. otherwise a `PolicyError` listing every known name.
 
 `fit_policy` then fits a resolved policy to a cluster and a cost model, so a
 shipped policy runs on 1 to 4 GPUs: widths the cluster cannot hold or the cost
@@ -33,26 +36,29 @@ from gfdit.engine.builtin_policies import BUILTINS
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.policy import Policy
 from gfdit.engine.policy_check import PolicyError
+from gfdit.resources import data_dir, policy_file, shipped_names
 
-POLICY_DIR = Path(__file__).resolve().parents[1] / "policies"
-DEFAULT_POLICY = "default"  # policies/default.gfp: the recommended policy, what runs without --policy
+POLICY_DIR = data_dir("policies")
+BUILTIN_PREFIX = "py:"
+DEFAULT_POLICY = "default"  # gfdit/data/policies/default.gfp: the recommended policy, what runs without --policy
 
 
 def known_policies() -> list[str]:
-    files = {p.stem for p in POLICY_DIR.glob("*.gfp")} if POLICY_DIR.is_dir() else set()
-    return sorted(files | set(BUILTINS))
+    """Every name `resolve_policy` takes besides a path: the shipped policies, then `py:` built-ins."""
+    return shipped_names("policies", ".gfp") + [BUILTIN_PREFIX + name for name in sorted(BUILTINS)]
 
 
 def resolve_policy(spec: str, params: Mapping[str, object] | None = None) -> Policy:
-    """The policy named by `spec` (a .gfp path, a shipped policy name, or a built-in)."""
+    """The policy named by `spec` (a .gfp path, a shipped policy name, or `py:` and a built-in)."""
     params = dict(params or {})
-    is_path = spec.endswith(".gfp")
+    if spec.startswith(BUILTIN_PREFIX):
+        return builtin_policy(spec.removeprefix(BUILTIN_PREFIX), params)
     gfp = _gfp(spec)
-    if gfp.is_file():
+    if gfp is not None and gfp.is_file():
         return load_policy(str(gfp), params)
-    if is_path:
+    if spec.endswith(".gfp"):
         raise PolicyError(f"policy file not found: {spec}")
-    return builtin_policy(spec, params)
+    raise PolicyError(f"unknown policy {spec!r}; known: {', '.join(known_policies())} or a .gfp file")
 
 
 def fit_policy(policy: Policy, spec: str, params: Mapping[str, object] | None, cost_model: CostModel,
@@ -70,15 +76,15 @@ def fit_policy(policy: Policy, spec: str, params: Mapping[str, object] | None, c
     return _fit_pools(policy, gpus, notes), notes
 
 
-def _gfp(spec: str) -> Path:
-    """The .gfp file `spec` names (a path, or a shipped policy's name); it may not exist."""
-    return Path(spec) if spec.endswith(".gfp") else POLICY_DIR / f"{spec}.gfp"
+def _gfp(spec: str) -> Path | None:
+    """The .gfp file `spec` names (a path that may not exist, or a shipped policy), or None."""
+    return Path(spec) if spec.endswith(".gfp") else policy_file(spec)
 
 
 def _takes_widths(spec: str) -> bool:
     """Whether the policy `spec` resolves to has a `widths` parameter (every .gfp has one)."""
-    factory = BUILTINS.get(spec)
-    return _gfp(spec).is_file() or factory is None or "widths" in inspect.signature(factory).parameters
+    factory = BUILTINS.get(spec.removeprefix(BUILTIN_PREFIX)) if spec.startswith(BUILTIN_PREFIX) else None
+    return factory is None or "widths" in inspect.signature(factory).parameters
 
 
 def _fit_pools(policy: Policy, gpus: int, notes: list[str]) -> Policy:
@@ -112,7 +118,7 @@ def builtin_policy(name: str, params: Mapping[str, object] | None = None) -> Pol
     params = dict(params or {})
     factory = BUILTINS.get(name)
     if factory is None:
-        raise PolicyError(f"unknown policy {name!r}; known: {', '.join(known_policies())}")
+        raise PolicyError(f"unknown built-in policy {BUILTIN_PREFIX}{name}; known: {', '.join(known_policies())}")
     accepted = set(inspect.signature(factory).parameters)
     unknown = sorted(set(params) - accepted)
     if unknown:

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import signal
 import sys
+from pathlib import Path
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("gfdit.cli.simulate", "simulate a policy on a workload trace"),
@@ -34,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
         sub.add_parser(name, help=help_text, add_help=False)
+    parser.add_argument("-V", "--version", action="store_true", help="print the version and where gfdit is installed")
+    if argv and argv[0] in ("-V", "--version"):
+        import gfdit
+
+        print(f"gfdit {gfdit.__version__} ({Path(gfdit.__file__).parent})")
+        return 0
     if not argv or argv[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if argv else 2

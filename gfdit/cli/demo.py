@@ -26,12 +26,16 @@ from gfdit.cli import demo_elastic
 from gfdit.engine.costmodel import CostModelError
 from gfdit.engine.policy_check import PolicyError
 from gfdit.engine.request import RequestError
-from gfdit.policies import POLICY_DIR
+from gfdit.resources import policy_file as shipped_policy_file
+
+
+QUICK = {"num_gpus": 4, "requests": 4, "size": 64, "emulate_gpus": 4, "trace_span": 0.03}  # demo --quick
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="gfdit-demo-out", help="folder for images and results (default ./gfdit-demo-out)")
-    parser.add_argument("--policy", default=str(POLICY_DIR / "edf_best_fit.gfp"), help="policy file to copy and edit")
+    parser.add_argument("--policy", default="edf_best_fit",
+                        help="a shipped policy name or a .gfp file, copied into --out and edited there")
     parser.add_argument("--num-gpus", type=int, default=4, help="CPU worker processes")
     parser.add_argument("--requests", type=int, default=12, help="requests in the workload")
     parser.add_argument("--gap", type=float, default=0.3, help="mean seconds between arrivals")
@@ -39,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no per-event progress lines")
     parser.add_argument("--emulated-only", action="store_true", help="run only part 2 (emulated GPUs)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a short run (about 30 s): " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
     demo_elastic.add_arguments(parser)
 
 
@@ -124,9 +130,12 @@ def edit_policy(client, policy_file: Path, say) -> None:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(name)s %(levelname)s %(message)s")
     logging.getLogger("gfdit.server.loop").setLevel(logging.CRITICAL)  # the demo prints reload outcomes itself
+    if args.quick:
+        vars(args).update(QUICK)
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    try:  # part 2's options are checked before part 1 starts
+    try:  # part 2's options (and part 1's policy) are checked before part 1 starts
+        args.policy_source = policy_source(args.policy)
         if args.emulate_gpus < 0 or (args.emulated_only and args.emulate_gpus == 0):
             raise ValueError(f"--emulate-gpus must be >= 1 for part 2 (0 skips it), got {args.emulate_gpus}")
         prepared = demo_elastic.prepare(args) if args.emulate_gpus > 0 else None
@@ -141,12 +150,20 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def policy_source(spec: str) -> Path:
+    """The .gfp file the demo copies: a path, or a shipped policy's file."""
+    path = Path(spec) if spec.endswith(".gfp") else shipped_policy_file(spec)
+    if path is None or not path.is_file():
+        raise ValueError(f"--policy {spec}: no such .gfp file or shipped policy")
+    return path
+
+
 def real_part(args: argparse.Namespace, out: Path, say: Printer) -> int:
     """Part 1: the tiny model on CPU workers, live progress, the hot-reload act."""
     from gfdit.server import Server, ServerConfig
 
     policy_file = out / "policy.gfp"
-    shutil.copyfile(args.policy, policy_file)
+    shutil.copyfile(args.policy_source, policy_file)
     say(f"starting a server: tiny model on {args.num_gpus} CPU workers, policy {policy_file} "
         "(a copy: the edits stay out of the repository)")
     config = ServerConfig(model="tiny", num_gpus=args.num_gpus, policy=str(policy_file),

@@ -31,15 +31,13 @@ def run_explain(args: argparse.Namespace) -> int:
     from gfdit.engine.costmodel import CostModel
     from gfdit.engine.decisions import DecisionLog
     from gfdit.engine.simulator import simulate
-    from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
+    from gfdit.engine.workload import Workload, shipped_cost_model, workload_path
     from gfdit.policies import fit_policy, resolve_policy
 
     try:
         params = parse_params(args.param)
-        path = Path(args.workload)
-        workload = Workload.load(path if path.suffix == ".json" or path.exists()
-                                 else shipped_workload(args.workload))
-        cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+        workload = Workload.load(workload_path(args.workload))
+        cost_model = CostModel.load(shipped_cost_model(args.cost_model or "qwen-h20"))
         policy, notes = fit_policy(resolve_policy(args.policy, params), args.policy, params, cost_model, args.gpus)
         for note in notes:
             print(f"gfdit policy explain: note: {note}", file=sys.stderr)

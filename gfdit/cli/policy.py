@@ -30,15 +30,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_param_option(checker)
     checker.add_argument("--json", action="store_true", help="diagnostics as JSON lines")
     checker.add_argument("--cost-model", default=None,
-                         help="cost-model directory the rules are probed on (default: the shipped "
+                         help="cost model the rules are probed on: a shipped name or a directory (default: the shipped "
                               "qwen-h20; `none`: check the language only)")
     checker.add_argument("--gpus", type=int, default=None,
                          help="GPUs of the probed rounds (default: the policy's largest width)")
     explain = sub.add_parser("explain", help="why each decision was taken, on a simulated trace")
-    explain.add_argument("--policy", required=True, help="a .gfp file or a shipped policy name")
+    explain.add_argument("--policy", required=True, help="a shipped policy name, py:NAME (a built-in) or a .gfp file")
     add_param_option(explain)
     explain.add_argument("--workload", required=True, help="trace JSON or a shipped trace name")
-    explain.add_argument("--cost-model", default=None, help="cost-model directory")
+    explain.add_argument("--cost-model", default=None, help="a shipped cost model (qwen-h20, synthetic) or a directory (default: qwen-h20)")
     explain.add_argument("--gpus", type=int, required=True)
     explain.add_argument("--request", default=None, help="only this request's decisions")
     explain.add_argument("--limit", type=int, default=200, help="at most this many lines (0: all)")
@@ -96,7 +96,7 @@ def _probe_cost_model(option: str | None):
     from gfdit.engine.costmodel import CostModel
     from gfdit.engine.workload import shipped_cost_model
 
-    return CostModel.load(option or shipped_cost_model("qwen-h20"))
+    return CostModel.load(shipped_cost_model(option or "qwen-h20"))
 
 
 def _probed(text: str, name: str, params: dict[str, str], cost_model, gpus: int | None) -> list:

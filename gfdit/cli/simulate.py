@@ -16,17 +16,18 @@ from gfdit.policies import DEFAULT_POLICY, fit_policy, resolve_policy
 from gfdit.engine.report import failure_summary, metrics_table
 from gfdit.engine.request import RequestError, State
 from gfdit.engine.simulator import simulate
-from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
+from gfdit.engine.workload import Workload, shipped_cost_model, workload_path
 
 DEFAULT_WORKLOAD = "short-4gpu"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy", default=DEFAULT_POLICY,
-                        help="a .gfp file, a shipped policy or a built-in name (default: policies/default.gfp)")
+                        help="a shipped policy name (slo_grow), py:NAME (a built-in) or a .gfp file "
+                             "(default: the shipped default.gfp)")
     add_param_option(parser)
     parser.add_argument("--workload", default=DEFAULT_WORKLOAD, help="trace JSON, or a shipped trace name")
-    parser.add_argument("--cost-model", default=None, help="cost-model directory (default: the shipped qwen-h20)")
+    parser.add_argument("--cost-model", default=None, help="a shipped cost model (qwen-h20, synthetic) or a cost-model directory (default: qwen-h20)")
     parser.add_argument("--gpus", type=int, default=4)
     parser.add_argument("--ranks-per-node", type=int, default=None, help="ranks per node (default: all on one)")
     parser.add_argument("--json", metavar="OUT", help='write {"overall": ..., "classes": ...} here')
@@ -40,12 +41,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _workload(spec: str) -> Workload:
-    path = Path(spec)
-    return Workload.load(path if path.suffix == ".json" or path.exists() else shipped_workload(spec))
+    return Workload.load(workload_path(spec))
 
 
 def _cost_model(args: argparse.Namespace) -> CostModel:
-    cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+    cost_model = CostModel.load(shipped_cost_model(args.cost_model or "qwen-h20"))
     changes = {}
     if args.migration_gbps is not None:
         if args.migration_gbps <= 0:

@@ -19,13 +19,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--load", type=float, default=0.9, help="offered load (work / capacity), default 0.9")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="output trace JSON ('-' for stdout)")
-    parser.add_argument("--cost-model", default=None, help="cost-model directory for t_single (default: shipped qwen-h20)")
+    parser.add_argument("--cost-model", default=None, help="cost model for t_single: a shipped one (qwen-h20, synthetic) or a directory (default: qwen-h20)")
     parser.add_argument("--duration-scale", type=float, default=1.0, help="stretch every phase by this factor")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        cost_model = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+        cost_model = CostModel.load(shipped_cost_model(args.cost_model or "qwen-h20"))
         trace = generate(load_profile(args.profile), cost_model, args.gpus, args.load, args.seed,
                          args.duration_scale)
     except (RequestError, CostModelError) as exc:

@@ -8,6 +8,7 @@ from pathlib import Path
 from gfdit.client.connection import Connection
 from gfdit.client.errors import RequestRejected, ServerError
 from gfdit.client.handle import RequestHandle
+from gfdit.resources import policy_file
 from gfdit.protocol import (
     DEFAULT_ADDRESS,
     Accepted,
@@ -119,12 +120,16 @@ class Client:
     def reload_policy(self, path_or_text: str | Path, if_revision: str | None = None,
                       *, server_path: bool = False) -> ReloadReply:
         """Propose a new policy. A local file's text is sent (or, with server_path, the
-        path is read by the server); anything else is taken as policy text. Returns
-        the ReloadReply: ok, revision, and every diagnostic when refused."""
+        path is read by the server); a shipped policy's name (`slo_grow`) sends that
+        policy; anything else is taken as policy text. Returns the ReloadReply: ok,
+        revision, and every diagnostic when refused."""
         text = str(path_or_text)
         looks_like_path = isinstance(path_or_text, Path) or ("\n" not in text and text.endswith(".gfp"))
+        shipped = None if looks_like_path or server_path or "\n" in text else policy_file(text.strip())
         if server_path:
             msg = ReloadPolicy(path=text, if_revision=if_revision)
+        elif shipped is not None:
+            msg = ReloadPolicy(text=shipped.read_text(), path=str(shipped), if_revision=if_revision)
         elif looks_like_path and not Path(text).is_file():
             raise FileNotFoundError(f"policy file not found: {text}")
         elif looks_like_path or ("\n" not in text and Path(text).is_file()):

@@ -1,6 +1,6 @@
 """Loading a policy: text or file in, a `CompiledPolicy` out, or a `PolicyError` with every diagnostic.
 
-    load_policy("policies/edf_best_fit.gfp", {"queue_cap": "64"})
+    load_policy("mine.gfp", {"queue_cap": "64"})
     compile_policy(text, filename="<reload>")
 """
 

@@ -2,7 +2,7 @@
 
 They implement the `Policy` protocol with pure hooks, exactly as a compiled
 `.gfp` policy does, and exist so the simulator runs before (and without) the
-policy language. The shipped `.gfp` files under `policies/` say the same thing.
+policy language. The shipped `.gfp` files under `gfdit/data/policies/` say the same thing.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class EDFBestFit(_Base):
 
 
 def static_sp(sp: int = 4) -> StaticSP:
-    """`sp` is the one width every request gets (the parameter's name in policies/static_sp.gfp)."""
+    """`sp` is the one width every request gets (the parameter's name in gfdit/data/policies/static_sp.gfp)."""
     params = {"sp": sp}
     return StaticSP(name="static_sp", revision=_revision("static_sp", params), chunk=None,
                     widths=(int(sp),), on_short="reserve", placement=("compact", "lowest"),

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gfdit.resources import ResourceError, cost_model_dir, shipped_file, shipped_names
+
 from .request import Request, RequestError
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 
 
 @dataclass
@@ -67,16 +68,28 @@ class Workload:
 
 def shipped_workload(name: str) -> Path:
     """Path of a workload shipped in gfdit/data/workloads (by file stem)."""
-    path = DATA_DIR / "workloads" / f"{name}.json"
-    if not path.is_file():
-        known = sorted(p.stem for p in (DATA_DIR / "workloads").glob("*.json"))
-        raise RequestError(f"no shipped workload {name!r}; shipped: {known}")
-    return path
+    try:
+        return shipped_file("workloads", name, ".json")
+    except ResourceError as exc:
+        raise RequestError(str(exc)) from None
+
+
+def workload_path(spec: str) -> Path:
+    """A trace: the file `spec` when it exists, else the shipped trace of that name (`short-4gpu`,
+    `short-4gpu.json`); an error names both and lists the shipped ones."""
+    path = Path(spec)
+    if path.is_file() or path.parent != Path("."):  # a path with a folder is a path (read errors say why)
+        return path
+    name = path.name.removesuffix(".json")
+    if name in shipped_names("workloads", ".json"):
+        return shipped_workload(name)
+    raise RequestError(f"no workload file {spec} and no shipped trace {name!r}; shipped: "
+                       f"{', '.join(shipped_names('workloads', '.json'))}")
 
 
 def shipped_cost_model(name: str = "qwen-h20") -> Path:
-    path = DATA_DIR / "costmodels" / name
-    if not path.is_dir():
-        known = sorted(p.name for p in (DATA_DIR / "costmodels").iterdir() if p.is_dir())
-        raise RequestError(f"no shipped cost model {name!r}; shipped: {known}")
-    return path
+    """A cost-model directory: `name` itself when it is one, else the shipped cost model `name`."""
+    try:
+        return cost_model_dir(name)
+    except ResourceError as exc:
+        raise RequestError(str(exc)) from None

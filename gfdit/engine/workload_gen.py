@@ -26,13 +26,13 @@ from gfdit.shapes import latent_tokens
 
 from .costmodel import CostModel, Shape
 from .request import RequestError
-from .workload import DATA_DIR
+from gfdit.resources import data_dir, shipped_names
 
-PROFILE_DIR = DATA_DIR / "profiles"
+PROFILE_DIR = data_dir("profiles")
 
 
 def known_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.json"))
+    return shipped_names("profiles", ".json")
 
 
 def load_profile(name: str) -> dict[str, Any]:

@@ -33,8 +33,8 @@ class ServerConfig(BaseModel):
     model: str = Field("tiny", description='"tiny", a local diffusers directory, or a hub id (real executor)')
     num_gpus: int = Field(4, ge=1, le=1024, description="worker processes (ranks); emulated mode runs 8-64 "
                                                         "on one machine")
-    policy: str = Field("edf_best_fit", description="a shipped policy name (`slo_grow`), a built-in (`py:NAME`) "
-                                                    "or a .gfp file (watched for edits)")
+    policy: str = Field("default", description="a shipped policy name (`slo_grow`; `default` is the recommended "
+                                               "one), a built-in (`py:NAME`) or a .gfp file (watched for edits)")
     policy_params: dict[str, str] = Field(default_factory=dict, description="policy parameters, "
                                           "`{chunk = \"2\"}` (the `--param NAME=VALUE` flags)")
     address: str = Field(DEFAULT_ADDRESS, description="where clients connect: tcp://HOST:PORT, HOST:PORT or ipc://PATH")

@@ -60,9 +60,6 @@ from gfdit.workers.migration import task_ranks
 if TYPE_CHECKING:
     import numpy as np
 
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-
-
 @dataclass(frozen=True)
 class TaskFinished:
     """Every rank of a task answered (or one died). `images` come from group index 0."""
@@ -176,7 +173,6 @@ class WorkerPool:
             args.append("--emulate")
         env = dict(self._environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         env[auth.SECRET_ENV] = self._peers.secret  # the environment, never argv (`ps` shows argv)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
         if sys.platform.startswith("linux"):
             env.setdefault("GLOO_SOCKET_IFNAME", "lo")
         log = self._dir / f"worker-{rank}.log"

@@ -6,13 +6,14 @@ import types
 from pathlib import Path
 
 from gfdit.cli import main
+from gfdit.resources import data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 COST = ROOT / "gfdit" / "data" / "costmodels" / "qwen-h20"
 
 
 def test_check_passes_every_shipped_policy(capsys):
-    files = [str(p) for p in sorted((ROOT / "policies").glob("*.gfp"))]
+    files = [str(p) for p in sorted(data_dir("policies").glob("*.gfp"))]
     assert main(["policy", "check", *files]) == 0
     assert capsys.readouterr().out.count(": ok, revision ") == len(files)
 
@@ -20,7 +21,7 @@ def test_check_passes_every_shipped_policy(capsys):
 def test_check_fails_with_rendered_diagnostics(tmp_path, capsys):
     bad = tmp_path / "bad.gfp"
     bad.write_text("policy b\norder by req.dedline\nwidth * = 1\n")
-    good = ROOT / "policies" / "fcfs.gfp"
+    good = data_dir("policies") / "fcfs.gfp"
     assert main(["policy", "check", str(good), str(bad)]) == 1
     captured = capsys.readouterr()
     assert f"{bad}:2:14: error[E104]" in captured.err and "did you mean 'deadline'" in captured.err
@@ -39,7 +40,7 @@ def write_workload(path: Path) -> None:
 def test_explain_shows_rule_lines_and_values(tmp_path, capsys):
     trace = tmp_path / "w.json"
     write_workload(trace)
-    policy = ROOT / "policies" / "edf_best_fit.gfp"
+    policy = data_dir("policies") / "edf_best_fit.gfp"
     code = main(["policy", "explain", "--policy", str(policy), "--workload", str(trace),
                  "--cost-model", str(COST), "--gpus", "2", "--request", "r1"])
     out = capsys.readouterr().out
@@ -74,7 +75,7 @@ def test_reload_delegates_to_the_client(monkeypatch, capsys):
 def test_simulate_runs_a_gfp_file_and_reports_a_broken_one(tmp_path, capsys):
     trace, bad = tmp_path / "w.json", tmp_path / "bad.gfp"
     write_workload(trace)
-    fcfs = ROOT / "policies" / "fcfs.gfp"
+    fcfs = data_dir("policies") / "fcfs.gfp"
     assert main(["simulate", "--policy", str(fcfs), "--workload", str(trace),
                  "--cost-model", str(COST), "--gpus", "2"]) == 0
     assert "policy fcfs (" in capsys.readouterr().out

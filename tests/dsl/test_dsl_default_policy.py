@@ -1,4 +1,4 @@
-"""policies/default.gfp: EDF with soft demotion of requests that cannot make their deadline.
+"""gfdit/data/policies/default.gfp: EDF with soft demotion of requests that cannot make their deadline.
 
 What it must do (docs/policy-language.md, docs/benchmarks.md): a request that
 misses its deadline even at its fastest width goes behind every request that

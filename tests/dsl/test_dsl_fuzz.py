@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from gfdit.dsl.diagnostics import PolicyError
 from gfdit.dsl.load import compile_policy
+from gfdit.resources import data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-SEEDS = [p.read_text() for p in sorted((ROOT / "policies").glob("*.gfp"))] + [
+SEEDS = [p.read_text() for p in sorted(data_dir("policies").glob("*.gfp"))] + [
     (Path(__file__).with_name("cases") / "ok_every_form.gfp").read_text()]
 VOCABULARY = ("policy", "param", "class", "let", "pool", "place", "admit", "hold", "order", "by",
               "width", "grow", "on", "short", "when", "else", "where", "if", "then", "min", "max",

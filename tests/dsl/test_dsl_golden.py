@@ -13,6 +13,7 @@ import pytest
 from gfdit.dsl.ast import dump
 from gfdit.dsl.check import check
 from gfdit.dsl.diagnostics import CODES, render_all
+from gfdit.resources import data_dir
 
 CASES = Path(__file__).with_name("cases")
 REGEN = os.environ.get("GFDIT_REGEN_GOLDEN") == "1"
@@ -91,7 +92,7 @@ def test_many_problems_are_all_reported():
     assert {"E112", "E111", "E104", "E107", "E208", "E106", "E302", "E110"} <= set(codes)
 
 
-SHIPPED = sorted((Path(__file__).resolve().parents[2] / "policies").glob("*.gfp"))
+SHIPPED = sorted((data_dir("policies")).glob("*.gfp"))
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])

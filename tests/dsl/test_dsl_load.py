@@ -12,6 +12,7 @@ from gfdit.dsl import PolicyError, compile_policy, load_policy, revision_of
 from gfdit.engine.policy_check import PolicyError as EnginePolicyError
 from gfdit.engine.policy import ClassSpec
 from gfdit.policies import resolve_policy
+from gfdit.resources import data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY_FORM = Path(__file__).with_name("cases") / "ok_every_form.gfp"
@@ -35,34 +36,34 @@ def test_defaults_and_chunk_all():
 
 
 def test_params_override_at_load():
-    static = ROOT / "policies" / "static_sp.gfp"
+    static = data_dir("policies") / "static_sp.gfp"
     view, req = Round(), Req(stage="encode")
     assert load_policy(static).width(view, req)[0] == 4
     assert load_policy(static, {"sp": "2"}).width(view, req)[0] == 2
-    assert load_policy(ROOT / "policies" / "fcfs.gfp", {"chunk": "all"}).chunk is None
+    assert load_policy(data_dir("policies") / "fcfs.gfp", {"chunk": "all"}).chunk is None
     with pytest.raises(PolicyError) as error:
         load_policy(static, {"spp": "2"})
     assert error.value.diagnostics[0].code == "E113" and "did you mean 'sp'" in str(error.value)
     assert load_policy(static, {"sp": "3"}).width(view, req)[0] == 2  # rounds down to an allowed width
     assert load_policy(static, {"widths": "1,2"}).width(view, req)[0] == 2  # capped to the widest
     with pytest.raises(PolicyError) as error:
-        load_policy(ROOT / "policies" / "fcfs.gfp", {"widths": "2,4"})  # `width * = 1`
+        load_policy(data_dir("policies") / "fcfs.gfp", {"widths": "2,4"})  # `width * = 1`
     assert error.value.diagnostics[0].code == "E302"
 
 
 def test_revision_is_a_hash_of_text_and_overrides():
-    text = (ROOT / "policies" / "fcfs.gfp").read_text()
+    text = (data_dir("policies") / "fcfs.gfp").read_text()
     assert re.fullmatch(r"[0-9a-f]{12}", revision_of(text))
     assert compile_policy(text).revision == revision_of(text)
     assert revision_of(text) != revision_of(text + "\n") != revision_of(text, {"chunk": "2"})
 
 
 def test_why_names_the_rule_line_and_the_values_it_saw():
-    p = load_policy(ROOT / "policies" / "edf_best_fit.gfp")
+    p = load_policy(data_dir("policies") / "edf_best_fit.gfp")
     req = Req(tokens=4096, deadline=20.0)
     width, why = p.width(Round(), req)
     line = next(i for i, l in enumerate(p.source.splitlines(), 1) if l.startswith("width denoise"))
-    assert why.rule == f"{ROOT / 'policies' / 'edf_best_fit.gfp'}:{line}"
+    assert why.rule == f"{data_dir('policies') / 'edf_best_fit.gfp'}:{line}"
     assert why.values["width"] == width and why.values["req.deadline"] == 20.0
     assert why.values["free"] == 4
 
@@ -113,7 +114,7 @@ def test_no_user_text_reaches_eval_or_exec():
 
 
 def test_param_overrides_accept_command_line_and_python_forms():
-    static = ROOT / "policies" / "static_sp.gfp"
+    static = data_dir("policies") / "static_sp.gfp"
     assert load_policy(static, {"widths": "1,2", "sp": "2"}).widths == (1, 2)
     assert load_policy(static, {"widths": "2", "sp": "2"}).widths == (2,)
     assert load_policy(static, {"widths": (4, 1), "sp": 4, "chunk": 5}).widths == (1, 4)

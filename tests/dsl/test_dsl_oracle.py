@@ -16,9 +16,10 @@ from gfdit.dsl.check import check
 from gfdit.dsl.interpret import Interpreter
 from gfdit.dsl.load import compile_policy
 from gfdit.engine.policy import RuleError
+from gfdit.resources import data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICY_FILES = sorted((ROOT / "policies").glob("*.gfp")) + [
+POLICY_FILES = sorted(data_dir("policies").glob("*.gfp")) + [
     Path(__file__).with_name("cases") / "ok_every_form.gfp"]
 CLASSES = ("S", "M", "batch", "other")
 STAGES = ("encode", "denoise", "decode")

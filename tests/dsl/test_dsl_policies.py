@@ -1,15 +1,15 @@
 """Every shipped policy, simulated through the engine on a small hand-built scenario,
 does what its header comment (and the table in docs/policy-language.md) says."""
 
-from pathlib import Path
 
 import pytest
 
 from gfdit.dsl import load_policy
 from gfdit.engine import CostModel, DecisionLog, Request, simulate
 from gfdit.engine.workload import shipped_cost_model
+from gfdit.resources import data_dir
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = data_dir("policies")
 COST = CostModel.load(shipped_cost_model("qwen-h20"))
 SIZES = {"S": 512, "M": 1024, "L": 1536}  # 1024 / 4096 / 9216 latent tokens
 

@@ -15,6 +15,7 @@ from gfdit.dsl.diagnostics import PolicyError
 from gfdit.engine import CostModel
 from gfdit.engine.workload import shipped_cost_model
 from gfdit.server.reload import compile_policy as server_compile
+from gfdit.resources import data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 COST = CostModel.load(shipped_cost_model("qwen-h20"))  # widths 1, 2, 4
@@ -47,7 +48,7 @@ def test_guarded_cost_calls_and_shipped_policies_are_not_reported():
                "hold * when req.width > 0 and slack(req.width) < 0s\n"
                "grow denoise when slack(req.width) < 0\n")  # in denoise a request has run: width >= 1
     assert probe(compile_policy(guarded, "g.gfp"), COST, 4) == []
-    for path in sorted((ROOT / "policies").glob("*.gfp")):
+    for path in sorted(data_dir("policies").glob("*.gfp")):
         assert probe(load_policy(path), COST, 4) == [], path
 
 
@@ -74,9 +75,9 @@ def run_check(*args: str) -> subprocess.CompletedProcess:
 def test_policy_check_probes_on_the_shipped_cost_model_by_default(tmp_path):
     bad = tmp_path / "bad.gfp"
     bad.write_text("policy t\norder by slack(req.width)\nwidth * = 1\n")
-    done = run_check(str(bad), "policies/edf_best_fit.gfp")
+    done = run_check(str(bad), "gfdit/data/policies/edf_best_fit.gfp")
     assert done.returncode == 1
-    assert f"{bad}:2:10: error[E308]" in done.stderr and "policies/edf_best_fit.gfp: ok" in done.stdout
+    assert f"{bad}:2:10: error[E308]" in done.stderr and "gfdit/data/policies/edf_best_fit.gfp: ok" in done.stdout
     as_json = run_check(str(bad), "--json")
     (record,) = [json.loads(line) for line in as_json.stdout.splitlines()]
     assert (record["code"], record["line"], record["col"]) == ("E308", 2, 10)

@@ -18,8 +18,9 @@ from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
 from gfdit.policies import fit_policy, resolve_policy
 
 from engine_support import req, write_cost_model
+from gfdit.resources import data_dir
 
-POLICIES = Path(__file__).resolve().parents[2] / "policies"
+POLICIES = data_dir("policies")
 
 
 @pytest.fixture()

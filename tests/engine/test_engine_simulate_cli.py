@@ -79,7 +79,7 @@ def test_builtin_policies_check_and_coerce_params():
 
 
 def test_resolve_policy_prefers_the_shipped_gfp_and_refuses_a_missing_file(tmp_path):
-    assert type(resolve_policy("static_sp")).__module__.startswith("gfdit.dsl")  # policies/static_sp.gfp
+    assert type(resolve_policy("static_sp")).__module__.startswith("gfdit.dsl")  # gfdit/data/policies/static_sp.gfp
     with pytest.raises(PolicyError, match="policy file not found"):
         resolve_policy("/nowhere/x.gfp")
     with pytest.raises(PolicyError, match="policy file not found"):  # no silent fall-back to the built-in

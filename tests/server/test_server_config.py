@@ -111,3 +111,18 @@ def test_serve_with_a_bad_config_file_says_one_line(tmp_path):
                           text=True, timeout=60, env=env, cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == f"gfdit serve: {path}: num_gpus: Input should be greater than or equal to 1 (got -3)"
+
+
+@pytest.mark.slow
+def test_a_server_from_a_config_file_and_a_shipped_policy_reloaded_by_name(tmp_path):
+    from gfdit.client import Client
+    from gfdit.server import Server
+
+    path = write(tmp_path, 'executor = "emulated"\ncost_model = "qwen-h20"\nnum_gpus = 2\npolicy = "fcfs"\n'
+                           'address = "tcp://127.0.0.1:0"\ntime_scale = 0.02\n')
+    with Server(build_config(path)) as server, Client(server.address, timeout=30) as client:
+        assert client.status()["policy"] == "fcfs"
+        reply = client.reload_policy("slo_grow")  # a shipped policy by name, wherever the client runs
+        assert reply.ok, reply.diagnostics
+        assert client.status()["revision"] == reply.revision
+        assert client.submit("a fox", height=512, width=512, steps=4).result(timeout=60).latency_s > 0

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gfdit.client import Client
+from gfdit.resources import data_dir
 
 pytestmark = pytest.mark.slow
 QWEN = Path(__file__).resolve().parents[2] / "gfdit" / "data" / "costmodels" / "qwen-h20"
@@ -23,7 +24,7 @@ def test_edf_best_fit_serves_on_2_gpus_with_widths_1_and_2_priced(tmp_path, capl
     for name in ("tp1_ulysses1_ring1_cfg1.json", "tp1_ulysses2_ring1_cfg1.json"):
         shutil.copy(QWEN / name, cost_model / name)
     config = ServerConfig(executor="emulated", num_gpus=2, cost_model=str(cost_model),
-                          policy=str(Path(__file__).resolve().parents[2] / "policies" / "edf_best_fit.gfp"),
+                          policy=str(data_dir("policies") / "edf_best_fit.gfp"),
                           address="tcp://127.0.0.1:0", time_scale=0.02)
     with caplog.at_level(logging.WARNING, logger="gfdit.server"):
         server = Server(config).start_background()
