@@ -130,6 +130,8 @@ class Call(Expr):
     func_span: Span
     args: list[Arg]
     ref: object = field(default=None, init=False, repr=False)
+    on: str | None = field(default=None, init=False, repr=False)  # `r.est(1)`: "r"; `req.est(1)`: "req"
+    on_span: Span | None = field(default=None, init=False, repr=False)
 
 
 # ---- declarations ------------------------------------------------------

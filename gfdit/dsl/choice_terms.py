@@ -56,7 +56,7 @@ def _choices(node: object) -> list[ast.Choice]:
 
 def _variable_calls(choice: ast.Choice, node: object) -> list[ast.Call]:
     """Cost calls under `node` whose width reads `choice`'s variable (not inside nested choices)."""
-    if isinstance(node, ast.Call) and node.ref is not None and node.ref.kind == "cost":
+    if isinstance(node, ast.Call) and node.ref is not None and node.ref.kind == "cost" and node.ref.slot < 0:
         return [node] if _reads_variable(node, choice.slot) else []
     if isinstance(node, ast.Binary):
         return _variable_calls(choice, node.left) + _variable_calls(choice, node.right)

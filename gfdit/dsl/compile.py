@@ -28,7 +28,7 @@ REQ_READERS: dict[str, Code] = {
     "priority": lambda v, q, e: q.priority, "arrival": lambda v, q, e: q.arrival,
     "deadline": lambda v, q, e: q.deadline, "age": lambda v, q, e: q.age,
     "waited": lambda v, q, e: q.waited, "paused": lambda v, q, e: q.paused,
-    "tokens": lambda v, q, e: q.tokens, "steps": lambda v, q, e: q.steps,
+    "queued": lambda v, q, e: q.queued, "tokens": lambda v, q, e: q.tokens, "steps": lambda v, q, e: q.steps,
     "steps_done": lambda v, q, e: q.steps_done, "steps_left": lambda v, q, e: q.steps_left,
     "stage": lambda v, q, e: q.stage, "width": lambda v, q, e: q.width,
     "t_single": lambda v, q, e: q.t_single, "preemptible": lambda v, q, e: q.preemptible,
@@ -37,6 +37,7 @@ NEG_REQ_READERS: dict[str, Code] = {  # -req.FIELD in one call (numeric fields)
     "priority": lambda v, q, e: -q.priority, "arrival": lambda v, q, e: -q.arrival,
     "deadline": lambda v, q, e: -q.deadline, "age": lambda v, q, e: -q.age,
     "waited": lambda v, q, e: -q.waited, "paused": lambda v, q, e: -q.paused,
+    "queued": lambda v, q, e: -q.queued,
     "tokens": lambda v, q, e: -q.tokens, "steps": lambda v, q, e: -q.steps,
     "steps_done": lambda v, q, e: -q.steps_done, "steps_left": lambda v, q, e: -q.steps_left,
     "width": lambda v, q, e: -q.width, "t_single": lambda v, q, e: -q.t_single,
@@ -181,6 +182,12 @@ class ExprCompiler:
         if ref.kind == "cost":
             value = node.args[0].value
             arg, where = self.compile(value), self.where(node.span)
+            if ref.slot >= 0:  # r.est(k): of the aggregate's element
+                var = value.ref.slot if isinstance(value, ast.Name) and value.ref is not None \
+                    and value.ref.kind == "var" else None
+                return Compiled(cost_call(node.func, where, element=ref.slot,
+                                          const=int(arg.const) if arg.is_const else None, slot=var,
+                                          arg=None if arg.is_const or var is not None else arg.fn))
             if arg.is_const:
                 return Compiled(cost_call(node.func, where, const=int(arg.const)))
             if isinstance(value, ast.Name) and value.ref is not None and value.ref.kind == "var":

@@ -21,8 +21,11 @@ METHODS = {
 
 
 def cost_call(name: str, where: str, *, const: int | None = None, slot: int | None = None,
-              arg: Code | None = None) -> Code:
-    """`view.NAME(req, width)`, the width a constant, the choice variable at `slot`, or `arg(...)`."""
+              arg: Code | None = None, element: int | None = None) -> Code:
+    """`view.NAME(req, width)`, the width a constant, the choice variable at `slot`, or `arg(...)`;
+    with `element`, of the aggregate's element at that frame slot (`r.est(1)`) instead of the candidate."""
+    if element is not None:
+        return _of_element(METHODS[name], where, element, const, slot, arg)
     if name == "finish" and slot is not None:  # the commonest form, one call deep
         def finish_at(v, q, e):
             try:
@@ -62,3 +65,22 @@ def cost_call(name: str, where: str, *, const: int | None = None, slot: int | No
             raise RuleError(where, exc) from exc
     return at_value
 
+
+
+def _of_element(method, where: str, element: int, const: int | None, slot: int | None, arg: Code | None) -> Code:
+    """`r.NAME(k)`: the same call, priced for the element at frame slot `element`."""
+    if const is not None:
+        width = lambda v, q, e: const  # noqa: E731 -- one closure per form
+    elif slot is not None:
+        width = lambda v, q, e: e[slot]  # noqa: E731
+    else:
+        width = arg
+
+    def of_element(v, q, e):
+        try:
+            return method(v, e[element], width(v, q, e))
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- the call's error, located
+            raise RuleError(where, exc) from exc
+    return of_element

@@ -24,7 +24,7 @@ FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 def variable_cost_call(node: object, slot: int) -> ast.Call | None:
     """`node` if it is `COST(k)` with k the choice variable at `slot`."""
-    if isinstance(node, ast.Call) and node.ref is not None and node.ref.kind == "cost":
+    if isinstance(node, ast.Call) and node.ref is not None and node.ref.kind == "cost" and node.ref.slot < 0:
         arg = node.args[0].value
         if isinstance(arg, ast.Name) and arg.ref is not None and arg.ref.kind == "var" and arg.ref.slot == slot:
             return node

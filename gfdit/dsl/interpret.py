@@ -145,7 +145,8 @@ class Interpreter:
         f = node.func
         if f in ("step", "est", "finish", "slack", "gpu_time"):
             k = self.evaluate(node.args[0].value, view, req, env)
-            return getattr(view, f)(req, int(k) if float(k).is_integer() else k)
+            who = env["r"] if node.on == "r" else req  # `r.est(k)`: the aggregate's element
+            return getattr(view, f)(who, int(k) if float(k).is_integer() else k)
         first = self.evaluate(node.args[0].value, view, req, env)
         if f in ("min", "max") and isinstance(first, (int, float)):  # min(a, b) of two values
             second = self.evaluate(node.args[1].value, view, req, env)

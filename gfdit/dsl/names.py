@@ -27,6 +27,7 @@ REQUEST_FIELDS: dict[str, tuple[str, str, str]] = {
     "deadline": (DUR, "deadline", "deadline (infinite when none)"),
     "age": (DUR, "age", "now - arrival"),
     "waited": (DUR, "waited", "time since its last task ended (or since arrival)"),
+    "queued": (DUR, "queued", "total time with no task in flight since arrival (not reset by a task)"),
     "paused": (DUR, "paused", "total time held by `hold` rules so far"),
     "tokens": (NUM, "tokens", "latent sequence length"),
     "steps": (NUM, "steps", "denoise steps in total"),

@@ -401,5 +401,11 @@ class _Builder(Transformer):
         wrapped = [a if isinstance(a, ast.Arg) else ast.Arg(a.span, a, None) for a in args]
         return ast.Call(_span(meta), str(func), _tspan(func), wrapped)
 
+    def method_call(self, meta, c):
+        """`r.est(1)`: a cost function of the request before the dot."""
+        call = self.call(meta, c[1:])
+        call.on, call.on_span = str(c[0]), _tspan(c[0])
+        return call
+
     def filtered(self, meta, c):
         return ast.Arg(_span(meta), c[0], c[1])

@@ -78,6 +78,24 @@ class Resolver:
         self._unknown(node)
         return None
 
+    def _cost_of(self, node: ast.Call) -> bool:
+        """`req.f(k)` / `r.f(k)`: a cost function, on the candidate or inside an aggregate; else report."""
+        for arg in node.args if node.func not in COST_FUNCTIONS else ():
+            self.expr(arg.value)
+        if node.func not in COST_FUNCTIONS:
+            self.report.add("E105", node.func_span, f"'{node.func}' cannot be called on a request",
+                            "a request has the cost functions: " + ", ".join(COST_FUNCTIONS))
+            return False
+        if node.on == ELEMENT and self._slot(ELEMENT, "elem") < 0:
+            self.report.add("E107", node.on_span, "'r' names the element of an aggregate and is not defined "
+                            "here", f"inside count/any/sum/min/max(SET ...) only; the candidate's is {node.func}(k)")
+            return False
+        if node.on not in ("req", ELEMENT):
+            self.report.add("E209", node.on_span, f"'{node.on}' has no cost functions",
+                            f"call them on req (the candidate) or r (an aggregate's element): r.{node.func}(k)")
+            return False
+        return True
+
     def _unknown(self, node: ast.Name) -> None:
         n = node.id
         if n in ("req", ELEMENT):
@@ -125,9 +143,12 @@ class Resolver:
             for arg in args:
                 self.expr(arg.value)
             return
+        if node.on is not None and not self._cost_of(node):
+            return
         if func in COST_FUNCTIONS:
             self._arity(node, 1, f"{func}(k): the cost of the candidate at width k")
-            node.ref = Ref("cost", func)
+            slot = self._slot(ELEMENT, "elem") if node.on == ELEMENT else -1
+            node.ref = Ref("cost", func, slot=slot)  # slot >= 0: the aggregate's element, not the candidate
             self._plain_args(node)
             return
         is_agg = args and (args[0].where is not None or _names_request_set(args[0].value))

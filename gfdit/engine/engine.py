@@ -385,6 +385,7 @@ class Engine:
     def _end_task(self, tracked: Tracked, task: Task, now: float) -> None:
         self.cluster.release(task.group)
         tracked.busy_rank_s += len(task.group) * (now - task.start)
+        tracked.run_s += now - task.start
         tracked.task = None
         tracked.dispatch = None
         tracked.last_end = now

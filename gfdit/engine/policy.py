@@ -105,6 +105,8 @@ class RequestView(Protocol):
     @property
     def paused(self) -> float: ...  # total time held by `hold` rules so far
     @property
+    def queued(self) -> float: ...  # total time with no task in flight since arrival
+    @property
     def tokens(self) -> int: ...  # latent sequence length
     @property
     def steps(self) -> int: ...

@@ -31,7 +31,7 @@ class Tracked:
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
-                 "busy_rank_s", "reason", "finish", "order_memo")
+                 "busy_rank_s", "run_s", "reason", "finish", "order_memo")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
         self.req = req
@@ -59,6 +59,7 @@ class Tracked:
         self.migrations = 0
         self.migration_s = 0.0
         self.busy_rank_s = 0.0
+        self.run_s = 0.0  # time its ended tasks ran (migration included)
         self.reason: str | None = None
         self.finish: float | None = None
         self.order_memo: tuple[object, tuple] | None = None  # (policy, key) of a static order key
@@ -115,6 +116,12 @@ class Tracked:
     @property
     def waited(self) -> float:
         return self._clock.now - self.last_end if self.task is None else 0.0
+
+    @property
+    def queued(self) -> float:
+        """Total time with no task in flight since arrival (held time included)."""
+        running = self._clock.now - self.task.start if self.task is not None else 0.0
+        return self._clock.now - self.req.arrival - self.run_s - running
 
     @property
     def paused(self) -> float:

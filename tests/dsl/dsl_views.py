@@ -21,6 +21,7 @@ class Req:
     age: float = 0.0
     waited: float = 0.0
     paused: float = 0.0
+    queued: float = 0.0
     tokens: int = 1024
     steps: int = 20
     steps_done: int = 0
