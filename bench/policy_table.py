@@ -29,7 +29,7 @@ from pathlib import Path
 
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.simulator import simulate
-from gfdit.engine.workload import DATA_DIR, Workload, shipped_cost_model
+from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
 from gfdit.engine.workload_gen import generate, known_profiles, load_profile
 from gfdit.policies import DEFAULT_POLICY, POLICY_DIR, fit_policy, resolve_policy
 
@@ -54,7 +54,7 @@ def traces(seeds: list[int], loads: list[float], gpus: list[int]) -> list[tuple]
 def _load(trace: tuple) -> tuple[Workload, CostModel, int]:
     if trace[1] == "shipped":
         model, gpus = SHIPPED_TRACES[trace[2]]
-        return Workload.load(DATA_DIR / "workloads" / f"{trace[2]}.json"), \
+        return Workload.load(shipped_workload(trace[2])), \
             CostModel.load(shipped_cost_model(model)), gpus
     _, _, profile, load, seed, gpus = trace
     cost = CostModel.load(shipped_cost_model("qwen-h20"))
