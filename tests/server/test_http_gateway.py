@@ -242,3 +242,20 @@ def test_remote_http_host_needs_allow_remote_and_a_token(tmp_path):
             with pytest.raises(AccessError):
                 Server(ServerConfig(executor="emulated", cost_model=str(tmp_path), http_port=0, metrics_port=0,
                                     **{host: "0.0.0.0"}, **overrides))
+
+
+def test_http_connections_send_without_nagle_delay():
+    """Accepted connections have TCP_NODELAY (inherited from the listening socket): without it a
+    keep-alive client waited ~40 ms per request for a delayed ACK (bench/http_gateway.py)."""
+    import socket
+
+    from gfdit.http.listener import bind_socket
+
+    listener = bind_socket("127.0.0.1", 0)
+    try:
+        with socket.create_connection(listener.getsockname()[:2]):
+            accepted, _ = listener.accept()
+            with accepted:
+                assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        listener.close()
