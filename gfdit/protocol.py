@@ -174,6 +174,53 @@ class WorkerError(Message, tag="worker_error"):
     fatal: bool = False
 
 
+class NodeHello(Message, tag="node_hello"):
+    """A node agent (`gfdit worker --head`) asks to join: `proof` is
+    HMAC-SHA256(token, "node|node_rank|identity") (see `gfdit.workers.nodes`)."""
+
+    node_rank: int
+    proof: str
+    host: str = ""
+
+
+class NodeWelcome(Message, tag="node_welcome"):
+    """The head's answer to a proven `NodeHello`: what to start and how to join the world.
+
+    The node starts ranks ``slot * nproc_per_node ...`` (+nproc_per_node); their
+    worker-plane secret is HMAC-SHA256(token, nonce): it never crosses the wire."""
+
+    node_rank: int
+    slot: int
+    nproc_per_node: int
+    world_size: int
+    model: str
+    init_method: str
+    nonce: str
+    backend: str = "p2p"
+    device: str = "cpu"
+    dtype: str = "float32"
+    adapter: str = ""
+    emulate: bool = False
+    heartbeat_s: float = 1.0
+    timeout_s: float = 120.0
+
+
+class NodeLost(Message, tag="node_lost"):
+    """A node agent saw one of its workers exit."""
+
+    node_rank: int
+    rank: int
+    reason: str
+
+
+class NodeStop(Message, tag="node_stop"):
+    """The head stops a node's workers: `rejoin` asks the agent to say hello again
+    (the world is being re-formed), else the agent exits."""
+
+    reason: str = ""
+    rejoin: bool = False
+
+
 WorkerMessage = Union[RunTask, DropState, Shutdown, WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError]
 
 

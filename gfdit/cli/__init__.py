@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "profile": ("gfdit.cli.profile", "time a model's stages and write a cost model"),
     "serve": ("gfdit.cli.serve", "run the server"),
     "gateway": ("gfdit.cli.gateway", "serve the OpenAI-compatible HTTP API for a running server"),
+    "worker": ("gfdit.cli.worker", "run this host's workers for a server on another host (--head)"),
     "generate": ("gfdit.cli.generate", "generate one image through a running server"),
     "status": ("gfdit.cli.status", "show a running server's status (--requests: its live requests)"),
     "cancel": ("gfdit.cli.cancel", "cancel requests on a running server"),

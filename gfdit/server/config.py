@@ -79,6 +79,14 @@ class ServerConfig(BaseModel):
     calibrate_steps: int = Field(4, ge=1, description="denoising steps per start-up measurement")
     heartbeat_timeout_s: float = Field(30.0, gt=0, description="a worker silent this long is declared dead "
                                        "and the world restarted (docs/workers.md, Recovery)")
+    nnodes: int = Field(1, ge=1, le=256, description="hosts: this one (node 0, the head) and nnodes-1 others, "
+                        "each running `gfdit worker --head WORKER_ADDRESS --node-rank R` (docs/deploy.md, "
+                        "Several hosts); num_gpus becomes nnodes x nproc_per_node")
+    nproc_per_node: int | None = Field(None, ge=1, le=1024, description="ranks on each host when nnodes > 1 "
+                                       "(unset: num_gpus / nnodes)")
+    worker_address: str | None = Field(None, description="where the workers connect: tcp://HOST:PORT (needed "
+                                       "with nnodes > 1, the other hosts' agents connect there; the port must "
+                                       "be fixed); unset: a private ipc:// socket")
 
     @field_validator("address")
     @classmethod
@@ -108,6 +116,32 @@ class ServerConfig(BaseModel):
                 self.cost_model = str(cost_model_dir(self.cost_model))
             except ResourceError as exc:
                 raise ConfigError(f"cost_model: {exc}") from None
+        self._check_nodes()
         if ":" in self.device and self.num_gpus > 1 and self.executor == "real":
             raise ConfigError(f"device {self.device} puts every worker on one GPU; with num_gpus "
                               f"{self.num_gpus} use device cuda (rank r on GPU r) and CUDA_VISIBLE_DEVICES")
+
+    def check_token(self) -> None:
+        """After the token is resolved (not in a config file): several hosts need one."""
+        if self.nnodes > 1 and not self.token:
+            raise ConfigError("nnodes > 1 needs a token (--token-file FILE or $GFDIT_TOKEN, the same on every "
+                              "host): it proves the other hosts' agents")
+
+    def _check_nodes(self) -> None:
+        """Several hosts: a fixed tcp:// worker address, whole nodes."""
+        if self.nnodes == 1:
+            return
+        from gfdit.workers.nodes import tcp_host_port
+
+        try:
+            _, port = tcp_host_port(self.worker_address or "")
+        except ValueError as exc:
+            raise ConfigError(f"worker_address: {exc} (nnodes is {self.nnodes})") from None
+        if port == 0:
+            raise ConfigError("worker_address: the other hosts need a fixed port, not 0")
+        if self.nproc_per_node is None:
+            if self.num_gpus % self.nnodes:
+                raise ConfigError(f"num_gpus {self.num_gpus} is not a multiple of nnodes {self.nnodes}; "
+                                  "give nproc_per_node")
+            self.nproc_per_node = self.num_gpus // self.nnodes
+        self.num_gpus = self.nnodes * self.nproc_per_node

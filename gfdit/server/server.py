@@ -54,6 +54,7 @@ class Server:
 
     def __init__(self, config: ServerConfig):
         config.check()
+        config.check_token()
         check_bind(config.address, config.allow_remote, config.token)
         for host, port in ((config.metrics_host, config.metrics_port), (config.http_host, config.http_port)):
             if port is not None:  # the same rules as the address: loopback, or allowed and a token
@@ -90,7 +91,8 @@ class Server:
             pool = WorkerPool(cfg.num_gpus, cfg.model, backend=cfg.backend, device=cfg.device,
                               dtype=cfg.worker_dtype(),
                               emulate=cost_model if emulated else None,
-                              heartbeat_timeout_s=cfg.heartbeat_timeout_s)
+                              heartbeat_timeout_s=cfg.heartbeat_timeout_s, address=cfg.worker_address,
+                              nodes=_nodes(cfg))
             self._parts.append(pool)
             if cost_model is None:
                 widths = calibration_widths(cfg.num_gpus, tuple(policy.widths))
@@ -112,7 +114,7 @@ class Server:
         cfg = self.config
         clock = EngineClock(cfg.time_scale)
         decisions = DecisionLog(cfg.decision_log) if cfg.decision_log else None
-        engine = Engine(policy, cost_model, Cluster(cfg.num_gpus), decisions, keep_ended=KEEP_ENDED)
+        engine = Engine(policy, cost_model, Cluster(cfg.num_gpus, cfg.nproc_per_node), decisions, keep_ended=KEEP_ENDED)
         executor = ProcessExecutor(pool, cost_model, emulated=emulated, time_scale=cfg.time_scale,
                                    clock=clock.now)
         self._parts[-1] = executor  # the executor closes the pool
@@ -223,3 +225,12 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _nodes(cfg: ServerConfig):
+    """The pool's `NodeSpec` when the workers span hosts, else None."""
+    if cfg.nnodes == 1:
+        return None
+    from gfdit.workers.nodes import NodeSpec
+
+    return NodeSpec(cfg.nnodes, cfg.nproc_per_node, cfg.token)

@@ -22,6 +22,11 @@ worker refuses new tasks until `restart()`, which tears every worker down and
 starts a fresh world (all request states are lost; the server retries or fails
 those requests). `close()` leaves no process behind.
 
+Several hosts (`nodes=NodeSpec(...)`, a tcp:// `address`): ranks 0..K-1 run
+here, the other nodes' agents join through `gfdit.workers.remote`, the world
+meets at a TCPStore on this host, and a restart re-forms it without the nodes
+that lost a worker (docs/workers.md, "Several hosts").
+
 Emulated mode (`emulate=cost_model`): workers sleep instead of computing and
 join no world; a task without `emulate_s` gets it from the cost model.
 """
@@ -45,6 +50,9 @@ from gfdit.comm.errors import PoolError as PoolError  # the one pool error; re-e
 from gfdit.protocol import (
     DropState,
     Heartbeat,
+    NodeHello,
+    NodeLost,
+    NodeWelcome,
     ProtocolError,
     RunTask,
     Shutdown,
@@ -56,9 +64,15 @@ from gfdit.protocol import (
 from gfdit.workers import auth, transport
 from gfdit.workers.emulated import task_seconds
 from gfdit.workers.migration import task_ranks
+from gfdit.workers.nodes import NodeSpec, gloo_env, pool_secret, tcp_host_port, worker_argv
+from gfdit.workers.remote import NodesMissing, RemoteNodes, RemoteProcess, rendezvous_store
+from gfdit.workers.task_check import check_task
 
 if TYPE_CHECKING:
     import numpy as np
+
+SETTLE_S = 1.0  # several hosts: how long a restart listens for more losses before re-forming
+
 
 @dataclass(frozen=True)
 class TaskFinished:
@@ -106,8 +120,8 @@ class _Pending:
 @dataclass
 class _Child:
     rank: int
-    process: subprocess.Popen
-    log: Path
+    process: subprocess.Popen | RemoteProcess
+    log: Path | None  # None: on another host
     last_seen: float
     ready: bool = False
     dead: bool = False
@@ -120,7 +134,7 @@ class WorkerPool:
                  emulate=None, device: str = "cpu", address: str | None = None,
                  dtype: str = "float32", adapter: str = "", heartbeat_s: float = 1.0,
                  heartbeat_timeout_s: float = 30.0, start_timeout_s: float = 600.0,
-                 collective_timeout_s: float = 120.0) -> None:
+                 collective_timeout_s: float = 120.0, nodes: NodeSpec | None = None) -> None:
         if num_workers < 1:
             raise ValueError(f"a pool needs at least one worker, got {num_workers}")
         self.num_workers = num_workers
@@ -140,40 +154,63 @@ class WorkerPool:
         self._dir: Path | None = None
         self.dead_ranks: set[int] = set()
         self.limits = None  # ModelLimits from rank 0's WorkerReady
+        # several hosts: node agents join through `_remote`; ranks 0..K-1 stay here (docs/workers.md)
+        self._remote = RemoteNodes(nodes, self._welcome) if nodes is not None and nodes.nnodes > 1 else None
+        self._local = nodes.nproc_per_node if self._remote is not None else num_workers
+        self._store = None  # the rendezvous TCPStore (several hosts)
+        self._nonce = ""
         self.start()
 
     # ---- life cycle ------------------------------------------------------
-    def start(self) -> None:
+    def start(self, join_s: float | None = None) -> None:
         """Bind, start the workers, wait until every one is ready (or raise PoolError)."""
         self._dir = Path(tempfile.mkdtemp(prefix="gfdit-pool-"))  # mode 0700: this user only
-        self._peers = auth.PeerBook(auth.new_secret())
+        self._nonce = auth.new_secret()
+        remote = self._remote
+        self._peers = auth.PeerBook(pool_secret(remote.spec.token, self._nonce) if remote else auth.new_secret())
         self._router = self._context.socket(zmq.ROUTER)
         self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self._router.setsockopt(zmq.LINGER, 0)
         self._router.bind(self._address or _private_address(self._dir))
         self.address = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
-        init_method = f"file://{self._dir / 'world'}"
-        for rank in range(self.num_workers):
-            self._children[rank] = self._spawn(rank, init_method)
+        if remote is not None:
+            self._address = self.address  # a restart binds the same port: the agents reconnect to it
+            self.num_workers = remote.world_size
+        self._init_method = self._rendezvous()
+        for rank in range(self._local):
+            self._children[rank] = self._spawn(rank)
         try:
-            self._await_ready()
+            self._await_ready(self.start_timeout_s if join_s is None else join_s)
+        except NodesMissing:
+            self.close(rejoin=True)
+            raise
         except BaseException:
             self.close()
             raise
 
-    def _spawn(self, rank: int, init_method: str) -> _Child:
-        args = [sys.executable, "-m", "gfdit.workers.process", "--rank", str(rank),
-                "--world-size", str(self.num_workers), "--controller", self.address,
-                "--init-method", init_method, "--backend", self.backend, "--model", self.model,
-                "--device", self.device, "--dtype", self.dtype, "--heartbeat-s", str(self.heartbeat_s),
-                "--timeout-s", str(self.collective_timeout_s)]
-        if self.adapter:
-            args += ["--adapter", self.adapter]
-        if self.emulate is not None:
-            args.append("--emulate")
+    def _rendezvous(self) -> str:
+        """One host: a file in the private directory. Several: a TCPStore on the head."""
+        if self._remote is None:
+            return f"file://{self._dir / 'world'}"
+        host, _ = tcp_host_port(self.address)
+        self._store = rendezvous_store(host, self.start_timeout_s)
+        return f"tcp://{host}:{self._store.port}"
+
+    def _welcome(self, node_rank: int, slot: int) -> NodeWelcome:
+        return NodeWelcome(
+            node_rank=node_rank, slot=slot, nproc_per_node=self._local, world_size=self.num_workers,
+            model=self.model, init_method=self._init_method, nonce=self._nonce, backend=self.backend,
+            device=self.device, dtype=self.dtype, adapter=self.adapter, emulate=self.emulate is not None,
+            heartbeat_s=self.heartbeat_s, timeout_s=self.collective_timeout_s)
+
+    def _spawn(self, rank: int) -> _Child:
+        args = worker_argv(sys.executable, self._welcome(0, 0), rank, self.address)
         env = dict(self._environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
         env[auth.SECRET_ENV] = self._peers.secret  # the environment, never argv (`ps` shows argv)
-        if sys.platform.startswith("linux"):
+        if self._remote is not None:  # the world spans hosts: the store is on TCP, gloo on the head's interface
+            env["TORCHELASTIC_USE_AGENT_STORE"] = "True"
+            env.update(gloo_env(env, *tcp_host_port(self.address)))
+        elif sys.platform.startswith("linux"):
             env.setdefault("GLOO_SOCKET_IFNAME", "lo")
         log = self._dir / f"worker-{rank}.log"
         with open(log, "wb") as out:
@@ -181,27 +218,42 @@ class WorkerPool:
                                        stdin=subprocess.DEVNULL)
         return _Child(rank, process, log, last_seen=time.monotonic())
 
-    def _await_ready(self) -> None:
+    def _await_ready(self, join_s: float) -> None:
+        """Until every rank is ready; other hosts' agents must have said hello within `join_s`."""
         deadline = time.monotonic() + self.start_timeout_s
-        while not all(c.ready for c in self._children.values()):
+        join_deadline = time.monotonic() + min(join_s, self.start_timeout_s)
+        while len(self._children) < self.num_workers or not all(c.ready for c in self._children.values()):
             for child in self._children.values():
                 if child.process.poll() is not None:
                     raise PoolError(f"worker {child.rank} exited with code {child.process.returncode} "
                                     f"while starting:\n{self._tail(child)}")
+            if self._remote is not None and time.monotonic() > join_deadline:
+                self._remote.check_joined(join_s)
             if time.monotonic() > deadline:
-                waiting = [c.rank for c in self._children.values() if not c.ready]
+                waiting = [r for r in range(self.num_workers) if not (r in self._children and self._children[r].ready)]
                 raise PoolError(f"workers {waiting} not ready after {self.start_timeout_s:.0f} s")
             self._receive(timeout=0.2)
 
     def restart(self) -> None:
-        """Tear every worker down and start a fresh world; every state is lost."""
-        self.close()
-        self._context = zmq.Context()
-        self._children, self._pending, self.dead_ranks = {}, {}, set()
-        self.start()
+        """Tear every worker down and start a fresh world; every state is lost.
 
-    def close(self, grace_s: float = 10.0) -> None:
-        """Ask every worker to shut down, kill what remains after `grace_s`, free everything."""
+        Several hosts: the world is re-formed without the nodes that lost a worker
+        (heard for `SETTLE_S` first) or that do not rejoin within the heartbeat time-out."""
+        if self._remote is not None:
+            self._receive(SETTLE_S)  # every node's report of the same failure
+            self._check_liveness()
+        while True:
+            self.close(rejoin=True)
+            self._context = zmq.Context()
+            self._children, self._pending, self.dead_ranks, self._backlog = {}, {}, set(), []
+            try:
+                return self.start(join_s=self.heartbeat_timeout_s)
+            except NodesMissing as exc:
+                self._remote.drop(exc.nodes)
+
+    def close(self, grace_s: float = 10.0, rejoin: bool = False) -> None:
+        """Ask every worker to shut down, kill what remains after `grace_s`, free everything.
+        Node agents are told to stop their workers, and (`rejoin`) to join the next world."""
         if self._router is not None:
             for child in self._children.values():
                 if child.process.poll() is None and child.rank in self._peers.main:
@@ -216,8 +268,11 @@ class WorkerPool:
                 child.process.kill()
                 child.process.wait()
         if self._router is not None:
-            self._router.close(linger=0)
+            if self._remote is not None:
+                self._remote.stop_all(self._router, "world re-formed" if rejoin else "pool closing", rejoin)
+            self._router.close(linger=0 if self._remote is None else 1000)
             self._router = None
+        self._store = None
         self._context.term()
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -239,7 +294,7 @@ class WorkerPool:
 
         Raises ValueError for a malformed task (nothing is sent) and PoolError
         when the pool has a dead worker (call `restart`)."""
-        self._check_task(task)
+        check_task(task, self.num_workers, self._pending)
         if self._router is None:
             raise PoolError("the pool is closed")
         if self.dead_ranks:
@@ -258,24 +313,6 @@ class WorkerPool:
             self._send(rank, DropState(request_id=task.request_id))
         return self._seq
 
-    def _check_task(self, task: RunTask) -> None:
-        if not isinstance(task, RunTask):
-            raise ValueError(f"expected a RunTask, got {type(task).__name__}")
-        if task.task_id in self._pending:
-            raise ValueError(f"task {task.task_id} is already running")
-        for name, ranks in (("group", task.group), ("state_ranks", task.state_ranks)):
-            bad = [r for r in ranks if not 0 <= r < self.num_workers]
-            if bad:
-                raise ValueError(f"task {task.task_id}: {name} ranks {bad} outside the pool of {self.num_workers}")
-            if len(set(ranks)) != len(ranks):
-                raise ValueError(f"task {task.task_id}: {name} {ranks} repeats a rank")
-        if not task.group:
-            raise ValueError(f"task {task.task_id}: empty group")
-        if task.stage != "encode" and not task.state_ranks:
-            raise ValueError(f"task {task.task_id}: a {task.stage} task needs state_ranks")
-        if not 0 <= task.step_begin <= task.step_end:
-            raise ValueError(f"task {task.task_id}: bad step range [{task.step_begin}, {task.step_end})")
-
     def drop(self, request_id: str, ranks=None) -> None:
         """Tell `ranks` (default: every live worker) to forget a request's state."""
         targets = range(self.num_workers) if ranks is None else ranks
@@ -291,7 +328,8 @@ class WorkerPool:
         """A JSON-friendly summary for status pages: workers, deaths, running tasks."""
         return {"workers": self.num_workers, "model": self.model, "backend": self.backend,
                 "emulated": self.emulate is not None, "address": self.address,
-                "refused_messages": self._peers.refused,
+                "refused_messages": self._peers.refused + (self._remote.refused if self._remote else 0),
+                "nodes": {0: "head", **self._remote.hosts()} if self._remote else {0: "head"},
                 "dead": sorted(self.dead_ranks), "running": sorted(self._pending), "seq": self._seq}
 
     def poll(self, timeout: float = 0.0) -> list[PoolEvent]:
@@ -342,6 +380,9 @@ class WorkerPool:
             else:
                 self._peers.refuse(identity, f"undecodable: {exc}")
             return
+        if isinstance(msg, (NodeHello, NodeLost)):
+            self._node_message(identity, msg)
+            return
         child = self._children.get(msg.rank)
         if child is None or child.dead:
             self._peers.refuse(identity, f"message for rank {msg.rank}, not a live worker of this pool")
@@ -364,6 +405,13 @@ class WorkerPool:
             self._backlog.append(WorkerFault(msg.rank, msg.message, msg.fatal))
         elif not isinstance(msg, Heartbeat):
             self._backlog.append(WorkerFault(msg.rank, f"unexpected {type(msg).__name__}", False))
+
+    def _node_message(self, identity: bytes, msg) -> None:
+        if self._remote is None:
+            self._peers.refuse(identity, f"{type(msg).__name__} to a pool of one host")
+            return
+        for rank, process in self._remote.handle(self._router, identity, msg):
+            self._children[rank] = _Child(rank, process, None, last_seen=time.monotonic())
 
     def _task_done(self, done: TaskDone, payload: list[bytes]) -> None:
         pending = self._pending.get(done.task_id)
@@ -405,6 +453,8 @@ class WorkerPool:
         child.dead = True
         if child.process.poll() is None:
             child.process.kill()
+        if self._remote is not None and child.log is None:
+            self._remote.lose(child.rank)  # its node is out of the next world
         self.dead_ranks.add(child.rank)
         hit = [p for p in self._pending.values() if child.rank in p.ranks and child.rank not in p.dones]
         self._backlog.append(WorkerDead(child.rank, reason, tuple(p.task.task_id for p in hit)))
@@ -423,6 +473,8 @@ class WorkerPool:
                 raise PoolError(f"cannot reach worker {rank}: {exc}") from exc
 
     def _tail(self, child: _Child, lines: int = 30) -> str:
+        if child.log is None:
+            return child.process.reason or "(on another host)"
         try:
             text = child.log.read_text(errors="replace").splitlines()
         except OSError:

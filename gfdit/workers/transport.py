@@ -18,6 +18,10 @@ from gfdit.protocol import (
     DropState,
     Heartbeat,
     Message,
+    NodeHello,
+    NodeLost,
+    NodeStop,
+    NodeWelcome,
     ProtocolError,
     RunTask,
     Shutdown,
@@ -37,7 +41,8 @@ RAW_RGB8 = "image/x-raw-rgb8"
 MAX_IMAGE_FRAMES = MAX_FRAMES - 2  # beyond this many images, they travel stacked in one frame
 
 TO_WORKER = kind_table((RunTask, DropState, Shutdown))
-TO_CONTROLLER = kind_table((WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError))
+TO_CONTROLLER = kind_table((WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError, NodeHello, NodeLost))
+TO_NODE = kind_table((NodeWelcome, NodeStop))  # head -> node agent (gfdit worker --head)
 
 
 def encode(msg: Message, payload: Sequence[bytes] = ()) -> list[bytes]:

@@ -1,0 +1,171 @@
+"""A node agent: `gfdit worker --head tcp://HOST:PORT --node-rank R` on a host other than the head's.
+
+It connects to the head's worker plane, proves the shared token (`NodeHello`),
+and starts the worker processes the head's `NodeWelcome` asks for (model,
+world size, rendezvous and the nonce come from the head; nothing else is
+configured here). Then it watches them:
+  * a worker exits: the agent reports `NodeLost` (the head re-forms the world
+    without this node), stops the others and exits 1 once the head answers
+    `NodeStop` (or after `lost_wait_s`);
+  * `NodeStop(rejoin=True)`: the head re-forms the world with this node; the
+    agent stops its workers and says hello again;
+  * `NodeStop(rejoin=False)`: it stops its workers and exits 0;
+  * SIGTERM / Ctrl-C: it stops its workers and exits 0 (the head sees them go).
+Worker logs go to a private temporary directory; a lost worker's last lines are
+in the `NodeLost` reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import zmq
+
+from gfdit.protocol import NodeHello, NodeLost, NodeStop, NodeWelcome, ProtocolError
+from gfdit.workers import auth, transport
+from gfdit.workers.nodes import gloo_env, node_proof, pool_secret, tcp_host_port, worker_argv
+
+log = logging.getLogger("gfdit.worker")
+HELLO_EVERY_S = 2.0
+
+
+class NodeAgent:
+    """One host's workers, on behalf of the head; see the module doc."""
+
+    def __init__(self, head: str, node_rank: int, token: str, *, join_timeout_s: float = 600.0,
+                 lost_wait_s: float = 30.0) -> None:
+        self.head, self.node_rank, self.token = head, node_rank, token
+        self.host, self.port = tcp_host_port(head)
+        self.join_timeout_s, self.lost_wait_s = join_timeout_s, lost_wait_s
+        self.stopping = threading.Event()  # set by a signal handler
+        self.context = zmq.Context()
+        self.dir = Path(tempfile.mkdtemp(prefix="gfdit-node-"))
+        self.children: dict[int, subprocess.Popen] = {}
+
+    def run(self) -> int:
+        """Join, serve, rejoin when asked; the exit code of the command."""
+        try:
+            while not self.stopping.is_set():
+                socket = self._dealer()
+                try:
+                    welcome = self._join(socket)
+                    if not isinstance(welcome, NodeWelcome):
+                        return welcome  # an exit code: refused, or the head never answered
+                    self._start(welcome)
+                    outcome = self._watch(socket)
+                finally:
+                    self._stop_children()
+                    socket.close(linger=1000)
+                if outcome is not None:
+                    return outcome
+            return 0
+        finally:
+            self.context.term()
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _dealer(self) -> zmq.Socket:
+        socket = self.context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.IDENTITY, auth.new_identity(self.node_rank, "node"))
+        socket.connect(self.head)
+        return socket
+
+    def _hello(self, socket: zmq.Socket) -> None:
+        proof = node_proof(self.token, self.node_rank, socket.getsockopt(zmq.IDENTITY))
+        socket.send_multipart(transport.encode(NodeHello(node_rank=self.node_rank, proof=proof,
+                                                         host=os.uname().nodename)))
+
+    def _join(self, socket: zmq.Socket) -> NodeWelcome | int:
+        """Say hello (again every `HELLO_EVERY_S`: a hello sent while the head re-binds is lost)."""
+        deadline = time.monotonic() + self.join_timeout_s
+        next_hello = 0.0
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            if time.monotonic() >= next_hello:
+                self._hello(socket)
+                next_hello = time.monotonic() + HELLO_EVERY_S
+            msg = self._receive(socket, 0.5)
+            if isinstance(msg, NodeWelcome):
+                log.info("node %d joined %s as ranks %d..%d of %d (%s)", self.node_rank, self.head,
+                         msg.slot * msg.nproc_per_node, (msg.slot + 1) * msg.nproc_per_node - 1,
+                         msg.world_size, msg.model)
+                return msg
+            if isinstance(msg, NodeStop):
+                log.error("the head refused node %d: %s", self.node_rank, msg.reason)
+                return 2
+        if self.stopping.is_set():
+            return 0
+        log.error("no answer from %s within %.0f s (wrong address or token? the head drops an unproven hello)",
+                  self.head, self.join_timeout_s)
+        return 1
+
+    def _start(self, welcome: NodeWelcome) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TORCHELASTIC_USE_AGENT_STORE="True")
+        env.pop("GFDIT_TOKEN", None)  # the workers need only their world's secret
+        env[auth.SECRET_ENV] = pool_secret(self.token, welcome.nonce)
+        env.update(gloo_env(env, self.host, self.port))
+        first = welcome.slot * welcome.nproc_per_node
+        for rank in range(first, first + welcome.nproc_per_node):
+            with open(self.dir / f"worker-{rank}.log", "wb") as out:
+                self.children[rank] = subprocess.Popen(
+                    worker_argv(sys.executable, welcome, rank, self.head), env=env, stdout=out,
+                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def _watch(self, socket: zmq.Socket) -> int | None:
+        """Until the head says stop (None: rejoin) or a worker is lost (exit code)."""
+        while not self.stopping.is_set():
+            msg = self._receive(socket, 0.2)
+            if isinstance(msg, NodeStop):
+                log.info("the head stops node %d: %s", self.node_rank, msg.reason)
+                return None if msg.rejoin else 0
+            for rank, child in self.children.items():
+                if child.poll() is not None:
+                    return self._lost(socket, rank, child.returncode)
+        return 0
+
+    def _lost(self, socket: zmq.Socket, rank: int, code: int) -> int:
+        reason = f"worker {rank} exited with code {code}: {self._tail(rank)}"
+        log.error("node %d: %s", self.node_rank, reason)
+        socket.send_multipart(transport.encode(NodeLost(node_rank=self.node_rank, rank=rank, reason=reason)))
+        self._stop_children()
+        deadline = time.monotonic() + self.lost_wait_s
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            if isinstance(self._receive(socket, 0.2), NodeStop):
+                break
+        return 1
+
+    def _receive(self, socket: zmq.Socket, timeout_s: float):
+        if not socket.poll(int(timeout_s * 1000)):
+            return None
+        try:
+            msg, _ = transport.decode(socket.recv_multipart(), transport.TO_NODE)
+        except ProtocolError as exc:
+            log.warning("ignored a malformed message from the head: %s", exc)
+            return None
+        return msg
+
+    def _stop_children(self, grace_s: float = 5.0) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.terminate()
+        deadline = time.monotonic() + grace_s
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        self.children = {}
+
+    def _tail(self, rank: int, lines: int = 5) -> str:
+        try:
+            text = (self.dir / f"worker-{rank}.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return " | ".join(text[-lines:]) or "(empty log)"

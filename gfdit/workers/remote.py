@@ -1,0 +1,172 @@
+"""The head's side of the other hosts: node agents joining, their ranks, their losses.
+
+`RemoteNodes` belongs to a `WorkerPool` with a `NodeSpec` of several nodes.
+It answers each node agent's proven `NodeHello` with a `NodeWelcome` (slot,
+world size, rendezvous, nonce) and gives the pool one `RemoteProcess` per rank
+that node starts: a stand-in for a process the head cannot see, alive until
+the agent reports it gone (`NodeLost`) or its heartbeats stop. A node whose
+worker died is out: it is told to stop and the world is re-formed without it
+(see docs/workers.md, "Several hosts"); the others are told to rejoin.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from typing import Callable
+
+import zmq
+
+from gfdit.comm.errors import PoolError
+from gfdit.protocol import NodeHello, NodeLost, NodeStop, NodeWelcome
+from gfdit.workers import transport
+from gfdit.workers.nodes import NodeSpec, check_node_proof
+
+log = logging.getLogger("gfdit.workers.remote")
+
+
+class NodesMissing(PoolError):
+    """Expected nodes did not join in time: the world is re-formed without them."""
+
+    def __init__(self, nodes: list[int], seconds: float) -> None:
+        self.nodes = nodes
+        super().__init__(f"nodes {nodes} did not join within {seconds:.0f} s")
+
+
+class RemoteProcess:
+    """A worker on another host, as far as the head can tell (the `Popen` calls the pool makes)."""
+
+    def __init__(self, node_rank: int) -> None:
+        self.node_rank = node_rank
+        self.pid = None
+        self.returncode: int | None = None
+        self.reason = ""
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def exited(self, code: int, reason: str) -> None:
+        if self.returncode is None:
+            self.returncode, self.reason = code, reason
+
+    def kill(self) -> None:
+        self.exited(-9, "stopped by the head")  # its node agent is told to stop it
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        return self.returncode
+
+
+@dataclass
+class _Link:
+    identity: bytes
+    slot: int
+    host: str
+
+
+class RemoteNodes:
+    """Which node agents are expected, joined, lost; see the module doc."""
+
+    def __init__(self, spec: NodeSpec, welcome: Callable[[int, int], NodeWelcome]) -> None:
+        self.spec = spec
+        self.expected: list[int] = list(range(1, spec.nnodes))  # node ranks that (re)join the next world
+        self.links: dict[int, _Link] = {}
+        self.processes: dict[int, RemoteProcess] = {}  # world rank -> stand-in
+        self.refused = 0
+        self._welcome = welcome  # (node_rank, slot) -> the NodeWelcome to send
+
+    @property
+    def world_size(self) -> int:
+        return self.spec.nproc_per_node * (1 + len(self.expected))
+
+    def slot_of(self, node_rank: int) -> int:
+        return 1 + sorted(self.expected).index(node_rank)
+
+    def hosts(self) -> dict[int, str]:
+        return {node: link.host for node, link in self.links.items()}
+
+    def handle(self, router: zmq.Socket, identity: bytes, msg) -> list[tuple[int, RemoteProcess]]:
+        """A node message; returns the (rank, stand-in) pairs of a node just welcomed."""
+        if isinstance(msg, NodeHello):
+            return self._hello(router, identity, msg)
+        if isinstance(msg, NodeLost):
+            link = self.links.get(msg.node_rank)
+            if link is None or link.identity != identity:
+                self._refuse(identity, f"NodeLost for node {msg.node_rank} from another connection")
+            elif msg.rank in self.processes and self.processes[msg.rank].node_rank == msg.node_rank:
+                self.processes[msg.rank].exited(1, f"on node {msg.node_rank} ({link.host}): {msg.reason}")
+        return []
+
+    def _hello(self, router: zmq.Socket, identity: bytes, msg: NodeHello) -> list[tuple[int, RemoteProcess]]:
+        if not check_node_proof(self.spec.token, msg.node_rank, identity, msg.proof):
+            self._refuse(identity, f"node hello for node {msg.node_rank} with a wrong proof")
+            return []
+        link = self.links.get(msg.node_rank)
+        if link is not None and link.identity == identity:
+            return []  # the agent says hello again until it hears back: already answered
+        if msg.node_rank not in self.expected or link is not None:
+            why = ("already joined" if msg.node_rank in self.links
+                   else f"not expected (expected nodes: {sorted(self.expected) or 'none'})")
+            self._send(router, identity, NodeStop(reason=f"node {msg.node_rank} {why}"))
+            self._refuse(identity, f"node {msg.node_rank} {why}")
+            return []
+        slot = self.slot_of(msg.node_rank)
+        self.links[msg.node_rank] = _Link(identity, slot, msg.host)
+        self._send(router, identity, self._welcome(msg.node_rank, slot))
+        k = self.spec.nproc_per_node
+        joined = [(rank, RemoteProcess(msg.node_rank)) for rank in range(slot * k, (slot + 1) * k)]
+        self.processes.update(joined)
+        log.info("node %d (%s) joined as ranks %d..%d", msg.node_rank, msg.host, slot * k, slot * k + k - 1)
+        return joined
+
+    def check_joined(self, seconds: float) -> None:
+        missing = sorted(set(self.expected) - set(self.links))
+        if missing:
+            raise NodesMissing(missing, seconds)
+
+    def drop(self, nodes: list[int]) -> None:
+        for node in nodes:
+            if node in self.expected:
+                self.expected.remove(node)
+                log.warning("node %d is out: it did not rejoin; the world is re-formed without it", node)
+
+    def lose(self, rank: int) -> None:
+        """The node running `rank` is out of the next world."""
+        process = self.processes.get(rank)
+        if process is not None and process.node_rank in self.expected:
+            self.expected.remove(process.node_rank)
+            log.warning("node %d is out: the world is re-formed without it", process.node_rank)
+
+    def stop_all(self, router: zmq.Socket, reason: str, rejoin: bool) -> None:
+        """Tell every joined agent to stop its workers: to rejoin (`rejoin` and still
+        expected) or to exit."""
+        for node, link in self.links.items():
+            again = rejoin and node in self.expected
+            self._send(router, link.identity, NodeStop(reason=reason if again else f"{reason}; node {node} is out",
+                                                       rejoin=again))
+        self.links, self.processes = {}, {}
+
+    def _send(self, router: zmq.Socket, identity: bytes, msg) -> None:
+        try:
+            router.send_multipart([identity, *transport.encode(msg)])
+        except zmq.ZMQError as exc:
+            log.warning("cannot reach a node agent: %s", exc)
+
+    def _refuse(self, identity: bytes, why: str) -> None:
+        self.refused += 1
+        log.warning("worker plane: dropped a node message from %r: %s", identity[:40], why)
+
+
+def rendezvous_store(host: str, timeout_s: float):
+    """The world's TCPStore on the head, on a port the kernel picks (held for the
+    world's life); workers on every host join it as clients (torch's agent-store mode)."""
+    from datetime import timedelta
+
+    import torch.distributed as dist
+
+    return dist.TCPStore(host, 0, 1, is_master=True, timeout=timedelta(seconds=timeout_s),
+                         wait_for_workers=False)
+
+
+def host_name() -> str:
+    return socket.gethostname()
