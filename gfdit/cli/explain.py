@@ -24,6 +24,7 @@ ENGINE_SKIPS = {
     "engine:reserve": "behind the candidate `on short reserve` kept the ranks for",
     "engine:pool": "its pool has no room for the smallest width",
     "engine:lost": "lost ranks leave its pool too small",
+    "engine:migration_budget": "the round's migration budget (param migration_budget) is spent",
 }
 
 
@@ -91,13 +92,13 @@ def explain_line(record: dict, sources: "SourceLines") -> str:
 
 def _skip_text(rule: str, values: dict) -> str:
     """Why a candidate got no ranks: what it wanted against what was free, and `on short`."""
-    free = values.pop("free", "?")
+    free = values.pop("free", None)
     if rule in ENGINE_SKIPS:
-        return f"not placed: {ENGINE_SKIPS[rule]} ({free} free)"
+        return f"not placed: {ENGINE_SKIPS[rule]}" + (f" ({free} free)" if free is not None else "")
     wanted, mode = values.pop("wanted", "?"), values.pop("on_short", "?")
     capped = values.pop("capped", None)
     tried = f" (capped to {capped})" if capped is not None else ""
-    return f"not placed: wanted width {wanted}{tried}, {free} free (on short {mode})"
+    return f"not placed: wanted width {wanted}{tried}, {'?' if free is None else free} free (on short {mode})"
 
 
 def _short(value: object) -> str:

@@ -41,6 +41,7 @@ class Declarations:
     chunk: int | None = DEFAULT_CHUNK
     widths: tuple[int, ...] = DEFAULT_WIDTHS
     tick: float | None = None
+    budgets: dict[str, int] = field(default_factory=dict)  # grow_budget, migration_budget: per round
     admits: list[ast.AdmitDecl] = field(default_factory=list)
     holds: list[ast.HoldDecl] = field(default_factory=list)
     orders: list[ast.OrderDecl] = field(default_factory=list)
@@ -237,6 +238,15 @@ def _reserved_params(decls: Declarations, report: Report) -> None:
             decls.tick = float(tick.value)
         else:
             report.add("E112", tick.span, "`tick` must be a positive duration", "for example 500ms")
+    for name in ("grow_budget", "migration_budget"):
+        budget = decls.params.get(name)
+        if budget is None:
+            continue
+        if budget.kind == "number" and float(budget.value).is_integer() and budget.value >= 0:
+            decls.budgets[name] = int(budget.value)
+        else:
+            report.add("E112", budget.span, f"`{name}` must be a whole number (per round) of at least 0",
+                       f"for example param {name} = 1")
     for decl in decls.params.values():
         if decl.kind == "all" and decl.name.name != "chunk":
             report.add("E112", decl.span, "`all` is only a value for `chunk`")

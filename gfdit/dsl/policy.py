@@ -70,6 +70,8 @@ class CompiledPolicy:
         self.order_key = builder.order_function(keys)
         self.static_order = all(is_static(key.expr, d.lets) for key in keys)  # see gfdit.dsl.static
         self.never_holds = not d.holds
+        self.grow_budget = d.budgets.get("grow_budget")  # requests widened per round (None: any)
+        self.migration_budget = d.budgets.get("migration_budget")  # grants per round that move state
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.name!r}, revision={self.revision!r}, path={self.path!r})"

@@ -97,7 +97,25 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
     if out.reserved is None:
         _grow(policy, view, out.grants, alloc, out)
     place(out.grants, alloc, policy.placement)
+    budget = getattr(policy, "migration_budget", None)
+    if budget is not None:
+        _migration_budget(out, budget, view.explain)
     return out
+
+
+def _migration_budget(out: RoundResult, budget: int, explain: bool) -> None:
+    """Keep the grants (most urgent first) until `budget` of them move state; the rest wait."""
+    kept, moving = [], 0
+    for grant in out.grants:  # in order: the most urgent first
+        holders = grant.req.holders
+        moves = bool(holders) and any(r not in holders for r in grant.group)
+        if moves and moving >= budget:
+            if explain:
+                _pass(out, grant.req, Why("engine:migration_budget", {"budget": budget, "width": grant.width}))
+            continue
+        moving += moves
+        kept.append(grant)
+    out.grants = kept
 
 
 def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResult) -> list[Tracked]:
@@ -217,9 +235,14 @@ def _short(out: RoundResult, req: Tracked, why: object, wanted: int, width: int,
 
 def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, out: RoundResult) -> None:
     failed: set[int] = set()  # grants whose grow hook raised: asked no more
+    budget = getattr(policy, "grow_budget", None)
+    grown: set[int] = set()  # grants widened this round (the budget counts requests)
     while alloc.left > 0:
         for index, grant in enumerate(grants):
-            if index not in failed and _grow_one(policy, view, index, grant, alloc, failed, out):
+            if index in failed or (budget is not None and index not in grown and len(grown) >= budget):
+                continue
+            if _grow_one(policy, view, index, grant, alloc, failed, out):
+                grown.add(index)
                 break
         else:
             return
