@@ -1,103 +1,77 @@
-"""Prometheus metrics: a tiny registry, the text exposition format, an HTTP thread.
+"""Prometheus metrics through `prometheus_client`: one registry per server, the text exposition.
 
 Only the engine loop updates (under `ServerMetrics.lock`, O(1) per event); the
-metrics desk (`desk.py`) renders snapshots under the same lock on its own
-thread. Every name carries the `gfdit_` prefix; see `ServerMetrics` for the
+metrics desk (`desk.py`) renders snapshots (`generate_latest`) under the same lock on
+its own thread. Every name carries the `gfdit_` prefix; see `ServerMetrics` for the
 set. Label values are bounded: a request class the running policy does not
 declare is counted as `other`, so no client can grow the series without limit.
+The thin wrappers below keep the call sites' shape (`inc(amount, **labels)`) and
+declare each metric's label names once.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
+
+import prometheus_client
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from gfdit.engine.request import REJECTED, Outcome
 from gfdit.engine.tally import Tally, class_label
 from gfdit.server.costs import ControlCosts
 
-Labels = tuple[tuple[str, str], ...]
+prometheus_client.disable_created_metrics()  # no *_created series: they would double every counter
 TIME_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 WIDTH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
-def _labels(labels: Labels, extra: str = "") -> str:
-    parts = [f'{k}="{_escape(v)}"' for k, v in labels]
-    if extra:
-        parts.append(extra)
-    return "{" + ",".join(parts) + "}" if parts else ""
+class _Metric:
+    """One prometheus_client metric in a registry, called with its labels as keywords."""
+
+    kind: type = prometheus_client.Counter
+
+    def __init__(self, registry: CollectorRegistry, name: str, doc: str, labels: tuple[str, ...] = (), **kwargs):
+        self.name, self.labelnames = name, labels
+        self._metric = self.kind(name, doc, labelnames=labels, registry=registry, **kwargs)
+
+    def _child(self, labels: dict[str, str]):
+        return self._metric.labels(**labels) if self.labelnames else self._metric
 
 
-def _escape(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-
-def _num(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(float(value)) if not float(value).is_integer() else str(int(value))
-
-
-class Counter:
-    kind = "counter"
-
-    def __init__(self, name: str, doc: str):
-        self.name, self.doc = name, doc
-        self.values: dict[Labels, float] = {}
+class Counter(_Metric):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._totals: dict[tuple, float] = {}
 
     def inc(self, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        self.values[key] = self.values.get(key, 0.0) + amount
+        self._child(labels).inc(amount)
 
     def set_total(self, total: float, **labels: str) -> None:
         """Mirror a running total kept elsewhere (it only ever grows there)."""
-        self.values[tuple(sorted(labels.items()))] = total
+        key = tuple(sorted(labels.items()))
+        grown = total - self._totals.get(key, 0.0)
+        if grown > 0:
+            self._child(labels).inc(grown)
+            self._totals[key] = total
 
-    def render(self) -> list[str]:
-        return [f"{self.name}{_labels(k)} {_num(v)}" for k, v in sorted(self.values.items())]
 
-
-class Gauge(Counter):
-    kind = "gauge"
+class Gauge(_Metric):
+    kind = prometheus_client.Gauge
 
     def set(self, value: float, **labels: str) -> None:
-        self.values[tuple(sorted(labels.items()))] = value
+        self._child(labels).set(value)
 
     def clear(self) -> None:
-        self.values.clear()
+        self._metric.clear()
 
 
-class Histogram:
-    kind = "histogram"
-
-    def __init__(self, name: str, doc: str, buckets: tuple[float, ...] = TIME_BUCKETS):
-        self.name, self.doc, self.buckets = name, doc, buckets
-        self.series: dict[Labels, list] = {}  # labels -> [counts per bucket, sum, count]
+class Histogram(_Metric):
+    kind = prometheus_client.Histogram
 
     def observe(self, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        series = self.series.setdefault(key, [[0] * len(self.buckets), 0.0, 0])
-        index = bisect.bisect_left(self.buckets, value)
-        if index < len(self.buckets):
-            series[0][index] += 1
-        series[1] += value
-        series[2] += 1
-
-    def render(self) -> list[str]:
-        lines = []
-        for key, (counts, total, count) in sorted(self.series.items()):
-            cumulative = 0
-            for bound, n in zip(self.buckets, counts, strict=True):
-                cumulative += n
-                bucket = _labels(key, 'le="' + _num(bound) + '"')
-                lines.append(f"{self.name}_bucket{bucket} {cumulative}")
-            lines.append(f"{self.name}_bucket{_labels(key, 'le=' + chr(34) + '+Inf' + chr(34))} {count}")
-            lines.append(f"{self.name}_sum{_labels(key)} {_num(total)}")
-            lines.append(f"{self.name}_count{_labels(key)} {count}")
-        return lines
+        self._child(labels).observe(value)
 
 
 class ServerMetrics:
@@ -105,32 +79,47 @@ class ServerMetrics:
 
     def __init__(self):
         self.lock = threading.Lock()
-        c, g, h = Counter, Gauge, Histogram
-        self.requests = c("gfdit_requests_total", "Requests by class and final state (completed, failed, cancelled, rejected).")
-        self.queue_time = h("gfdit_queue_seconds", "Arrival to the start of a request's first task, by class.")
-        self.latency = h("gfdit_request_latency_seconds", "Arrival to completion, by class.")
-        self.stage_time = h("gfdit_stage_seconds", "Measured task time by stage (migration included).")
-        self.widths = h("gfdit_task_width", "Width of each dispatched task, by stage.", WIDTH_BUCKETS)
-        self.tasks = c("gfdit_tasks_total", "Dispatched tasks by stage and width.")
+        self.registry = CollectorRegistry(auto_describe=True)
+        r, cls, stage = self.registry, ("request_class",), ("stage",)
+
+        def c(name, doc, labels=()):
+            return Counter(r, name, doc, labels)
+
+        def g(name, doc, labels=()):
+            return Gauge(r, name, doc, labels)
+
+        def h(name, doc, buckets=TIME_BUCKETS, labels=()):
+            return Histogram(r, name, doc, labels, buckets=buckets)
+
+        self.requests = c("gfdit_requests_total", "Requests by class and final state (completed, failed, "
+                          "cancelled, rejected).", ("request_class", "state"))
+        self.queue_time = h("gfdit_queue_seconds", "Arrival to the start of a request's first task, by class.",
+                            labels=cls)
+        self.latency = h("gfdit_request_latency_seconds", "Arrival to completion, by class.", labels=cls)
+        self.stage_time = h("gfdit_stage_seconds", "Measured task time by stage (migration included).", labels=stage)
+        self.widths = h("gfdit_task_width", "Width of each dispatched task, by stage.", WIDTH_BUCKETS, stage)
+        self.tasks = c("gfdit_tasks_total", "Dispatched tasks by stage and width.", ("stage", "width"))
         self.migrations = c("gfdit_migrations_total", "Tasks that moved a request's state to new ranks.")
         self.migration_time = c("gfdit_migration_seconds_total", "Measured seconds spent migrating state.")
-        self.slo = c("gfdit_slo_total", "Completed requests by class and outcome (met, missed).")
-        self.revision = g("gfdit_policy_revision", "The running policy (value 1; labels name it).")
-        self.reloads = c("gfdit_policy_reloads_total", "Policy reloads by result (ok, refused).")
+        self.slo = c("gfdit_slo_total", "Completed requests by class and outcome (met, missed).",
+                     ("outcome", "request_class"))
+        self.revision = g("gfdit_policy_revision", "The running policy (value 1; labels name it).",
+                          ("policy", "revision"))
+        self.reloads = c("gfdit_policy_reloads_total", "Policy reloads by result (ok, refused).", ("result",))
         self.reload_failures = c("gfdit_policy_reload_failures_total", "Policy reloads refused.")
         self.queue_len = g("gfdit_queue_length", "Accepted requests with no task in flight.")
         self.running = g("gfdit_running_requests", "Requests with a task in flight.")
         self.free_ranks = g("gfdit_free_ranks", "Ranks idle right now.")
         self.worker_deaths = c("gfdit_worker_deaths_total", "Worker processes found dead.")
         self.rule_errors = c("gfdit_rule_errors_total", "Policy rules that failed at run time, by rule "
-                             "location (the hook's fallback applied; docs/engine.md).")
-        self.client_errors = c("gfdit_client_errors_total", "Client messages answered with an error, by code.")
+                             "location (the hook's fallback applied; docs/engine.md).", ("rule",))
+        self.client_errors = c("gfdit_client_errors_total", "Client messages answered with an error, by code.",
+                               ("code",))
         self.overhead = h("gfdit_task_overhead_seconds", "Control-plane time of a task: its wall time "
                           "at the server minus the workers' own time.",
                           (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0))
         self.round_time = h("gfdit_round_seconds", "Wall time of one scheduling round.",
                             (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1))
-        self.all = [v for v in vars(self).values() if isinstance(v, (Counter, Histogram))]
         self.tally = Tally()  # the engine metrics of the summary, by class label
         self.rejected = 0
         self.costs = ControlCosts()
@@ -161,13 +150,9 @@ class ServerMetrics:
                 self.slo.inc(request_class=label, outcome="met" if outcome.met_slo else "missed")
 
     def render(self) -> str:
+        """The text exposition (prometheus_client's), consistent with the summary under the lock."""
         with self.lock:
-            lines = []
-            for metric in self.all:
-                lines.append(f"# HELP {metric.name} {metric.doc}")
-                lines.append(f"# TYPE {metric.name} {metric.kind}")
-                lines.extend(metric.render())
-            return "\n".join(lines) + "\n"
+            return generate_latest(self.registry).decode()
 
 
 class MetricsHTTP:
@@ -182,7 +167,7 @@ class MetricsHTTP:
                     return
                 body = render().encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+                self.send_header("Content-Type", CONTENT_TYPE_LATEST)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

@@ -66,19 +66,32 @@ def test_access_loopback_only_unless_allowed_with_a_token():
 
 
 def test_prometheus_text_has_prefixed_metrics_and_cumulative_buckets():
+    """The exposition parses with prometheus_client's own parser: types, labels, cumulative buckets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     m = ServerMetrics()
     m.latency.observe(0.3, request_class="S")
     m.latency.observe(7.0, request_class="S")
     m.slo.inc(request_class="S", outcome="met")
     m.revision.set(1, policy="p", revision="abc123")
+    m.rule_errors.set_total(3, rule="p.gfp:5:32")
+    m.rule_errors.set_total(5, rule="p.gfp:5:32")  # mirrors the engine's total, never double-counts
+    families = {f.name: f for f in text_string_to_metric_families(m.render())}
+    assert families and all(name.startswith("gfdit_") for name in families)
+    assert not any(name.endswith("_created") for name in families)
+    kinds = {name: f.type for name, f in families.items()}
+    assert kinds["gfdit_requests"] == kinds["gfdit_slo"] == kinds["gfdit_rule_errors"] == "counter"
+    assert kinds["gfdit_request_latency_seconds"] == "histogram" and kinds["gfdit_queue_length"] == "gauge"
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
+    bucket = "gfdit_request_latency_seconds_bucket"
+    assert samples[(bucket, (("le", "0.5"), ("request_class", "S")))] == 1
+    assert samples[(bucket, (("le", "10.0"), ("request_class", "S")))] == 2
+    assert samples[("gfdit_request_latency_seconds_count", (("request_class", "S"),))] == 2
+    assert samples[("gfdit_slo_total", (("outcome", "met"), ("request_class", "S")))] == 1
+    assert samples[("gfdit_policy_revision", (("policy", "p"), ("revision", "abc123")))] == 1
+    assert samples[("gfdit_rule_errors_total", (("rule", "p.gfp:5:32"),))] == 5
     text = m.render()
-    names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
-    assert names and all(n.startswith("gfdit_") for n in names)
-    assert 'gfdit_request_latency_seconds_bucket{request_class="S",le="0.5"} 1' in text
-    assert 'gfdit_request_latency_seconds_bucket{request_class="S",le="10"} 2' in text
-    assert 'gfdit_request_latency_seconds_count{request_class="S"} 2' in text
-    assert 'gfdit_slo_total{outcome="met",request_class="S"} 1' in text
-    assert 'gfdit_policy_revision{policy="p",revision="abc123"} 1' in text
+    assert "# TYPE gfdit_requests_total counter" in text  # the names scrapers already know
 
 
 def test_progress_book_numbers_events_in_order_and_keeps_the_result():
