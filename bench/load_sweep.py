@@ -35,10 +35,10 @@ from gfdit.engine.workload_gen import generate, load_profile
 from gfdit.policies import resolve_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from policies import FIXED, ROOT, runs  # noqa: E402  (bench/policies.py: the policy list)
+from policies import FIXED, ROOT, ratios, runs  # noqa: E402  (bench/policies.py: the list, the ratios)
 
 RESULTS = ROOT / "bench" / "results"
-KEYS = ("slo_attainment", "goodput_rpm", "throughput_rpm", "mean_latency_s", "p99_latency_s")
+KEYS = ("slo_attainment", "slo_violation_rate", "goodput_rpm", "throughput_rpm", "mean_latency_s", "p99_latency_s")
 CDF_POINT = ("short", 4, 1.0, 0)  # profile, GPUs, load, seed of the CDF and timeline plots
 
 
@@ -152,10 +152,53 @@ def best_elastic(avg: list[dict]) -> str:
     return max(totals, key=totals.get)
 
 
+def headline(avg: list[dict]) -> list[dict]:
+    """Per (profile, GPUs, load): the best elastic policy there (highest goodput, then lower mean
+    latency) against the fixed pipeline at width 4 and at width 1 (bench/policies.py's ratios)."""
+    out = []
+    for (profile, gpus) in sorted({(r["profile"], r["gpus"]) for r in avg}):
+        by_policy = series(avg, profile, gpus)
+        for i, load in enumerate(p["load"] for p in by_policy["static_sp (sp=4)"]):
+            at = {policy: dict(pts[i], policy=policy) for policy, pts in by_policy.items()}
+            best = max((r for name, r in at.items() if name not in FIXED),
+                       key=lambda r: (r["goodput_rpm"], -r["mean_latency_s"]))
+            for fixed in FIXED:
+                out.append({"profile": profile, "gpus": gpus, "load": load, **ratios(best, at[fixed])})
+    return out
+
+
+def headline_table(rows: list[dict]) -> list[str]:
+    def pct(v: float | None) -> str:
+        return "n/a" if v is None else f"{-v:+.0f}%"
+
+    lines = ["| profile | GPUs | load | vs | best elastic | throughput | mean latency | SLO violations |",
+             "|---|---:|---:|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['profile']} | {r['gpus']} | {r['load']:.1f} | {r['baseline']} | {r['best']} | "
+                     f"{r['throughput_x']:.2f}x | {pct(r['mean_latency_minus_pct'])} | "
+                     f"{pct(r['slo_violations_minus_pct'])} |")
+    return lines
+
+
+def up_to(rows: list[dict]) -> str:
+    """The largest of each ratio against the width-4 pipeline over the sweep (the paper's "up to")."""
+    vs4 = [r for r in rows if r["baseline"] == "static_sp (sp=4)"]
+    best = {k: max(vs4, key=lambda r, k=k: r[k] if r[k] is not None else -1e9)
+            for k in ("throughput_x", "mean_latency_minus_pct", "slo_violations_minus_pct")}
+    where = {k: f"{r['profile']}, {r['gpus']} GPUs, load {r['load']:.1f}, {r['best']}" for k, r in best.items()}
+    return (f"Up to, against the width-4 pipeline: throughput {best['throughput_x']['throughput_x']:.2f}x "
+            f"({where['throughput_x']}), mean latency "
+            f"-{best['mean_latency_minus_pct']['mean_latency_minus_pct']:.0f}% ({where['mean_latency_minus_pct']}), "
+            f"SLO violations -{best['slo_violations_minus_pct']['slo_violations_minus_pct']:.0f}% "
+            f"({where['slo_violations_minus_pct']}).")
+
+
 def markdown(avg: list[dict], meta: dict) -> str:
     lines = [f"# Load sweep ({meta['when']})", "",
              f"Means over seeds {meta['seeds']}; cost model qwen-h20; {meta['wall_s']:.0f} s wall "
-             f"on {meta['processes']} processes (load average {meta['loadavg']}).", ""]
+             f"on {meta['processes']} processes (load average {meta['loadavg']}).", "",
+             "**Best elastic policy at each point against the fixed pipeline** (means over seeds)", ""]
+    lines += headline_table(meta["headline"]) + ["", up_to(meta["headline"]), ""]
     for profile, gpus in sorted({(r["profile"], r["gpus"]) for r in avg}):
         by_policy = series(avg, profile, gpus)
         loads = [p["load"] for p in next(iter(by_policy.values()))]
@@ -190,7 +233,7 @@ def main() -> int:
     avg = average(rows)
     meta = {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "loads": loads, "seeds": seeds,
             "processes": args.processes, "wall_s": wall, "loadavg": round(os.getloadavg()[0], 2),
-            "best_elastic": best_elastic(avg)}
+            "best_elastic": best_elastic(avg), "headline": headline(avg)}
     stem = "load_sweep_quick" if args.quick else "load_sweep"
     RESULTS.mkdir(parents=True, exist_ok=True)
     cdf_rows = [r for r in rows if "latencies" in r]

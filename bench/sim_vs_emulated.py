@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,7 @@ from gfdit.client import Client  # noqa: E402
 from gfdit.client.replay import replay  # noqa: E402
 from gfdit.engine.costmodel import CostModel  # noqa: E402
 from gfdit.policies import resolve_policy  # noqa: E402
+from gfdit.engine import simulator  # noqa: E402
 from gfdit.engine.simulator import simulate  # noqa: E402
 from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload  # noqa: E402
 from gfdit.engine.workload_gen import generate, load_profile  # noqa: E402
@@ -116,7 +119,7 @@ def compare(workload: Workload, args) -> dict:
             "slo_attainment_abs": emu["overall"]["slo_attainment"] - sim["overall"]["slo_attainment"]}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"args": vars(args), "wall_s": wall, "gaps": gaps, "control_plane": control, "per_request": per_request,
+    doc = {"args": dict(vars(args)), "wall_s": wall, "gaps": gaps, "control_plane": control, "per_request": per_request,
            "simulator": {k: {kk: v.get(kk) for kk in KEYS} for k, v in [("overall", sim["overall"])]} |
            {"classes": sim["classes"]}, "emulated": emu}
     out.with_suffix(".json").write_text(json.dumps(doc, indent=2, default=str))
@@ -142,11 +145,90 @@ def sizes_table(docs: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def jittered(workload: Workload, ms: float, seed: int) -> Workload:
+    """The same trace with every arrival late by up to `ms` (uniform), deadlines unchanged: what a
+    few milliseconds of control-plane delay do to a request, without the server."""
+    rng = random.Random(seed)
+    data = workload.to_json()
+    for rec in data["requests"]:
+        rec["arrival_ms"] = rec["arrival_ms"] + rng.uniform(0.0, ms)
+    return Workload.from_json(data)
+
+
+class LateTasks(simulator.SimExecutor):
+    """The simulator's executor with every task ending late by up to `late_s` (uniform, seeded):
+    the server's per-task control-plane overhead, which the engine's estimates do not include."""
+
+    late_s = 0.0
+
+    def start(self, dispatch, now: float) -> None:
+        delay = self._rng.uniform(0.0, self.late_s)
+        super().start(replace(dispatch, duration_est=dispatch.duration_est + delay), now)
+
+
+LATE_MS = (10.0, 20.0, 50.0)  # engine ms; the server's per-task overhead p50 / p99 at time scale 0.2: ~4 / 14-29 ms
+
+
+def jitter_gaps(workload: Workload, args, seeds: int = 5) -> dict:
+    """Simulator against itself, perturbed by milliseconds: arrivals late by up to 5 ms, and
+    (separately) every task late by up to 10 / 20 / 50 ms. A policy whose decisions flip on
+    milliseconds shows gaps here of the size it shows against the server."""
+    cost_model, policy = CostModel.load(args.cost_model), resolve_policy(args.policy)
+    base = simulate(policy, workload, cost_model, args.gpus, time_rounds=False)
+    mean = base.metrics["overall"]["mean_latency_s"]
+    latency = {o.id: o.latency for o in base.outcomes}
+
+    def gap(result) -> dict:
+        rel = {o.id: (o.latency - latency[o.id]) / latency[o.id] for o in result.outcomes if o.latency}
+        worst = max(rel, key=lambda k: abs(rel[k]))
+        return {"mean_gap": relative_gap(mean, result.metrics["overall"]["mean_latency_s"]),
+                "worst_request": worst, "worst_rel": rel[worst]}
+
+    out = {"arrivals_5ms": [gap(simulate(policy, jittered(workload, 5.0, seed), cost_model, args.gpus,
+                                         time_rounds=False)) for seed in range(seeds)]}
+    original = simulator.SimExecutor
+    simulator.SimExecutor = LateTasks  # this process only: simulate() builds its executor by this name
+    try:
+        for late_ms in LATE_MS:
+            LateTasks.late_s = late_ms / 1e3
+            out[f"tasks_{late_ms:.0f}ms"] = [gap(simulate(policy, workload, cost_model, args.gpus, time_rounds=False,
+                                                          seed=seed)) for seed in range(seeds)]
+    finally:
+        simulator.SimExecutor = original
+    return out
+
+
 def generated(gpus: int, args) -> Workload:
     """The `short` profile at `gpus` ranks (same load, seed and duration scale for every size)."""
     data = generate(load_profile(args.profile), CostModel.load(args.cost_model), gpus, args.load, args.seed,
                     duration_scale=args.duration_scale)
     return Workload.from_json(data)
+
+
+def jitter_report(args) -> int:
+    rows = []
+    for gpus in (int(g) for g in args.sizes.split(",")):
+        args.gpus = gpus
+        rows.append({"gpus": gpus, **jitter_gaps(generated(gpus, args), args)})
+    kinds = ["arrivals_5ms"] + [f"tasks_{ms:.0f}ms" for ms in LATE_MS]
+    lines = [f"Simulator against itself, 5 seeds each: arrivals late by up to 5 ms, or every task late by up to "
+             f"10 / 20 / 50 ms of engine time (uniform); the emulated server's per-task overhead is p50 ~4 ms, "
+             f"p99 14-29 ms of engine time at time scale 0.2. Profile `{args.profile}` at load {args.load} "
+             f"(seed {args.seed}), policy `{Path(args.policy).stem}`. Cells: mean-latency gap, smallest .. largest "
+             f"over the seeds; in brackets the request that moved most and by how much.", "",
+             "| GPUs | " + " | ".join(kinds) + " |", "|---:|" + "---|" * len(kinds)]
+    for r in rows:
+        cells = []
+        for kind in kinds:
+            gaps = [g["mean_gap"] * 100 for g in r[kind]]
+            worst = max(r[kind], key=lambda g: abs(g["worst_rel"]))
+            cells.append(f"{min(gaps):+.1f} .. {max(gaps):+.1f} % ({worst['worst_request']} "
+                         f"{worst['worst_rel'] * 100:+.0f} %)")
+        lines.append(f"| {r['gpus']} | " + " | ".join(cells) + " |")
+    Path(f"{args.out}_jitter.md").write_text("\n".join(lines) + "\n")
+    Path(f"{args.out}_jitter.json").write_text(json.dumps(rows, indent=2))
+    print("\n".join(lines))
+    return 0
 
 
 def main() -> int:
@@ -164,6 +246,9 @@ def main() -> int:
     parser.add_argument("--load", type=float, default=0.9)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--duration-scale", type=float, default=1.0)
+    parser.add_argument("--jitter-only", action="store_true",
+                        help="with --sizes: only the simulator against itself, arrivals or tasks made late by "
+                        "milliseconds (no server; ..._jitter.md)")
     parser.add_argument("--quick", action="store_true",
                         help="--sizes 4 on a quarter-length trace (sim_vs_emulated_quick_sizes.*)")
     args = parser.parse_args()
@@ -173,6 +258,8 @@ def main() -> int:
         path = Path(args.workload) if args.workload.endswith(".json") else shipped_workload(args.workload)
         compare(Workload.load(path), args)
         return 0
+    if args.jitter_only:
+        return jitter_report(args)
     base, docs = args.out, []
     for gpus in (int(g) for g in args.sizes.split(",")):
         args.gpus, args.out, args.workload = gpus, f"{base}_{gpus}gpu", f"{args.profile} load {args.load}"
