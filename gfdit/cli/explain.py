@@ -25,6 +25,7 @@ ENGINE_SKIPS = {
     "engine:pool": "its pool has no room for the smallest width",
     "engine:lost": "lost ranks leave its pool too small",
     "engine:migration_budget": "the round's migration budget (param migration_budget) is spent",
+    "engine:quota": "its class holds its share of the ranks (class ... { share = F })",
 }
 
 

@@ -83,6 +83,7 @@ class ClassSpec:
     slo_seconds: float | None = None
     priority: int = 0
     preemptible: bool = False
+    share: float | None = None  # at most this fraction of the ranks at once (gfdit/engine/quotas.py)
 
 
 class RequestView(Protocol):

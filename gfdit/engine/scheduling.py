@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from .placement import Allocator, place
 from .policy import Policy, RuleError, Why
+from .quotas import Quotas
 from .tracked import Tracked
 from .view import Round
 
@@ -84,18 +85,19 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
     out = RoundResult()
     competing = _hold(policy, view, candidates, out)
     ordered = _order(policy, view, competing, out)
+    quotas = Quotas.of(policy, view)
     smallest = policy.widths[0]
     for index, req in enumerate(ordered):
         if alloc.left < smallest:  # nothing more can fit
             if view.explain:
                 _pass_all(ordered[index:], "engine:full", alloc, out)
             break
-        if not _allocate(policy, view, req, alloc, eligible_of(req), out):
+        if not _allocate(policy, view, req, alloc, eligible_of(req), out, quotas):
             if view.explain:
                 _pass_all(ordered[index + 1:], "engine:reserve", alloc, out)  # behind the reserved one
             break
     if out.reserved is None:
-        _grow(policy, view, out.grants, alloc, out)
+        _grow(policy, view, out.grants, alloc, out, quotas)
     place(out.grants, alloc, policy.placement)
     budget = getattr(policy, "migration_budget", None)
     if budget is not None:
@@ -170,7 +172,7 @@ def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResu
 
 
 def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
-              eligible: frozenset[int] | None, out: RoundResult) -> bool:
+              eligible: frozenset[int] | None, out: RoundResult, quotas: Quotas | None = None) -> bool:
     """Grant `req` a width if it fits; False means `reserve` stopped the round."""
     capacity = alloc.capacity(eligible)
     if policy.widths[0] > capacity:
@@ -194,6 +196,13 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
     width, action = wanted, "fit"
     if width > capacity:
         width, action = [w for w in policy.widths if w <= capacity][-1], "cap+fit"
+    room = quotas.room(req) if quotas is not None else None
+    if room is not None and width > room:  # its class's share is spent: shrink into it or wait
+        within = [w for w in policy.widths if w <= room]
+        if policy.on_short != "shrink" or not within:
+            _pass(out, req, Why("engine:quota", {"wanted": wanted, "room": room, "free": alloc.left}))
+            return True
+        width, action = within[-1], action.replace("fit", "shrink")
     if not alloc.fits(eligible, width):
         if policy.on_short == "reserve":
             out.reserved = (req, Why("engine:reserve", {"wanted": width, "free": alloc.free_count()}))
@@ -206,6 +215,8 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
             return True
         width, action = smaller[-1], action.replace("fit", "shrink")
     alloc.add(req, eligible, width)
+    if quotas is not None:
+        quotas.take(req, width)
     why = why if isinstance(why, Why) else Why(f"{policy.name}.width")
     out.grants.append(Grant(req, width, eligible, why, action, wanted))
     return True
@@ -233,7 +244,8 @@ def _short(out: RoundResult, req: Tracked, why: object, wanted: int, width: int,
     _pass(out, req, Why(rule, values))
 
 
-def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, out: RoundResult) -> None:
+def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, out: RoundResult,
+          quotas: Quotas | None = None) -> None:
     failed: set[int] = set()  # grants whose grow hook raised: asked no more
     budget = getattr(policy, "grow_budget", None)
     grown: set[int] = set()  # grants widened this round (the budget counts requests)
@@ -241,7 +253,7 @@ def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, ou
         for index, grant in enumerate(grants):
             if index in failed or (budget is not None and index not in grown and len(grown) >= budget):
                 continue
-            if _grow_one(policy, view, index, grant, alloc, failed, out):
+            if _grow_one(policy, view, index, grant, alloc, failed, out, quotas):
                 grown.add(index)
                 break
         else:
@@ -249,7 +261,7 @@ def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, ou
 
 
 def _grow_one(policy: Policy, view: Round, index: int, grant: Grant, alloc: Allocator,
-              failed: set[int], out: RoundResult) -> bool:
+              failed: set[int], out: RoundResult, quotas: Quotas | None = None) -> bool:
     req = grant.req
     try:
         answer = policy.grow(view, req)
@@ -262,10 +274,13 @@ def _grow_one(policy: Policy, view: Round, index: int, grant: Grant, alloc: Allo
     bound, why = answer
     why = why if isinstance(why, Why) else Why(f"{policy.name}.grow")
     now_s = req.remaining_s(grant.width)
+    room = quotas.room(req) if quotas is not None else None
     for w in policy.widths:
-        if w <= grant.width or w > bound:
+        if w <= grant.width or w > bound or (room is not None and w - grant.width > room):
             continue
         if alloc.fits_more(index, w) and req.remaining_s(w) < now_s:
+            if quotas is not None:
+                quotas.take(req, w - grant.width)
             alloc.grow(index, w)
             grant.width = w
             grant.grown.append(why)
