@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gfdit.client.media import DEFAULT_FPS, VIDEO_SUFFIXES, encode_video
+
 RAW_MIME = "application/x-raw"
 
 
@@ -42,21 +44,35 @@ class GenerationResult:
     deadline_s: float | None = None
     slo_met: bool | None = None
 
-    def save(self, path: str | Path) -> list[Path]:
-        """Write the images: to `path` itself for one image with a suffix, else into the
-        folder `path` as `<request_id>[_<i>].png`. Returns the files written."""
+    def save(self, path: str | Path, fps: int = DEFAULT_FPS) -> list[Path]:
+        """Write the outputs. One image and a file name: that file. Several frames and `.mp4`
+        (or `.zip`): one video file, MP4 when an encoder is installed (PyAV), else the
+        PNG frames in `<stem>.zip` (`media.encode_video`). Several frames and another
+        suffix: `<stem>_<i>.<suffix>` beside it. No suffix: the folder `path`, as
+        `<request_id>[_<i>].png`. Returns the files written."""
         target = Path(path)
-        if len(self.outputs) == 1 and target.suffix:
+        if target.suffix:
             target.parent.mkdir(parents=True, exist_ok=True)
+        if len(self.outputs) == 1 and target.suffix and target.suffix.lower() not in VIDEO_SUFFIXES:
             target.write_bytes(self.outputs[0].to_png())
             return [target]
+        if target.suffix.lower() in VIDEO_SUFFIXES:
+            data, _, suffix = encode_video(self.outputs, fps)
+            written = target.with_suffix("." + suffix)
+            written.write_bytes(data)
+            return [written]
+        if target.suffix:
+            return [_write(target.with_name(f"{target.stem}_{i:03d}{target.suffix}"), out)
+                    for i, out in enumerate(self.outputs)]
         target.mkdir(parents=True, exist_ok=True)
-        written = []
-        for i, out in enumerate(self.outputs):
-            name = self.request_id if len(self.outputs) == 1 else f"{self.request_id}_{i:03d}"
-            written.append(target / f"{name}.png")
-            written[-1].write_bytes(out.to_png())
-        return written
+        names = [self.request_id] if len(self.outputs) == 1 else [f"{self.request_id}_{i:03d}"
+                                                                  for i in range(len(self.outputs))]
+        return [_write(target / f"{name}.png", out) for name, out in zip(names, self.outputs, strict=True)]
+
+
+def _write(path: Path, output: Output) -> Path:
+    path.write_bytes(output.to_png())
+    return path
 
 
 def outputs_from(entries: list[dict[str, str]], payload: list[bytes]) -> list[Output]:

@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from gfdit.http.errors import APIError
 from gfdit.http.feeds import Feed
 from gfdit.http.gateway import Gateway
-from gfdit.http.media import encode_video
+from gfdit.client.media import encode_video
 from gfdit.http.schemas import VideoRequest
 from gfdit.http.submit import check_model, submit_all
 from gfdit.protocol import Progress

@@ -1,9 +1,15 @@
-"""A video's frames as one file: MP4 (H.264) when PyAV is installed, else a ZIP of PNG frames."""
+"""A video's frames as one file: MP4 (H.264) when PyAV is installed, else a ZIP of PNG frames.
+
+Used by `GenerationResult.save` (`gfdit generate --out x.mp4`) and the HTTP gateway's video jobs.
+"""
 
 from __future__ import annotations
 
 import io
 import zipfile
+
+DEFAULT_FPS = 16  # Wan's frame rate
+VIDEO_SUFFIXES = (".mp4", ".zip")
 
 
 def has_mp4_encoder() -> bool:
