@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 
 from gfdit.client.commands import add_client_arguments
 
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(status if listed is None else {"status": status, "requests": listed}, indent=2, default=str))
         return 0
     server = status["server"] if args.request else status
+    print(answered_by(server))
     for key in SHOWN:
         value = server.get(key)
         if key == "reloads" and isinstance(value, dict):
@@ -46,6 +48,16 @@ def run(args: argparse.Namespace) -> int:
     if listed is not None:
         print_requests(listed)
     return 0
+
+
+def answered_by(server: dict) -> str:
+    """One line naming the server that answered: several users' servers can share a host."""
+    started = server.get("started_at")
+    when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started)) if started else "unknown"
+    uptime = server.get("uptime_s")
+    up = f" (up {uptime / 60:.1f} min)" if isinstance(uptime, (int, float)) else ""
+    return (f"answered by: the {server.get('model')} server of user {server.get('user', '?')}, pid {server.get('pid', '?')}, "
+            f"started {when}{up}, instance {server.get('instance', '?')}, at {server.get('address')}")
 
 
 def print_requests(listed: list[dict]) -> None:

@@ -38,14 +38,16 @@ def _jsonable(value: Any) -> Any:
 class DecisionLog:
     """Writes decision records as JSON lines to a file, a stream, or a list kept in memory."""
 
-    def __init__(self, sink: str | Path | IO[str] | list | None = None):
+    def __init__(self, sink: str | Path | IO[str] | list | None = None, *, line_buffered: bool = False):
+        """`line_buffered`: a file sink is flushed at every line (a live server's log can be
+        followed while it runs); the simulator leaves it off and writes in blocks."""
         self._owned: IO[str] | None = None
         self.records: list[dict] | None = None
         if sink is None or isinstance(sink, list):
             self.records = sink if isinstance(sink, list) else []
             self._stream: IO[str] | None = None
         elif isinstance(sink, (str, Path)):
-            self._owned = self._stream = open(sink, "w", encoding="utf-8")
+            self._owned = self._stream = open(sink, "w", encoding="utf-8", buffering=1 if line_buffered else -1)
         else:
             self._stream = sink
 

@@ -18,6 +18,7 @@ Task starts and good ends also make the rank timeline (`spans`, see `gfdit.serve
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable
 
@@ -28,6 +29,7 @@ from gfdit.server.progress import ProgressBook
 from gfdit.server.prometheus import ServerMetrics
 from gfdit.server.spans import SpanRecorder
 
+log = logging.getLogger("gfdit.server")
 STAGE_STATE = {"encode": "encoding", "denoise": "running", "decode": "decoding"}
 
 
@@ -80,6 +82,7 @@ class Relay:
         self.book.emit(e.request_id, "held", now, stage=e.stage, step=e.step, steps=e.steps, message=e.reason)
 
     def _retrying(self, e: Retrying, now: float) -> None:
+        log.warning("request %s: %s failed, retrying: %s", e.request_id, e.stage, e.reason[:1000])
         self.spans.dropped(e.request_id)
         self.book.emit(e.request_id, "retrying", now, stage=e.stage, message=e.reason[:1000])
 
@@ -89,6 +92,8 @@ class Relay:
         self.metrics.count_outcome(outcome)
         if outcome.state == REJECTED:
             return
+        if outcome.state == "failed":
+            log.warning("request %s failed: %s", outcome.id, (outcome.reason or "")[:1000])
         state, completed = outcome.state, outcome.state == "completed"
         outputs, payload = e.outputs if completed and e.outputs else ([], [])
         deadline = None if math.isinf(outcome.deadline) else outcome.deadline - outcome.arrival

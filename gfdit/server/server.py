@@ -13,6 +13,7 @@ the engine loop mutates scheduler state; the others feed its inbox.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from functools import partial
@@ -47,6 +48,17 @@ log = logging.getLogger("gfdit.server")
 TINY_DEFAULTS = {"default_height": 64, "default_width": 64, "default_steps": 8}
 MODEL_DEFAULTS = {"default_height": 1024, "default_width": 1024, "default_steps": 28}
 KEEP_ENDED = 10_000  # ended requests remembered (results, duplicate ids): the server's memory is bounded
+
+
+def identity() -> dict:
+    """Who runs this server: process, user, start time (`gfdit status` names the server that answered)."""
+    try:
+        import pwd
+
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):  # no pwd module (Windows) or a uid without a name
+        user = str(getattr(os, "getuid", lambda: "")())
+    return {"pid": os.getpid(), "user": user, "started_at": time.time()}
 
 
 class Server:
@@ -113,7 +125,7 @@ class Server:
     def _build(self, policy, cost_model: CostModel, pool, emulated: bool) -> None:
         cfg = self.config
         clock = EngineClock(cfg.time_scale)
-        decisions = DecisionLog(cfg.decision_log) if cfg.decision_log else None
+        decisions = DecisionLog(cfg.decision_log, line_buffered=True) if cfg.decision_log else None
         engine = Engine(policy, cost_model, Cluster(cfg.num_gpus, cfg.nproc_per_node), decisions, keep_ended=KEEP_ENDED)
         executor = ProcessExecutor(pool, cost_model, emulated=emulated, time_scale=cfg.time_scale,
                                    clock=clock.now)
@@ -139,7 +151,7 @@ class Server:
         info = {"executor": cfg.executor, "model": cfg.model, "address": self.address, "instance": frontend.instance,
                 "metrics_port": self.metrics_port, "cost_model": cost_model.source or cost_model.model,
                 "policy_file": cfg.policy if cfg.policy.endswith(".gfp") else "",
-                "started_monotonic": time.monotonic()}
+                "started_monotonic": time.monotonic(), **identity()}
         self.loop = EngineLoop(engine=engine, executor=executor, book=ProgressBook(frontend.send, KEEP_ENDED),
                                metrics=metrics, clock=clock, inbox=inbox, send=frontend.send,
                                reloader=reloader, config=cfg, info=info)

@@ -33,6 +33,7 @@ join no world; a task without `emulate_s` gets it from the cost model.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -67,6 +68,8 @@ from gfdit.workers.migration import task_ranks
 from gfdit.workers.nodes import NodeSpec, gloo_env, pool_secret, tcp_host_port, worker_argv
 from gfdit.workers.remote import NodesMissing, RemoteNodes, RemoteProcess, rendezvous_store
 from gfdit.workers.task_check import check_task
+
+_log = logging.getLogger("gfdit.workers.pool")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -125,6 +128,7 @@ class _Child:
     last_seen: float
     ready: bool = False
     dead: bool = False
+    reason: str = ""  # what a worker that could not start reported (its one-line WorkerError)
 
 
 class WorkerPool:
@@ -225,14 +229,23 @@ class WorkerPool:
         while len(self._children) < self.num_workers or not all(c.ready for c in self._children.values()):
             for child in self._children.values():
                 if child.process.poll() is not None:
-                    raise PoolError(f"worker {child.rank} exited with code {child.process.returncode} "
-                                    f"while starting:\n{self._tail(child)}")
+                    raise self._start_failed(child)
             if self._remote is not None and time.monotonic() > join_deadline:
                 self._remote.check_joined(join_s)
             if time.monotonic() > deadline:
                 waiting = [r for r in range(self.num_workers) if not (r in self._children and self._children[r].ready)]
                 raise PoolError(f"workers {waiting} not ready after {self.start_timeout_s:.0f} s")
             self._receive(timeout=0.2)
+
+    def _start_failed(self, child: _Child) -> PoolError:
+        """Why `child` exited while starting: the one line it reported (its log's tail goes to
+        the debug log), or the tail of its log when it reported nothing."""
+        self._receive(timeout=0.5)  # its WorkerError may still be on the way
+        code = child.process.returncode
+        if child.reason:
+            _log.debug("worker %d log:\n%s", child.rank, self._tail(child))
+            return PoolError(f"worker {child.rank} could not start: {child.reason}")
+        return PoolError(f"worker {child.rank} exited with code {code} while starting:\n{self._tail(child)}")
 
     def restart(self) -> None:
         """Tear every worker down and start a fresh world; every state is lost.
@@ -402,6 +415,8 @@ class WorkerPool:
         elif isinstance(msg, WorkerError) and msg.fatal and child.ready:
             self._declare_dead(child, msg.message)  # it cannot go on: the world needs a restart
         elif isinstance(msg, WorkerError):
+            if msg.fatal:
+                child.reason = msg.message
             self._backlog.append(WorkerFault(msg.rank, msg.message, msg.fatal))
         elif not isinstance(msg, Heartbeat):
             self._backlog.append(WorkerFault(msg.rank, f"unexpected {type(msg).__name__}", False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -69,6 +70,9 @@ def test_serve_status_generate_reload_and_stop(tmp_path, policy_texts):
         assert swapped.returncode == 0 and "swapped in" in swapped.stdout, swapped.stderr
         shown = gfdit("status", "--address", address)
         assert "wide" in shown.stdout and "1 ok, 1 refused" in shown.stdout
+        first = shown.stdout.splitlines()[0]  # which server answered: another user's may hold the port
+        assert first.startswith("answered by: the tiny server of user ") and f"pid {serve.pid}," in first
+        assert re.search(r"started 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC \(up [\d.]+ min\)", first), first
     finally:
         serve.send_signal(signal.SIGINT)
         code = serve.wait(timeout=60)

@@ -126,3 +126,16 @@ def test_a_server_from_a_config_file_and_a_shipped_policy_reloaded_by_name(tmp_p
         assert reply.ok, reply.diagnostics
         assert client.status()["revision"] == reply.revision
         assert client.submit("a fox", height=512, width=512, steps=4).result(timeout=60).latency_s > 0
+
+
+@pytest.mark.slow
+def test_the_decision_log_can_be_followed_while_the_server_runs(server_factory, tmp_path):
+    from gfdit.client import Client
+
+    log = tmp_path / "decisions.jsonl"
+    server = server_factory(decision_log=str(log))
+    with Client(server.address, timeout=30) as client:
+        handle = client.submit("a fox", height=512, width=512, steps=4)
+        handle.result(timeout=60)
+        lines = log.read_text().splitlines()  # the server still runs: every line already written
+        assert any(handle.request_id in line and '"dispatch"' in line for line in lines), lines

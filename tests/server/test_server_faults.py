@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -80,7 +81,8 @@ def test_a_wrong_token_is_refused(server_factory):
         assert client.status()["gpus"] == 2
 
 
-def test_sigkill_of_a_worker_mid_request_retries_and_the_pool_recovers(server_factory):
+def test_sigkill_of_a_worker_mid_request_retries_and_the_pool_recovers(server_factory, caplog):
+    caplog.set_level(logging.INFO, logger="gfdit")
     server = server_factory(gpus=4)
     with Client(server.address) as client:
         handles = [client.submit("k", steps=60, seed=i, **BIG) for i in range(6)]
@@ -99,6 +101,9 @@ def test_sigkill_of_a_worker_mid_request_retries_and_the_pool_recovers(server_fa
         assert all(e.state in ("completed", "failed") for e in ends)
         assert sum(e.state == "completed" for e in ends) >= 5
         assert any(ev.state == "retrying" for ev in handles[0].events)
+        retried = [ev.message for ev in handles[0].events if ev.state == "retrying"]
+        logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+        assert any(handles[0].request_id in line and retried[0] in line for line in logged), logged  # its reason
         status = client.status()
         assert status["pool_restarts"] == 1 and status["lost_ranks"] == [] and not status["recovering"]
         assert victim is not None and set(status["worker_pids"]) == {0, 1, 2, 3}

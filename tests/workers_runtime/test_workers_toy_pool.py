@@ -132,9 +132,19 @@ def test_error_inside_a_task_is_reported_and_the_worker_goes_on(pool):
 
 
 def test_a_worker_that_cannot_load_its_model_fails_the_start_clearly():
-    with pytest.raises(PoolError, match="exited with code 1 while starting") as caught:
+    with pytest.raises(PoolError, match=r"^worker \d could not start: ") as caught:
         toy_pool(2, adapter="toy_adapter:NoSuchAdapter")
     assert "NoSuchAdapter" in str(caught.value)
+    assert "\n" not in str(caught.value) and "Traceback" not in str(caught.value)  # its reason, not its log
+
+
+def test_an_unsupported_pipeline_is_one_line(tmp_path):
+    (tmp_path / "model_index.json").write_text('{"_class_name": "StableDiffusionPipeline"}')
+    with pytest.raises(PoolError) as caught:
+        WorkerPool(1, str(tmp_path), backend="p2p", start_timeout_s=120)
+    message = str(caught.value)
+    assert message.startswith("worker 0 could not start: AdapterError: ") and "StableDiffusionPipeline" in message
+    assert "\n" not in message, message
 
 
 def test_a_broken_collective_kills_the_world_and_restart_recovers_it():
