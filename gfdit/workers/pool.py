@@ -33,7 +33,6 @@ join no world; a task without `emulate_s` gets it from the cost model.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import subprocess
@@ -68,8 +67,6 @@ from gfdit.workers.migration import task_ranks
 from gfdit.workers.nodes import NodeSpec, gloo_env, pool_secret, tcp_host_port, worker_argv
 from gfdit.workers.remote import NodesMissing, RemoteNodes, RemoteProcess, rendezvous_store
 from gfdit.workers.task_check import check_task
-
-_log = logging.getLogger("gfdit.workers.pool")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -238,14 +235,12 @@ class WorkerPool:
             self._receive(timeout=0.2)
 
     def _start_failed(self, child: _Child) -> PoolError:
-        """Why `child` exited while starting: the one line it reported (its log's tail goes to
-        the debug log), or the tail of its log when it reported nothing."""
+        """The one line a worker that exited while starting reported, else its log's tail."""
         self._receive(timeout=0.5)  # its WorkerError may still be on the way
-        code = child.process.returncode
         if child.reason:
-            _log.debug("worker %d log:\n%s", child.rank, self._tail(child))
             return PoolError(f"worker {child.rank} could not start: {child.reason}")
-        return PoolError(f"worker {child.rank} exited with code {code} while starting:\n{self._tail(child)}")
+        return PoolError(f"worker {child.rank} exited with code {child.process.returncode} while starting:\n"
+                         f"{self._tail(child)}")
 
     def restart(self) -> None:
         """Tear every worker down and start a fresh world; every state is lost.
@@ -415,8 +410,7 @@ class WorkerPool:
         elif isinstance(msg, WorkerError) and msg.fatal and child.ready:
             self._declare_dead(child, msg.message)  # it cannot go on: the world needs a restart
         elif isinstance(msg, WorkerError):
-            if msg.fatal:
-                child.reason = msg.message
+            child.reason = msg.message if msg.fatal else child.reason
             self._backlog.append(WorkerFault(msg.rank, msg.message, msg.fatal))
         elif not isinstance(msg, Heartbeat):
             self._backlog.append(WorkerFault(msg.rank, f"unexpected {type(msg).__name__}", False))
