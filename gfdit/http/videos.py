@@ -33,7 +33,7 @@ class Jobs:
         self.jobs: OrderedDict[str, dict] = OrderedDict()
 
     def add(self, feed: Feed, job: dict, fps: int) -> None:
-        self.jobs[feed.request_id] = {"feed": feed, "job": job, "file": None}
+        self.jobs[feed.request_id] = {"feed": feed, "job": job, "file": None, "encoded": False}
         while len(self.jobs) > KEEP_JOBS:
             self.jobs.popitem(last=False)
         asyncio.get_running_loop().create_task(self._encode_when_done(feed, fps))
@@ -45,6 +45,8 @@ class Jobs:
         if entry is not None and result.state == "completed" and frames:
             data, media_type, _ = await asyncio.to_thread(encode_video, frames, fps)
             entry["file"] = self.gateway.files.put(data, media_type)
+        if entry is not None:
+            entry["encoded"] = True  # (emulated workers make no frames: completed without content)
 
     def view(self, video_id: str) -> dict:
         entry = self.jobs.get(video_id)
@@ -57,7 +59,7 @@ class Jobs:
             job["progress"] = 100 if feed.result.state == "completed" else job["progress"]
             if feed.result.state != "completed":
                 job["error"] = {"code": feed.result.state, "message": feed.result.reason}
-            elif entry["file"] is None:
+            elif not entry["encoded"]:
                 job["status"] = "in_progress"  # encoding
         elif isinstance(last, Progress) and last.state != "queued":
             job["status"] = "in_progress"

@@ -259,3 +259,44 @@ def test_http_connections_send_without_nagle_delay():
                 assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     finally:
         listener.close()
+
+
+def test_video_job_in_openai_shape_queued_then_completed(gateway):
+    created = httpx.post(gateway.http_url + "/v1/videos", timeout=60,
+                         json={"prompt": "waves", "size": "256x256", "seconds": "1", "fps": 8, "steps": 4,
+                               "request_id": "video-1"})
+    assert created.status_code == 200, created.text
+    job = created.json()
+    assert (job["id"], job["object"], job["frames"]) == ("video-1", "video", 9)  # 1 s at 8 fps: 4k+1 frames
+    assert job["status"] in ("queued", "in_progress", "completed")
+    deadline = time.monotonic() + 60
+    while job["status"] != "completed":
+        assert time.monotonic() < deadline and job["status"] in ("queued", "in_progress"), job
+        time.sleep(0.05)
+        job = httpx.get(gateway.http_url + "/v1/videos/video-1").json()
+    assert job["progress"] == 100
+    content = httpx.get(gateway.http_url + "/v1/videos/video-1/content")  # emulated workers made no frames
+    assert content.status_code == 404 and error_of(content)["code"] == "video_not_ready"
+    missing = httpx.get(gateway.http_url + "/v1/videos/nope")
+    assert missing.status_code == 404 and error_of(missing)["code"] == "video_not_found"
+
+
+def test_video_frames_become_a_zip_of_pngs_without_an_encoder():
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from gfdit.client import Output
+    from gfdit.http.media import encode_video, has_mp4_encoder
+
+    frames = [Output("image/x-raw-rgb8", np.full((8, 8, 3), i, np.uint8).tobytes(), (8, 8, 3)) for i in range(3)]
+    data, media_type, suffix = encode_video(frames, fps=8)
+    if has_mp4_encoder():
+        assert (media_type, suffix) == ("video/mp4", "mp4") and data[4:8] == b"ftyp"
+        return
+    assert (media_type, suffix) == ("application/zip", "zip")
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = archive.namelist()
+        assert names == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
+        assert archive.read(names[2]) == frames[2].to_png()

@@ -47,3 +47,28 @@ def test_openai_images_generate_b64_and_url_on_the_tiny_model(real_http):
     fetched = httpx.get(again.data[0].url, timeout=30)
     assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
     assert np.array_equal(picture(fetched.content), images[0])  # same seed, same image
+
+
+def test_video_job_content_on_the_tiny_model(real_http):
+    """An image model takes frames=1 only: the job's content is that one frame (ZIP without an encoder)."""
+    import time
+    import zipfile
+
+    base = real_http.http_url
+    refused = httpx.post(base + "/v1/videos", json={"prompt": "waves", "size": "64x64", "frames": 5}, timeout=60)
+    assert refused.status_code == 400 and "frames must be 1" in refused.json()["error"]["message"]
+    job = httpx.post(base + "/v1/videos", json={"prompt": "waves", "size": "64x64", "frames": 1, "steps": 2},
+                     timeout=60).json()
+    deadline = time.monotonic() + 300
+    while job["status"] != "completed":
+        assert time.monotonic() < deadline and job["status"] in ("queued", "in_progress"), job
+        time.sleep(0.1)
+        job = httpx.get(f"{base}/v1/videos/{job['id']}").json()
+    content = httpx.get(f"{base}/v1/videos/{job['id']}/content")
+    assert content.status_code == 200
+    if content.headers["content-type"] == "video/mp4":
+        assert content.content[4:8] == b"ftyp"
+        return
+    with zipfile.ZipFile(io.BytesIO(content.content)) as archive:
+        (name,) = archive.namelist()
+        assert picture(archive.read(name)).shape == (64, 64, 3)
