@@ -32,6 +32,17 @@ class Cluster:
     def node_of(self, rank: int) -> int:
         return rank // self.ranks_per_node
 
+    def spans_nodes(self, group: tuple[int, ...]) -> bool:
+        """True when `group`'s ranks are on more than one node."""
+        return self.ranks_per_node < self.gpus and len({r // self.ranks_per_node for r in group}) > 1
+
+    def reaches_new_node(self, group: tuple[int, ...], holders: tuple[int, ...]) -> bool:
+        """True when a rank of `group` lacking the state is on a node where no holder is."""
+        if self.ranks_per_node >= self.gpus:
+            return False
+        held = {r // self.ranks_per_node for r in holders}
+        return any(r // self.ranks_per_node not in held for r in group if r not in holders)
+
     @property
     def busy(self) -> int:
         return self.gpus - len(self.free) - len(self.lost)

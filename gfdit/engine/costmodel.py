@@ -40,11 +40,12 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 from gfdit.costmodel_file import MIGRATION_FILE, STAGE_X, STEP
+from gfdit.engine.crossnode import CROSS_NODE_FILE, CrossNode
 from gfdit.shapes import Shape
 
 ENCODE_STAGES = ("text_encode",)
@@ -120,13 +121,16 @@ class CostModel:
     """Stage curves per width, and the estimates the engine and policies ask for."""
 
     def __init__(self, layouts: dict[int, dict[str, Curve]], model: str = "",
-                 migration: Migration | None = None, source: str = ""):
+                 migration: Migration | None = None, source: str = "", cross_node: CrossNode | None = None):
         if not layouts:
             raise CostModelError(f"cost model {source or model!r} has no layouts")
         self.layouts = dict(sorted(layouts.items()))
         self.widths: tuple[int, ...] = tuple(self.layouts)
         self.model = model
         self.migration = migration or Migration()
+        self.cross_node = cross_node or CrossNode()  # a group or a move across hosts (engine/crossnode.py)
+        self.cross_migration = replace(self.migration, bandwidth_Bps=self.cross_node.bandwidth_Bps,
+                                       fixed_s=self.cross_node.fixed_s)
         self.source = source
         self._cache: dict[tuple[Shape, int], tuple[float, float, float]] = {}
         self._prepare: dict[tuple[Shape, int], float] = {}
@@ -138,6 +142,7 @@ class CostModel:
 
         `migration.json` (optional, the fields of `Migration`) configures the
         migration cost; an explicit `migration` argument wins over it.
+        `cross_node.json` (optional, the fields of `CrossNode`): what crossing hosts costs.
         """
         path = Path(directory)
         if not path.is_dir():
@@ -145,7 +150,7 @@ class CostModel:
         layouts: dict[int, dict[str, Curve]] = {}
         models: set[str] = set()
         for file in sorted(path.glob("*.json")):
-            if file.name == MIGRATION_FILE:
+            if file.name in (MIGRATION_FILE, CROSS_NODE_FILE):
                 continue
             layout = _read_layout(file)
             if layout is None:
@@ -157,7 +162,14 @@ class CostModel:
             models.add(model)
         if migration is None and (path / MIGRATION_FILE).exists():
             migration = _read_migration(path / MIGRATION_FILE)
-        return cls(layouts, model=", ".join(sorted(models)), migration=migration, source=str(path))
+        cross_node = None
+        if (path / CROSS_NODE_FILE).exists():
+            try:
+                cross_node = CrossNode.read(path / CROSS_NODE_FILE)
+            except ValueError as exc:
+                raise CostModelError(str(exc)) from None
+        return cls(layouts, model=", ".join(sorted(models)), migration=migration, source=str(path),
+                   cross_node=cross_node)
 
     # ---- raw stages ----------------------------------------------------
     def curve(self, stage: str, width: int) -> Curve:

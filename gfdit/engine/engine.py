@@ -320,12 +320,16 @@ class Engine:
         task.group = grant.group
         task.start = now
         task.duration_est = tracked.task_s(task, len(grant.group))
+        if self.cluster.spans_nodes(grant.group):
+            task.duration_est *= self.cost_model.cross_node.group_factor
         holders = tracked.holders
         receivers = sum(1 for r in grant.group if r not in holders)
         nbytes, mig_s = 0, 0.0
         if holders and receivers:
             migration = self.cost_model.migration
             nbytes = migration.state_bytes(tracked.req.shape)
+            if self.cluster.reaches_new_node(grant.group, holders):
+                migration = self.cost_model.cross_migration
             mig_s = migration.seconds(nbytes, len(holders), receivers)
             tracked.migrations += 1
             tracked.migration_s += mig_s

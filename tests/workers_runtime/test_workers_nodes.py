@@ -1,0 +1,79 @@
+"""The head's side of several hosts, with emulated workers: a node agent that proves the
+token joins and its ranks run tasks; a hello with a wrong proof gets no answer and is counted;
+a restart after the node's worker dies re-forms the world on the head alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import zmq
+
+from gfdit.comm.launch import free_port
+from gfdit.protocol import NodeHello
+from gfdit.workers import transport
+from gfdit.workers.nodes import NodeSpec, node_proof, pool_secret
+from gfdit.workers.pool import WorkerPool
+
+from test_workers_emulated import cost_model, task
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _attack(address: str, token_guess: str) -> bool:
+    """A hello for node 1 proven with the wrong token; True if anything came back within 3 s."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    identity = b"attacker"
+    sock.setsockopt(zmq.IDENTITY, identity)
+    sock.connect(address)
+    try:
+        sock.send_multipart(transport.encode(NodeHello(node_rank=1, proof=node_proof(token_guess, 1, identity))))
+        return bool(sock.poll(8000))
+    finally:
+        sock.close(linger=0)
+        ctx.term()
+
+
+def test_a_proven_node_joins_a_wrong_proof_is_dropped_and_a_lost_node_leaves(tmp_path):
+    token = "the-right-token"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    answered = []
+    attacker = threading.Thread(target=lambda: answered.append(_attack(address, "a-wrong-guess")))
+    attacker.start()  # its hello waits in ZeroMQ until the pool binds the port
+    agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
+                              "--join-timeout", "60"],
+                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pool = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
+                      heartbeat_timeout_s=10, start_timeout_s=60)
+    try:
+        attacker.join()
+        assert answered == [False]  # no answer to a wrong proof, and node 1 still joined
+        assert pool.status()["refused_messages"] >= 1
+        assert pool.status()["nodes"][1]
+        assert pool._peers.secret == pool_secret(token, pool._nonce)  # derived, never sent
+        done = pool.run(task("encode", (0, 1), emulate_s=0.01), timeout=30)
+        assert done.ok and done.ranks == (0, 1)
+        (worker,) = [int(c) for t in Path(f"/proc/{agent.pid}/task").iterdir()
+                     for c in (t / "children").read_text().split()]
+        os.kill(worker, 9)  # the second host's only worker
+        deadline = time.monotonic() + 20
+        while not pool.dead_ranks and time.monotonic() < deadline:
+            pool.poll(0.2)
+        assert pool.dead_ranks == {1}
+        pool.restart()
+        assert pool.num_workers == 1  # re-formed on the head alone
+        assert pool.run(task("encode", (0,), emulate_s=0.01, task_id=2), timeout=30).ok
+        assert agent.wait(timeout=30) == 1  # told its node is out
+    finally:
+        pool.close()
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(timeout=30)
