@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no per-event progress lines")
     parser.add_argument("--emulated-only", action="store_true", help="run only part 2 (emulated GPUs)")
     parser.add_argument("--quick", action="store_true",
-                        help="a short run (about 30 s): " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
+                        help="a short run (under a minute on 2 cores): " + ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items()))
     demo_elastic.add_arguments(parser)
 
 
