@@ -21,7 +21,7 @@ from gfdit.engine.policy import ON_SHORT_MODES, PLACEMENTS, ClassSpec
 DEFAULT_CHUNK = 5
 DEFAULT_WIDTHS = (1, 2, 4)
 DEFAULT_PLACEMENT = PLACEMENTS  # every preference, in this order
-CLASS_KEYS = ("slo", "priority", "preemptible", "share")
+CLASS_KEYS = ("slo", "priority", "preemptible", "share", "chunk")
 BUILTIN_NAMES = (*CLUSTER_NAMES, *STAGE_NAMES, "req")
 
 
@@ -267,19 +267,32 @@ def _build_classes(decls: Declarations, report: Report) -> None:
         decls.classes[name] = ClassSpec(
             name=name, slo_factor=spec.get("slo_factor"), slo_seconds=spec.get("slo_seconds"),
             priority=int(spec.get("priority", 0)), preemptible=bool(spec.get("preemptible", False)),
-            share=spec.get("share"))
+            share=spec.get("share"), chunk=_class_chunk(decl, spec, decls, report))
+
+
+def _class_chunk(decl: ast.ClassDecl, spec: dict, decls: Declarations, report: Report) -> int | None:
+    """A class's own `chunk`; under `param chunk = all` it would mean nothing: E111."""
+    if "chunk" not in spec:
+        return None
+    if decls.chunk is None:
+        item = next(i for i in decl.items if i.key.name == "chunk")
+        report.add("E111", item.span, f"class {decl.name.name}: a chunk of its own needs `param chunk` "
+                   "to be a number", "with chunk = all every task is the whole trajectory")
+        return None
+    return int(spec["chunk"])
 
 
 def _class_item(item: ast.ClassItem, spec: dict, report: Report, name: str) -> bool:
     key, kind, value = item.key.name, item.kind, item.value
     wants = {"slo": ("factor", "duration"), "priority": ("number",), "preemptible": ("flag",),
-             "share": ("number",)}
-    if kind not in wants[key] or (key == "priority" and not float(value).is_integer()) or (
-            key == "share" and not 0 < value <= 1):
+             "share": ("number",), "chunk": ("number",)}
+    if kind not in wants[key] or (key in ("priority", "chunk") and not float(value).is_integer()) or (
+            key == "share" and not 0 < value <= 1) or (key == "chunk" and value < 1):
         forms = {"slo": "`slo = 1.5x` (times t_single) or `slo = 30s`",
                  "priority": "a whole number, `priority = 100`",
                  "preemptible": "a bare flag: `preemptible`",
-                 "share": "the fraction of the ranks it may hold at once, above 0 and at most 1: `share = 0.5`"}
+                 "share": "the fraction of the ranks it may hold at once, above 0 and at most 1: `share = 0.5`",
+                 "chunk": "denoise steps per task for this class, a positive whole number: `chunk = 10`"}
         report.add("E111", item.span, f"class {name}: bad value for '{key}'", forms[key])
         return False
     if key == "slo" and not value > 0:

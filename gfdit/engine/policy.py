@@ -84,6 +84,7 @@ class ClassSpec:
     priority: int = 0
     preemptible: bool = False
     share: float | None = None  # at most this fraction of the ranks at once (gfdit/engine/quotas.py)
+    chunk: int | None = None  # denoise steps per task for this class (None: the policy's chunk)
 
 
 class RequestView(Protocol):
