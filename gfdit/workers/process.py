@@ -312,12 +312,15 @@ def _prepare_static_groups(comm) -> None:
 
 
 def _device_for(device: str, rank: int) -> str:
-    """``cuda`` means this rank's GPU (rank modulo the visible devices)."""
-    if device != "cuda":
+    """``cuda`` means this rank's GPU (rank modulo the visible devices); ``cuda:N`` GPU N."""
+    if not device.startswith("cuda"):
         return device
     import torch
 
-    return f"cuda:{rank % max(1, torch.cuda.device_count())}"
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"device {device}: this torch ({torch.__version__}) sees no CUDA GPU; install "
+                           "torch's CUDA build and gfdit[cuda] (docs/deploy.md)")
+    return device if device != "cuda" else f"cuda:{rank % max(1, torch.cuda.device_count())}"
 
 
 def _load_adapter(args: argparse.Namespace, device: str):

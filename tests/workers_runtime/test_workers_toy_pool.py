@@ -147,6 +147,15 @@ def test_an_unsupported_pipeline_is_one_line(tmp_path):
     assert "\n" not in message, message
 
 
+def test_device_cuda_without_a_cuda_torch_is_one_line():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(PoolError, match=r"^worker 0 could not start: RuntimeError: device cuda:0: this torch "
+                                        r"\(.*\) sees no CUDA GPU; install torch's CUDA build"):
+        WorkerPool(1, "tiny", backend="p2p", device="cuda:0", start_timeout_s=120)
+
+
 def test_a_broken_collective_kills_the_world_and_restart_recovers_it():
     # rank 1 lacks the state, so rank 0 waits for it in a collective until the
     # time-out; gloo then closes the pair: that rank reports itself broken and the
