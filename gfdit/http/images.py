@@ -21,7 +21,7 @@ def router(gateway: Gateway, auth) -> APIRouter:
     async def generate(body: ImageRequest, request: Request) -> dict:
         model = await check_model(gateway, body)
         feeds, seed = await submit_all(gateway, body, body.n)
-        outputs = await results(gateway, feeds)
+        outputs = await results(gateway, feeds, request)
         data = []
         for images in outputs:
             for image in images:

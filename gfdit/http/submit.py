@@ -12,6 +12,7 @@ from gfdit.http.gateway import Gateway
 from gfdit.http.schemas import GfditFields
 
 # Result.state -> (HTTP status, error code) when a request does not complete
+DISCONNECT_POLL_S = 0.25
 UNFINISHED = {"failed": (500, "generation_failed"), "cancelled": (409, "request_cancelled")}
 
 
@@ -45,12 +46,20 @@ async def submit_all(gateway: Gateway, body: GfditFields, n: int, frames: int = 
     return feeds, seed
 
 
-async def results(gateway: Gateway, feeds: list[Feed]) -> list[list]:
+async def results(gateway: Gateway, feeds: list[Feed], caller=None) -> list[list]:
     """Wait for every request; their outputs, or an APIError for the first that did not complete.
-    A caller that goes away (the HTTP client disconnected) cancels what is still running."""
+    A caller that goes away (`caller`, the HTTP request, disconnected: checked every
+    DISCONNECT_POLL_S) cancels what is still running, so a client that timed out and retries
+    does not leave its first requests taking the ranks."""
+    waiting = asyncio.ensure_future(asyncio.gather(*(feed.finished() for feed in feeds)))
     try:
-        ended = await asyncio.gather(*(feed.finished() for feed in feeds))
-    except asyncio.CancelledError:
+        while not waiting.done():
+            await asyncio.wait([waiting], timeout=DISCONNECT_POLL_S)
+            if not waiting.done() and caller is not None and await caller.is_disconnected():
+                raise APIError(499, "the client went away: its requests were cancelled", code="client_closed")
+        ended = waiting.result()
+    except (asyncio.CancelledError, APIError):
+        waiting.cancel()
         await asyncio.shield(cancel_all(gateway, feeds))
         raise
     outputs = [feed.take_payload() for feed in feeds]

@@ -1,6 +1,6 @@
 """Video jobs in OpenAI's shape: `POST /v1/videos` answers a job at once (`status: queued`),
 `GET /v1/videos/{id}` tells its status and progress, `GET /v1/videos/{id}/content`
-downloads it (MP4 with an encoder, else a ZIP of PNG frames: `media.py`). The job id
+downloads it (MP4 with an encoder, else a ZIP of PNG frames: `gfdit/client/media.py`). The job id
 is the gfdit request id, so its events and cancel work too.
 """
 

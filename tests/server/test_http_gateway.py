@@ -288,7 +288,7 @@ def test_video_frames_become_a_zip_of_pngs_without_an_encoder():
     import numpy as np
 
     from gfdit.client import Output
-    from gfdit.http.media import encode_video, has_mp4_encoder
+    from gfdit.client.media import encode_video, has_mp4_encoder
 
     frames = [Output("image/x-raw-rgb8", np.full((8, 8, 3), i, np.uint8).tobytes(), (8, 8, 3)) for i in range(3)]
     data, media_type, suffix = encode_video(frames, fps=8)
@@ -300,3 +300,18 @@ def test_video_frames_become_a_zip_of_pngs_without_an_encoder():
         names = archive.namelist()
         assert names == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
         assert archive.read(names[2]) == frames[2].to_png()
+
+
+def test_a_client_that_goes_away_cancels_its_requests(gateway):
+    from gfdit.client import Client
+
+    with pytest.raises(httpx.ReadTimeout):  # the client gives up (and closes the connection) after 1 s
+        httpx.post(gateway.http_url + "/v1/images/generations", timeout=1.0,
+                   json={"prompt": "long", "size": "1024x1024", "steps": 400, "request_id": "abandoned"})
+    with Client(gateway.address) as client:
+        deadline = time.monotonic() + 30
+        while (latest := client.status("abandoned")["request"]["latest"])["state"] not in ("cancelled",
+                                                                                            "completed"):
+            assert time.monotonic() < deadline, latest
+            time.sleep(0.1)
+    assert latest["state"] == "cancelled"  # 400 steps of 1024x1024 take ~50 s here: it did not run to the end
