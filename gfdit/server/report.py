@@ -40,6 +40,8 @@ def server_status(loop: "EngineLoop") -> dict:
         "rule_errors": dict(engine.rule_errors),  # rule location -> count (docs/engine.md, "Rule errors")
         "pool_restarts": loop.executor.restarts,
         "worker_pids": {} if loop.executor.recovering or loop.executor.gone else dict(loop.executor.pool.pids),
+        "ranks_per_node": engine.cluster.ranks_per_node,  # rank r is on node r // ranks_per_node
+        "nodes": {} if loop.executor.recovering or loop.executor.gone else loop.executor.pool.status().get("nodes", {}),
         "recovering": loop.executor.recovering,
         "pool_gone": loop.pool_gone or "",
         "stopping": loop.stop_requested.is_set(),

@@ -117,6 +117,8 @@ def test_requests_span_two_hosts_and_survive_the_second_hosts_death(two_hosts, t
             first = client.submit("across two hosts", steps=4)
             first.result(timeout=30)
             assert {e.width for e in first.events if e.state == "running"} == {2}  # ranks 0 and 1: both hosts
+            before = client.status()
+            assert before["ranks_per_node"] == 1 and sorted(before["nodes"]) == [0, 1]
             handles = [client.submit(f"request {i}", steps=40, seed=i) for i in range(3)]
             deadline = time.monotonic() + 30
             while not any(e.state == "running" for e in handles[0].events) and time.monotonic() < deadline:
