@@ -134,9 +134,12 @@ class ServerConfig(BaseModel):
         from gfdit.workers.nodes import tcp_host_port
 
         try:
-            _, port = tcp_host_port(self.worker_address or "")
+            host, port = tcp_host_port(self.worker_address or "")
         except ValueError as exc:
             raise ConfigError(f"worker_address: {exc} (nnodes is {self.nnodes})") from None
+        if host in ("*", "0.0.0.0", "::"):
+            raise ConfigError(f"worker_address: name this host's address that the other hosts reach, not {host} "
+                              "(it is also the rendezvous address the head hands out)")
         if port == 0:
             raise ConfigError("worker_address: the other hosts need a fixed port, not 0")
         if self.nproc_per_node is None:

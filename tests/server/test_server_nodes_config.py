@@ -21,6 +21,7 @@ def test_nnodes_sets_the_world():
     ({"nnodes": 2}, "worker_address: a worker address for several hosts must be tcp://HOST:PORT"),
     ({"nnodes": 2, "worker_address": "ipc:///tmp/x"}, "must be tcp://HOST:PORT"),
     ({"nnodes": 2, "worker_address": "tcp://10.0.0.1:0"}, "need a fixed port"),
+    ({"nnodes": 2, "worker_address": "tcp://0.0.0.0:7700"}, "address that the other hosts reach, not 0.0.0.0"),
     ({"nnodes": 2, "num_gpus": 3, "worker_address": "tcp://10.0.0.1:7700"}, "not a multiple of nnodes 2"),
 ])
 def test_bad_node_settings_are_refused(overrides, message):
