@@ -153,7 +153,7 @@ class ParamDecl(Node):
 class ClassItem(Node):
     key: Ident
     value: object  # None for a flag
-    kind: str  # "flag" | "factor" | "duration" | "number"
+    kind: str  # "flag" | "factor" | "duration" | "number" | "name" (a pool: `pool = big`)
 
 
 @dataclass(eq=False)

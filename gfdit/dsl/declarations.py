@@ -21,7 +21,7 @@ from gfdit.engine.policy import ON_SHORT_MODES, PLACEMENTS, ClassSpec
 DEFAULT_CHUNK = 5
 DEFAULT_WIDTHS = (1, 2, 4)
 DEFAULT_PLACEMENT = PLACEMENTS  # every preference, in this order
-CLASS_KEYS = ("slo", "priority", "preemptible", "share", "chunk")
+CLASS_KEYS = ("slo", "priority", "preemptible", "share", "chunk", "pool")
 BUILTIN_NAMES = (*CLUSTER_NAMES, *STAGE_NAMES, "req")
 
 
@@ -72,7 +72,18 @@ def collect(program: ast.Program, report: Report, overrides: dict[str, str]) -> 
     _reserved_params(decls, report)
     _build_classes(decls, report)
     _build_places(places, decls, report, program.failed_names)
+    _check_class_pools(decls, report, program.failed_names)
     return decls
+
+
+def _check_class_pools(decls: Declarations, report: Report, unparsed: set[str]) -> None:
+    """`class L { pool = big }` names a declared pool (E109)."""
+    for name, decl in decls.class_decls.items():
+        pool = decls.classes[name].pool if name in decls.classes else None
+        if pool is not None and pool not in decls.pools and pool not in unparsed:
+            item = next(i for i in decl.items if i.key.name == "pool")
+            report.add("E109", item.span, f"class {name}: unknown pool '{pool}'",
+                       did_you_mean(pool, decls.pools) or "declare it: pool NAME = {0}")
 
 
 def _check_header(program: ast.Program, decls: Declarations, report: Report) -> None:
@@ -267,7 +278,7 @@ def _build_classes(decls: Declarations, report: Report) -> None:
         decls.classes[name] = ClassSpec(
             name=name, slo_factor=spec.get("slo_factor"), slo_seconds=spec.get("slo_seconds"),
             priority=int(spec.get("priority", 0)), preemptible=bool(spec.get("preemptible", False)),
-            share=spec.get("share"), chunk=_class_chunk(decl, spec, decls, report))
+            share=spec.get("share"), chunk=_class_chunk(decl, spec, decls, report), pool=spec.get("pool"))
 
 
 def _class_chunk(decl: ast.ClassDecl, spec: dict, decls: Declarations, report: Report) -> int | None:
@@ -285,14 +296,15 @@ def _class_chunk(decl: ast.ClassDecl, spec: dict, decls: Declarations, report: R
 def _class_item(item: ast.ClassItem, spec: dict, report: Report, name: str) -> bool:
     key, kind, value = item.key.name, item.kind, item.value
     wants = {"slo": ("factor", "duration"), "priority": ("number",), "preemptible": ("flag",),
-             "share": ("number",), "chunk": ("number",)}
+             "share": ("number",), "chunk": ("number",), "pool": ("name",)}
     if kind not in wants[key] or (key in ("priority", "chunk") and not float(value).is_integer()) or (
             key == "share" and not 0 < value <= 1) or (key == "chunk" and value < 1):
         forms = {"slo": "`slo = 1.5x` (times t_single) or `slo = 30s`",
                  "priority": "a whole number, `priority = 100`",
                  "preemptible": "a bare flag: `preemptible`",
                  "share": "the fraction of the ranks it may hold at once, above 0 and at most 1: `share = 0.5`",
-                 "chunk": "denoise steps per task for this class, a positive whole number: `chunk = 10`"}
+                 "chunk": "denoise steps per task for this class, a positive whole number: `chunk = 10`",
+                 "pool": "a declared pool its requests are pinned to: `pool = big` (pool big = {4, 5})"}
         report.add("E111", item.span, f"class {name}: bad value for '{key}'", forms[key])
         return False
     if key == "slo" and not value > 0:

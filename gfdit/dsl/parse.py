@@ -299,6 +299,9 @@ class _Builder(Transformer):
     def factor(self, meta, c):
         return (float(str(c[0])[:-1]), "factor")
 
+    def class_pool(self, meta, c):
+        return (str(c[0]), "name")
+
     def class_duration(self, meta, c):
         return (_duration(str(c[0])), "duration")
 

@@ -77,7 +77,7 @@ class Engine:
         self._ended: OrderedDict[str, Outcome] = OrderedDict()
         self._keep = keep_ended
         self._pending: Policy | None = None
-        self._eligible: dict[str, frozenset[int] | None] = {}  # by the kind of next task
+        self._eligible: dict[tuple, frozenset[int] | None] = {}  # by (kind of next task, class pool)
         self._task_seq = 0
         self._held: dict[str, Tracked] = {}  # held at the last round they competed in
         self._passed: dict[str, tuple] = {}  # request id -> (rule, wanted) of its last logged skip
@@ -260,7 +260,8 @@ class Engine:
         if not self.waiting or (not self.cluster.free and not self._held):
             return []  # (with held requests the round runs anyway: their holds are re-judged)
         candidates = list(self.waiting.values())
-        eligible = self._eligible_for if self.policy.stage_pools or self.cluster.lost else _anywhere
+        pinned = any(getattr(s, "pool", None) for s in self.policy.classes.values())
+        eligible = self._eligible_for if self.policy.stage_pools or self.cluster.lost or pinned else _anywhere
         lost = len(self.cluster.lost)
         alloc = Allocator(set(self.cluster.free), self.cluster.gpus - lost, self.cluster.ranks_per_node, lost)
         result = run_round(self.policy, self._view(now), candidates, alloc, eligible)
@@ -374,18 +375,22 @@ class Engine:
             self.log.write(self._base(now, "policy") | {"previous": [old.name, old.revision]})
 
     def _eligible_for(self, tracked: Tracked) -> frozenset[int] | None:
-        """Ranks the candidate's next task may use (its stages' pools, minus lost ranks)."""
+        """Ranks the candidate's next task may use (its stages' pools and its class's pool, minus
+        lost ranks)."""
         whole = self.policy.chunk is None
         if not tracked.encoded:
-            key = "whole" if whole else "encode"
+            kind = "whole" if whole else "encode"
         elif tracked.steps_done < tracked.req.steps:
-            key = "rest" if whole else "denoise"
+            kind = "rest" if whole else "denoise"
         else:
-            key = "decode"
+            kind = "decode"
+        spec = self.policy.classes.get(tracked.req.request_class) or self.policy.classes.get("default")
+        pinned = getattr(spec, "pool", None)
+        key = (kind, pinned)
         if key in self._eligible:
             return self._eligible[key]
-        ranks: frozenset[int] | None = None
-        for stage in NEXT_STAGES[key]:
+        ranks: frozenset[int] | None = frozenset(self.policy.pools.get(pinned, ())) if pinned else None
+        for stage in NEXT_STAGES[kind]:
             pool = self.policy.stage_pools.get(stage)
             if pool is not None:
                 members = frozenset(self.policy.pools[pool])

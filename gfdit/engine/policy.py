@@ -85,6 +85,7 @@ class ClassSpec:
     preemptible: bool = False
     share: float | None = None  # at most this fraction of the ranks at once (gfdit/engine/quotas.py)
     chunk: int | None = None  # denoise steps per task for this class (None: the policy's chunk)
+    pool: str | None = None  # its requests run only on this pool's ranks (pinned), with any stage pool
 
 
 class RequestView(Protocol):
