@@ -36,9 +36,10 @@ def router(gateway: Gateway, auth) -> APIRouter:
         except (GfditError, TimeoutError) as exc:
             return JSONResponse({"status": "unavailable", "reason": f"server does not answer: {exc}"}, 503)
         up, why = health_of(status)
-        body = {"status": "ok" if up else "unavailable", "reason": why, "model": status.get("model"),
-                "workers": len(status.get("worker_pids") or {}), "queued": status.get("queued"),
-                "running": status.get("running")}
+        body = {"status": "ok" if up else "unavailable", "reason": why}
+        if not gateway.token:  # /health needs no token (probes): with one set, it tells no more than up or down
+            body.update(model=status.get("model"), workers=len(status.get("worker_pids") or {}),
+                        queued=status.get("queued"), running=status.get("running"))
         return JSONResponse(body, 200 if up else 503)
 
     @api.get("/v1/models", dependencies=[Depends(auth)])

@@ -199,6 +199,8 @@ def test_bearer_token_required_when_set(server_factory):
     for path in ("/v1/models", "/metrics", "/v1/requests/x/events"):
         assert httpx.get(server.http_url + path).status_code == 401
     assert httpx.delete(server.http_url + "/v1/requests/x").status_code == 401
+    health = httpx.get(server.http_url + "/health")  # open to probes, but says only up or down
+    assert health.status_code == 200 and health.json() == {"status": "ok", "reason": "ok"}
     ok = post(server, body, headers={"Authorization": f"Bearer {TOKEN}"})
     assert ok.status_code == 200, ok.text
     openai = pytest.importorskip("openai")
