@@ -84,8 +84,14 @@ def series(avg: list[dict], profile: str, gpus: int) -> dict[str, list[dict]]:
 
 
 def style(policy: str) -> dict:
-    return {"linestyle": "--", "linewidth": 2.2, "color": "black" if "sp=4" in policy else "grey"} \
-        if policy in FIXED else {"linewidth": 1.2}
+    """Fixed pipelines dashed black / grey, the default thick, every other policy its own colour."""
+    if policy in FIXED:
+        return {"linestyle": "--", "linewidth": 2.2, "color": "black" if "sp=4" in policy else "grey"}
+    import matplotlib
+
+    names = sorted(n for n in runs(4) if n not in FIXED)
+    color = matplotlib.colormaps["tab20"](names.index(policy) % 20) if policy in names else None
+    return {"linewidth": 2.6 if policy == "default" else 1.1, "color": color}
 
 
 def plot_vs_load(avg: list[dict], key: str, ylabel: str, path: Path, log: bool = False) -> None:
@@ -102,7 +108,7 @@ def plot_vs_load(avg: list[dict], key: str, ylabel: str, path: Path, log: bool =
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel(ylabel)
-    axes[0, -1].legend(fontsize="x-small", loc="best")
+    axes[0, -1].legend(fontsize="x-small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=70)
     plt.close(fig)
@@ -216,12 +222,30 @@ def markdown(avg: list[dict], meta: dict) -> str:
     return "\n".join(lines)
 
 
+def plots(avg: list[dict], cdf_rows: list[dict], best: str, stem: str) -> None:
+    plot_vs_load(avg, "slo_attainment", "SLO attainment", RESULTS / f"{stem}_slo.png")
+    plot_vs_load(avg, "p99_latency_s", "p99 latency (s)", RESULTS / f"{stem}_p99.png", log=True)
+    plot_cdf(cdf_rows, RESULTS / f"{stem}_cdf.png")
+    plot_timeline(best, RESULTS / f"{stem}_timeline.png")
+
+
+def replot(stem: str) -> int:
+    doc = json.loads((RESULTS / f"{stem}.json").read_text())
+    (RESULTS / f"{stem}.md").write_text(markdown(doc["mean_over_seeds"], doc["meta"]))
+    plots(doc["mean_over_seeds"], doc["cdf"], doc["meta"]["best_elastic"], stem)
+    print(f"redrew {RESULTS / stem}.md and plots from {stem}.json")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="loads 0.5 / 1.0 / 1.5, one seed, 4 GPUs")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--replot", action="store_true", help="redraw the plots and table from the results JSON")
     args = parser.parse_args()
+    if args.replot:
+        return replot("load_sweep_quick" if args.quick else "load_sweep")
     loads = [0.5, 1.0, 1.5] if args.quick else [round(0.5 + 0.1 * i, 1) for i in range(11)]
     seeds = [0] if args.quick else [0, 1, 2]
     gpus = (4,) if args.quick else (4, 8)
@@ -241,10 +265,7 @@ def main() -> int:
         {k: v for k, v in r.items() if k != "latencies"} for r in rows], "cdf": cdf_rows}) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown(avg, meta))
     if not args.no_plots:
-        plot_vs_load(avg, "slo_attainment", "SLO attainment", RESULTS / f"{stem}_slo.png")
-        plot_vs_load(avg, "p99_latency_s", "p99 latency (s)", RESULTS / f"{stem}_p99.png", log=True)
-        plot_cdf(cdf_rows, RESULTS / f"{stem}_cdf.png")
-        plot_timeline(meta["best_elastic"], RESULTS / f"{stem}_timeline.png")
+        plots(avg, cdf_rows, meta["best_elastic"], stem)
     print(f"{len(jobs)} traces x {len(runs(4))} policies in {wall:.0f} s; best elastic: {meta['best_elastic']}; "
           f"wrote {RESULTS / stem}.json / .md" + ("" if args.no_plots else " and plots"))
     return 0

@@ -49,7 +49,7 @@ SUFFIX=${QUICK:+_quick}
 SUMMARY="bench/results/run_all${SUFFIX}.md"
 mkdir -p bench/results
 {
-  echo "# bash bench/run_all.sh ${QUICK} ($(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs, load average $(cut -d' ' -f1 /proc/loadavg))"
+  echo "# bash bench/run_all.sh ${QUICK} ($(date -u '+%Y-%m-%d %H:%M UTC'), $(getconf _NPROCESSORS_ONLN) CPUs, load average $(cut -d' ' -f1 /proc/loadavg))"
   echo
   echo "| script | seconds | status |"
   echo "|---|---:|---|"
