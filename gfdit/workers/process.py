@@ -23,7 +23,8 @@ Then, strictly in the order received:
     run first), then the worker completes its posted sends and exits 0.
 A message that cannot be decoded is logged and answered with `WorkerError`;
 the worker goes on. A side thread sends `Heartbeat`s on its own DEALER
-(which proves the secret too). A worker whose parent (the controller) is gone exits.
+(which proves the secret too). A worker whose parent (the controller, or on another
+host the node agent) is gone says so (`WorkerError(fatal=True)`) and exits.
 
 Run as ``python -m gfdit.workers.process --rank R --world-size N --controller ADDR ...``.
 """
@@ -200,8 +201,10 @@ class Worker:
 
     def _next_message(self):
         if not self.socket.poll(POLL_MS):
-            if os.getppid() != self.parent:
-                _log(self.rank, "controller process is gone; exiting")
+            if os.getppid() != self.parent:  # the pool, or on another host the node agent, is gone
+                _log(self.rank, "parent process is gone; exiting")
+                self._send(WorkerError(rank=self.rank, fatal=True, message="its parent process (the pool or "
+                                       "its host's node agent) is gone"))  # the head need not wait for heartbeats
                 self.stopping.set()
             return None
         frames = self.socket.recv_multipart()

@@ -77,3 +77,25 @@ def test_a_proven_node_joins_a_wrong_proof_is_dropped_and_a_lost_node_leaves(tmp
         if agent.poll() is None:
             agent.terminate()
             agent.wait(timeout=30)
+
+
+def test_a_killed_node_agent_is_noticed_without_waiting_for_heartbeats(tmp_path):
+    token = "the-right-token"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
+                              "--join-timeout", "60"],
+                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pool = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
+                      heartbeat_timeout_s=120, start_timeout_s=60)
+    try:
+        agent.kill()  # the whole node agent: its worker sees its parent gone
+        agent.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        events = []
+        while not pool.dead_ranks and time.monotonic() < deadline:
+            events += pool.poll(0.2)
+        assert pool.dead_ranks == {1}, events  # well before the 120 s heartbeat time-out
+        assert "parent process" in next(e.reason for e in events if hasattr(e, "reason"))
+    finally:
+        pool.close()
