@@ -61,8 +61,11 @@ class ProcessExecutor:
     """Drives a `gfdit.workers.pool.WorkerPool` from the engine loop's thread."""
 
     def __init__(self, pool, cost_model: CostModel, *, emulated: bool, time_scale: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
-        """`clock`: the engine's now, stamped on every `TaskEnd`."""
+                 clock: Callable[[], float] = time.monotonic,
+                 spans_nodes: Callable[[tuple[int, ...]], bool] = lambda group: False):
+        """`clock`: the engine's now, stamped on every `TaskEnd`. `spans_nodes`: the cluster's
+        (emulated workers then charge a group across hosts as the engine prices it)."""
+        self.spans_nodes = spans_nodes
         self.pool = pool
         self.close_grace_s = 10.0  # how long close() lets workers finish their task (0: kill at once)
         self.clock = clock
@@ -136,7 +139,8 @@ class ProcessExecutor:
         begin, end = dispatch.steps
         prepare = self.cost_model.prepare_s(request.shape, len(dispatch.group)) if begin == 0 < end else 0.0
         seconds = {"encode": encode, "denoise": prepare + step * (end - begin), "decode": decode}
-        return (seconds[stage] + (dispatch.migration_s if first else 0.0)) * self.time_scale
+        factor = self.cost_model.cross_node.group_factor if self.spans_nodes(dispatch.group) else 1.0
+        return (seconds[stage] * factor + (dispatch.migration_s if first else 0.0)) * self.time_scale
 
     def drop(self, request_id: str) -> None:
         """Every worker forgets the request's state (it ended)."""

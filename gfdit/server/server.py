@@ -126,9 +126,10 @@ class Server:
         cfg = self.config
         clock = EngineClock(cfg.time_scale)
         decisions = DecisionLog(cfg.decision_log, line_buffered=True) if cfg.decision_log else None
-        engine = Engine(policy, cost_model, Cluster(cfg.num_gpus, cfg.nproc_per_node), decisions, keep_ended=KEEP_ENDED)
+        cluster = Cluster(cfg.num_gpus, cfg.nproc_per_node)
+        engine = Engine(policy, cost_model, cluster, decisions, keep_ended=KEEP_ENDED)
         executor = ProcessExecutor(pool, cost_model, emulated=emulated, time_scale=cfg.time_scale,
-                                   clock=clock.now)
+                                   clock=clock.now, spans_nodes=cluster.spans_nodes)
         self._parts[-1] = executor  # the executor closes the pool
         inbox = Inbox()
         self._parts.append(inbox)  # closed after every thread that puts into it

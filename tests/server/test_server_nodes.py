@@ -35,3 +35,21 @@ def test_several_hosts_need_a_token():
     config = ServerConfig(nnodes=2, nproc_per_node=1, worker_address="tcp://127.0.0.1:7700")
     with pytest.raises(ConfigError, match="nnodes > 1 needs a token"):
         Server(config)
+
+
+def test_emulated_workers_charge_a_group_across_hosts_as_the_engine_prices_it():
+    from gfdit.engine.cluster import Cluster
+    from gfdit.engine.costmodel import CostModel
+    from gfdit.engine.request import Request
+    from gfdit.engine.task import Dispatch
+    from gfdit.resources import cost_model_dir
+    from gfdit.server.executor import ProcessExecutor
+
+    cm = CostModel.load(cost_model_dir("qwen-h20"))
+    request = Request(id="r", arrival=0.0, height=1024, width=1024, steps=4)
+    seconds = {}
+    for name, group in {"one host": (0, 1), "two hosts": (1, 2)}.items():
+        dispatch = Dispatch("t", "r", "denoise", ("denoise",), (1, 3), group, group, 0, 0.0, 0.0, request)
+        executor = ProcessExecutor(None, cm, emulated=True, spans_nodes=Cluster(4, 2).spans_nodes)
+        seconds[name] = executor._emulate_s(dispatch, request, "denoise", first=True)
+    assert seconds["two hosts"] == pytest.approx(seconds["one host"] * cm.cross_node.group_factor)
