@@ -42,6 +42,7 @@ class Declarations:
     widths: tuple[int, ...] = DEFAULT_WIDTHS
     tick: float | None = None
     budgets: dict[str, int] = field(default_factory=dict)  # grow_budget, migration_budget: per round
+    plan: bool = False  # widths of the round chosen together (gfdit/engine/plan.py)
     admits: list[ast.AdmitDecl] = field(default_factory=list)
     holds: list[ast.HoldDecl] = field(default_factory=list)
     orders: list[ast.OrderDecl] = field(default_factory=list)
@@ -258,6 +259,12 @@ def _reserved_params(decls: Declarations, report: Report) -> None:
         else:
             report.add("E112", budget.span, f"`{name}` must be a whole number (per round) of at least 0",
                        f"for example param {name} = 1")
+    plan = decls.params.get("plan")
+    if plan is not None:
+        if plan.kind == "bool":
+            decls.plan = bool(plan.value)
+        else:
+            report.add("E112", plan.span, "`plan` must be true or false", "param plan = true")
     for decl in decls.params.values():
         if decl.kind == "all" and decl.name.name != "chunk":
             report.add("E112", decl.span, "`all` is only a value for `chunk`")

@@ -15,7 +15,7 @@ NUM, DUR, BOOL, SET, CLASS, STAGE, STR, REQS = (
 NUMERIC = (NUM, DUR)
 
 STAGE_NAMES = STAGES  # the engine's names (gfdit.engine.policy), under the language's name
-RESERVED_PARAMS = ("chunk", "widths", "tick", "grow_budget", "migration_budget")
+RESERVED_PARAMS = ("chunk", "widths", "tick", "grow_budget", "migration_budget", "plan")
 ELEMENT = "r"  # names the element inside an aggregate: count(waiting where r.width > 1)
 
 # request field -> (type, RequestView attribute, meaning)

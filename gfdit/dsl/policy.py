@@ -72,6 +72,7 @@ class CompiledPolicy:
         self.never_holds = not d.holds
         self.grow_budget = d.budgets.get("grow_budget")  # requests widened per round (None: any)
         self.migration_budget = d.budgets.get("migration_budget")  # grants per round that move state
+        self.plan = d.plan  # the round's widths chosen together (gfdit/engine/plan.py)
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.name!r}, revision={self.revision!r}, path={self.path!r})"

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from .placement import Allocator, place
+from .plan import plan_widths
 from .policy import Policy, RuleError, Why
 from .quotas import Quotas
 from .tracked import Tracked
@@ -86,6 +87,9 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
     competing = _hold(policy, view, candidates, out)
     ordered = _order(policy, view, competing, out)
     quotas = Quotas.of(policy, view)
+    if getattr(policy, "plan", False) and quotas is None and not alloc.pooled and all(
+            eligible_of(req) is None for req in ordered):
+        ordered = _planned(policy, view, ordered, alloc, out)
     smallest = policy.widths[0]
     for index, req in enumerate(ordered):
         if alloc.left < smallest:  # nothing more can fit
@@ -103,6 +107,19 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
     if budget is not None:
         _migration_budget(out, budget, view.explain)
     return out
+
+
+def _planned(policy: Policy, view: Round, ordered: list[Tracked], alloc: Allocator,
+             out: RoundResult) -> list[Tracked]:
+    """Grant the round's plan (gfdit/engine/plan.py); returns the candidates left, in order."""
+    chosen = plan_widths(view, ordered, policy.widths, alloc.left)
+    for req in ordered:
+        width = chosen.get(req.id)
+        if width is not None:
+            alloc.add(req, None, width)
+            out.grants.append(Grant(req, width, None, Why("engine:plan", {"width": width, "free": view.free}),
+                                    "fit", width))
+    return [req for req in ordered if req.id not in chosen]
 
 
 def _migration_budget(out: RoundResult, budget: int, explain: bool) -> None:
