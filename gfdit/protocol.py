@@ -308,6 +308,20 @@ class StopServer(ClientMessage, tag="stop_server"):
     reason: str = ""
 
 
+class Operate(ClientMessage, tag="operate"):
+    """An operator's call (docs/server.md, The operator's loop), answered by `StatusReply.server`:
+    op "record" (start writing arrivals to `path`, on the server's machine; `path` None stops;
+    `prompts`), "cost_model" (the server's cost model), "shadow" (a candidate policy: `text`, or a
+    .gfp `path` the server reads; neither clears it), "promote" (swap the candidate in, answered
+    by a `ReloadReply`; `if_revision` as in `ReloadPolicy`)."""
+
+    op: str
+    path: str | None = None
+    text: str | None = None
+    prompts: bool = False
+    if_revision: str | None = None
+
+
 class ServerMessage(Message, kw_only=True):
     """Base of every server -> client message; call_id echoes the request's.
 
@@ -430,7 +444,8 @@ class MetricsReply(ServerMessage, tag="metrics_reply"):
     prometheus: str = ""
 
 
-ClientRequest = Union[Submit, Cancel, StatusQuery, Subscribe, ReloadPolicy, MetricsQuery, Ping, StopServer]
+ClientRequest = Union[Submit, Cancel, StatusQuery, Subscribe, ReloadPolicy, MetricsQuery, Ping, StopServer,
+                      Operate]
 ServerReply = Union[
     Accepted, Rejected, ErrorReply, Ack, Pong, Progress, Result, StatusReply, ReloadReply, MetricsReply
 ]

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "gateway": ("gfdit.cli.gateway", "serve the OpenAI-compatible HTTP API for a running server"),
     "worker": ("gfdit.cli.worker", "run this host's workers for a server on another host (--head)"),
     "generate": ("gfdit.cli.generate", "generate one image through a running server"),
+    "record": ("gfdit.cli.record", "record a running server's arrivals as a workload trace (start FILE / stop)"),
     "status": ("gfdit.cli.status", "show a running server's status (--requests: its live requests)"),
     "cancel": ("gfdit.cli.cancel", "cancel requests on a running server"),
     "demo": ("gfdit.cli.demo", "start a server, send a mixed workload, hot-reload its policy"),

@@ -10,13 +10,15 @@ import time
 from gfdit.client.commands import add_client_arguments
 
 SHOWN = ("model", "executor", "address", "policy", "revision", "gpus", "free_ranks", "lost_ranks",
-         "queued", "running", "outcomes", "reloads", "pool_restarts", "metrics_port", "time")
+         "queued", "running", "outcomes", "reloads", "pool_restarts", "metrics_port", "time", "recording")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--request", default="", help="also show this request")
     parser.add_argument("--requests", action="store_true", help="list the live requests (the oldest 1,000)")
     parser.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    parser.add_argument("--cost-model", metavar="OUT", help="also write the server's cost model to the "
+                        "directory OUT (for gfdit simulate --cost-model OUT)")
     add_client_arguments(parser)
 
 
@@ -29,9 +31,12 @@ def run(args: argparse.Namespace) -> int:
         with Client(args.address, token=token, timeout=args.timeout, gone_after_s=args.timeout) as client:
             status = client.status(args.request)
             listed = client.requests() if args.requests else None
-    except (GfditError, TimeoutError, ValueError) as exc:  # ValueError: a bad address or token file
+            written = client.cost_model(args.cost_model) if args.cost_model else None
+    except (GfditError, TimeoutError, ValueError, OSError) as exc:  # ValueError: a bad address or token file
         print(f"gfdit status: {exc}", file=sys.stderr)
         return 1
+    if written is not None:
+        print(f"cost model written to {written}", file=sys.stderr)
     if args.json:
         print(json.dumps(status if listed is None else {"status": status, "requests": listed}, indent=2, default=str))
         return 0

@@ -18,6 +18,7 @@ from gfdit.protocol import (
     GenParams,
     MetricsQuery,
     MetricsReply,
+    Operate,
     Ping,
     Pong,
     Rejected,
@@ -137,6 +138,22 @@ class Client:
         else:
             msg = ReloadPolicy(text=str(path_or_text), if_revision=if_revision)
         return self._call(msg, expect=(ReloadReply,))
+
+    def record(self, path: str | Path | None, *, prompts: bool = False) -> dict:
+        """Start recording the server's arrivals to `path` (a trace on the server's machine,
+        the format `gfdit simulate` reads; prompts and seeds only with `prompts`), or stop
+        with None. Returns {"recording": the new recording's status or None, "stopped": the
+        previous one's or None}."""
+        msg = Operate(op="record", path=None if path is None else str(path), prompts=prompts)
+        return self._call(msg, expect=(StatusReply,)).server
+
+    def cost_model(self, out: str | Path) -> Path:
+        """Write the server's cost model (calibrated at its start, or the one it was given) to the
+        directory `out`, here, with the one cost-model writer; returns `out`."""
+        from gfdit.costmodel_file import write_cost_model
+
+        docs = self._call(Operate(op="cost_model"), expect=(StatusReply,)).server
+        return write_cost_model(out, {int(k): v for k, v in docs["layouts"].items()}, docs["migration"])
 
     def ping(self) -> float:
         """The server's engine clock; raises ServerGone or TimeoutError when it is not there."""

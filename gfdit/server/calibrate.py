@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import asdict
 from pathlib import Path
 
 from gfdit.costmodel_file import layout_doc, stage_entry, write_cost_model
@@ -104,10 +105,14 @@ def _layout(encode_s: float, step_s: float, decode_s: float) -> dict[str, Curve]
     }
 
 
+def cost_model_docs(cost_model: CostModel, options: dict | None = None) -> tuple[dict[int, dict], dict]:
+    """A cost model as the one writer's input (`write_cost_model`): ({width: layout_doc}, migration fields)."""
+    layouts = {k: layout_doc(cost_model.model, k, {name: stage_entry(c.x_name, c.a, c.b, c.c)
+                                                   for name, c in curves.items()}, options)
+               for k, curves in cost_model.layouts.items()}
+    return layouts, asdict(cost_model.migration)
+
+
 def write_calibrated(cost_model: CostModel, directory: str | Path) -> Path:
     """Write a calibrated `cost_model` with the one cost-model writer (`gfdit.costmodel_file`)."""
-    layouts = {k: layout_doc(cost_model.model, k, {name: stage_entry(c.x_name, c.a, c.b, c.c)
-                                                   for name, c in curves.items()}, {"calibrated": True})
-               for k, curves in cost_model.layouts.items()}
-    m = cost_model.migration
-    return write_cost_model(directory, layouts, {"bandwidth_Bps": m.bandwidth_Bps, "fixed_s": m.fixed_s})
+    return write_cost_model(directory, *cost_model_docs(cost_model, {"calibrated": True}))

@@ -79,6 +79,12 @@ class ServerConfig(BaseModel):
     calibrate_steps: int = Field(4, ge=1, description="denoising steps per start-up measurement")
     heartbeat_timeout_s: float = Field(30.0, gt=0, description="a worker silent this long is declared dead "
                                        "and the world restarted (docs/workers.md, Recovery)")
+    record: str | None = Field(None, description="write every arrival to this workload trace (the format "
+                               "`gfdit simulate` reads; docs/server.md, The operator's loop); unset: none")
+    record_prompts: bool = Field(False, description="the recorded trace holds prompts and seeds too")
+    record_max_bytes: int = Field(64 << 20, ge=4096, description="rotate the recorded trace past this size "
+                                  "(FILE is the newest part, FILE.1 the one before, ...)")
+    record_keep: int = Field(10, ge=0, description="older parts of the recorded trace kept (FILE.1 ... FILE.N)")
     nnodes: int = Field(1, ge=1, le=256, description="hosts: this one (node 0, the head) and nnodes-1 others, "
                         "each running `gfdit worker --head WORKER_ADDRESS --node-rank R` (docs/deploy.md, "
                         "Several hosts); num_gpus becomes nnodes x nproc_per_node")

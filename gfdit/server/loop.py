@@ -29,6 +29,7 @@ from gfdit.protocol import (
     Ack,
     Cancel,
     ErrorReply,
+    Operate,
     Ping,
     Pong,
     Rejected,
@@ -45,6 +46,7 @@ from gfdit.server.config import ServerConfig
 from gfdit.server.executor import ProcessExecutor
 from gfdit.server.frontend import ClientCall
 from gfdit.server.intake import InvalidSubmit, build_request
+from gfdit.server.operations import Operations
 from gfdit.server.progress import ProgressBook
 from gfdit.server.prometheus import ServerMetrics
 from gfdit.server.relay import Relay
@@ -108,10 +110,12 @@ class EngineLoop:
         self.stop_now = threading.Event()  # a second Ctrl-C: no grace for running tasks
         self._stop_deadline: float | None = None
         self._ids = 0
+        self.ops = Operations(self)  # record, cost model, shadow, promote
 
     HANDLERS = {
         Submit: "_on_submit", Cancel: "_on_cancel", StatusQuery: "_on_status",
         Subscribe: "_on_subscribe", ReloadPolicy: "_on_reload", Ping: "_on_ping", StopServer: "_on_stop",
+        Operate: "_on_operate",
     }  # MetricsQuery never reaches the loop: the frontend hands it to the metrics desk
 
     # ---- the loop ---------------------------------------------------------
@@ -257,6 +261,7 @@ class EngineLoop:
         if self.book.known(request.id):
             return self.send(peer, Rejected(call_id=msg.call_id, reason=f"duplicate request id {request.id!r}",
                                             code="duplicate"))
+        self.ops.arrived(request)
         reason = self.engine.submit(request, now)
         if reason is not None:
             return self.send(peer, Rejected(call_id=msg.call_id, reason=reason))
@@ -309,6 +314,9 @@ class EngineLoop:
                                        f"the server reads only .gfp policy files, not {msg.path[:200]!r}", [])
         # text None: the reload thread reads the path (policy_file: regular files only, capped, timed)
         self.reloader.propose(text, source, msg.if_revision, ReplyTo(peer, msg.call_id))
+
+    def _on_operate(self, peer: bytes, msg: Operate) -> None:
+        self.ops.take(peer, msg)
 
     def _on_ping(self, peer: bytes, msg: Ping) -> None:
         self.send(peer, Pong(call_id=msg.call_id, time=self.clock.now()))

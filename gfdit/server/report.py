@@ -45,6 +45,7 @@ def server_status(loop: "EngineLoop") -> dict:
         "recovering": loop.executor.recovering,
         "pool_gone": loop.pool_gone or "",
         "stopping": loop.stop_requested.is_set(),
+        **loop.ops.status(),  # recording, shadow (docs/server.md, The operator's loop)
     }
 
 

@@ -226,6 +226,8 @@ class Server:
             self.loop.inbox.wake()
 
     def close(self) -> None:
+        if self.loop is not None:
+            self.loop.ops.close()  # the recording's last records, before anything else closes
         while self._parts:
             part = self._parts.pop()
             if isinstance(part, zmq.Context):

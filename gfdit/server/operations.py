@@ -1,0 +1,92 @@
+"""The operator's calls on a running server (`Operate`): record, cost model, shadow, promote.
+
+Called on the engine loop only (like every client call); what takes time runs
+elsewhere: the recorder writes on its own thread, a shadow candidate is
+compiled on the reload thread, its simulations run on the shadow's thread.
+docs/server.md, "The operator's loop", has the user's view.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from gfdit.engine.request import Request
+from gfdit.protocol import ErrorReply, Operate, StatusReply
+from gfdit.server.calibrate import cost_model_docs
+from gfdit.server.recorder import Recorder
+
+log = logging.getLogger("gfdit.server.operations")
+
+
+class Operations:
+    """The recorder and the shadow of one engine loop; see the module doc."""
+
+    OPS = {"record": "_record", "cost_model": "_cost_model", "shadow": "_shadow", "promote": "_promote"}
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.recorder: Recorder | None = None
+        cfg = loop.config
+        if cfg.record:
+            self.start_recording(cfg.record, cfg.record_prompts)
+
+    # ---- hooks of the engine loop ---------------------------------------------
+    def arrived(self, request: Request) -> None:
+        """A request the engine is asked to admit (before `Engine.submit`)."""
+        if self.recorder is not None:
+            self.recorder.add(request)
+
+    def status(self) -> dict:
+        return {"recording": self.recorder.status() if self.recorder is not None else None}
+
+    def close(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            self.recorder = None
+
+    # ---- the calls --------------------------------------------------------------
+    def take(self, peer: bytes, msg: Operate) -> None:
+        name = self.OPS.get(msg.op)
+        if name is None:
+            return self._error(peer, msg, f"unknown operation {msg.op[:40]!r}; known: {', '.join(self.OPS)}")
+        getattr(self, name)(peer, msg)
+
+    def start_recording(self, path: str, prompts: bool) -> Recorder:
+        cfg, loop = self.loop.config, self.loop
+        self.close()
+        metadata = {"model": cfg.model, "num_gpus": cfg.num_gpus, "policy": loop.engine.policy.name,
+                    "revision": loop.swap.revision, "time_scale": cfg.time_scale,
+                    "cost_model": loop.info.get("cost_model")}
+        self.recorder = Recorder(path, loop.clock.now(), prompts=prompts, max_bytes=cfg.record_max_bytes,
+                                 keep=cfg.record_keep, metadata=metadata)
+        log.info("recording arrivals to %s%s", path, " (with prompts)" if prompts else "")
+        return self.recorder
+
+    def _record(self, peer: bytes, msg: Operate) -> None:
+        was = self.recorder.status() if self.recorder is not None else None
+        if msg.path is None:
+            self.close()
+            return self._reply(peer, msg, {"recording": None, "stopped": was})
+        try:
+            recorder = self.start_recording(str(Path(msg.path)), msg.prompts)
+        except OSError as exc:
+            return self._error(peer, msg, f"cannot record to {msg.path[:200]!r}: {exc.strerror or exc}")
+        self._reply(peer, msg, {"recording": recorder.status(), "stopped": was})
+
+    def _cost_model(self, peer: bytes, msg: Operate) -> None:
+        layouts, migration = cost_model_docs(self.loop.engine.cost_model)
+        self._reply(peer, msg, {"layouts": {str(k): v for k, v in layouts.items()}, "migration": migration,
+                                "source": self.loop.info.get("cost_model")})
+
+    def _shadow(self, peer: bytes, msg: Operate) -> None:
+        self._error(peer, msg, "shadow: not implemented yet")
+
+    def _promote(self, peer: bytes, msg: Operate) -> None:
+        self._error(peer, msg, "promote: not implemented yet")
+
+    def _reply(self, peer: bytes, msg: Operate, server: dict) -> None:
+        self.loop.send(peer, StatusReply(call_id=msg.call_id, server=server))
+
+    def _error(self, peer: bytes, msg: Operate, message: str) -> None:
+        self.loop.send(peer, ErrorReply(call_id=msg.call_id, code="invalid", message=message))
