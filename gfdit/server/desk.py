@@ -113,8 +113,9 @@ class MetricsDesk:
             while due and due[0][0] <= time.monotonic():
                 _, _, peer, call_id = heapq.heappop(due)
                 try:
-                    self.send(peer, self._reply(call_id, self.snapshot()))
-                    self._answered(peer, time.monotonic())
+                    reply = self._reply(call_id, self.snapshot())
+                    self._answered(peer, time.monotonic())  # before the send: the client may ask again at once
+                    self.send(peer, reply)
                 except Exception:  # noqa: BLE001 -- top of the desk thread: log, keep answering
                     log.exception("could not answer a metrics query")
 

@@ -16,8 +16,10 @@ pytestmark = pytest.mark.slow
 def test_a_pool_that_cannot_restart_fails_every_live_request_with_the_reason(server_factory):
     server = server_factory(gpus=2, time_scale=1.0)
     pool = server.loop.executor.pool
+    close = pool.close
 
-    def no_restart():
+    def no_restart():  # what a restart does, up to a start that fails
+        close()
         raise RuntimeError("no devices left")
 
     pool.restart = no_restart
