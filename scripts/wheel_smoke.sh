@@ -11,7 +11,7 @@ PROJECT_PY="$(cd "${VENV:-.venv}/bin" && pwd)/python"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/gfdit-wheel.XXXXXX")"
 trap 'rm -rf "$WORK"' EXIT
 
-"$PROJECT_PY" -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir "$WORK/dist" .
+"$PROJECT_PY" -m pip wheel --quiet --no-deps --wheel-dir "$WORK/dist" .
 "$PROJECT_PY" -m venv "$WORK/venv"
 PY="$WORK/venv/bin/python"
 SITE="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"

@@ -63,7 +63,7 @@ def test_an_installed_copy_resolves_shipped_names_outside_the_checkout(tmp_path)
     """pip installs the package (no checkout on the path, another working directory): shipped
     policies, cost models and traces are found by name, and the demo's policy file exists."""
     target = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
                     "--target", str(target), str(ROOT)], check=True, capture_output=True, timeout=300)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = str(target)
