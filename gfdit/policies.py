@@ -29,7 +29,7 @@ import dataclasses
 import inspect
 from pathlib import Path
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 from gfdit.dsl.load import load_policy
 from gfdit.engine.builtin_policies import BUILTINS
@@ -65,14 +65,27 @@ def fit_policy(policy: Policy, spec: str, params: Mapping[str, object] | None, c
                gpus: int) -> tuple[Policy, list[str]]:
     """`policy` (resolved from `spec`, `params`) fitted to `gpus` ranks and `cost_model`; and the notes."""
     params = dict(params or {})
+
+    def with_widths(widths: str) -> Policy:
+        return resolve_policy(spec, {**params, "widths": widths})
+
+    return fit_to(policy, with_widths if _takes_widths(spec) else None, cost_model, gpus)
+
+
+def fit_to(policy: Policy, with_widths: Callable[[str], Policy] | None, cost_model: CostModel,
+           gpus: int) -> tuple[Policy, list[str]]:
+    """`policy` fitted to `gpus` ranks and `cost_model`, and the notes; `with_widths(\"1,2\")` makes the
+    same policy again with a narrower `widths` param (None: the policy has no such param).
+
+    A server's start (`fit_policy`) and its hot reloads (`gfdit.server.reload`) fit the same way."""
     notes: list[str] = []
     widths = tuple(policy.widths)
     usable = [w for w in widths if w <= gpus and w in cost_model.layouts]
-    if usable and len(usable) < len(widths) and _takes_widths(spec):
+    if usable and len(usable) < len(widths) and with_widths is not None:
         dropped = [w for w in widths if w not in usable]
         notes.append(f"policy {policy.name}: widths {dropped} dropped (the cluster has {gpus} GPU(s), "
                      f"the cost model prices {list(cost_model.widths)}); using {usable}")
-        policy = resolve_policy(spec, {**params, "widths": ",".join(map(str, usable))})
+        policy = with_widths(",".join(map(str, usable)))
     return _fit_pools(policy, gpus, notes), notes
 
 

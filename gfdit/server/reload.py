@@ -62,6 +62,7 @@ def compile_policy(text: str, filename: str, params: dict[str, str], runs_on: tu
     from gfdit.dsl import load
     from gfdit.dsl.diagnostics import PolicyError, compile_error
     from gfdit.dsl.probe import probe
+    from gfdit.policies import fit_to
 
     try:
         policy = load.compile_policy(text, filename, params)
@@ -69,10 +70,16 @@ def compile_policy(text: str, filename: str, params: dict[str, str], runs_on: tu
         if server_read and not quotable(text, [d.code for d in exc.diagnostics]):
             return None, redact(filename, exc.diagnostics)
         return None, [d.render() for d in exc.diagnostics]
+    notes: list[str] = []
+    if runs_on is not None:  # fitted to this cluster as at start: unusable widths dropped, with a note
+        def with_widths(widths: str):
+            return load.compile_policy(text, filename, {**params, "widths": widths})
+
+        policy, notes = fit_to(policy, with_widths, *runs_on)
     found = probe(policy, *runs_on) if runs_on is not None else []
     if found:
         return None, [d.render() for d in compile_error([*found, *policy.warnings]).diagnostics]
-    return policy, [d.render() for d in policy.warnings]
+    return policy, [d.render() for d in policy.warnings] + [f"note: {n}" for n in notes]
 
 
 class ReloadService:

@@ -125,11 +125,22 @@ def test_the_engine_runs_the_new_widths_from_the_next_round(engine, reloads):
     assert widths.get("denoise") == 4
 
 
-def test_a_policy_that_compiles_but_cannot_run_here_is_refused(engine, reloads):
+def test_a_policy_with_no_width_this_cluster_can_run_is_refused(engine, reloads):
     before = reloads.swap.revision
-    reply = reloads.propose(FIFO.replace("policy fifo", "policy fifo\nparam widths = {1, 8}"))
+    reply = reloads.propose("policy fifo\nparam widths = {8}\norder by req.arrival\nwidth * = 8\n")
     assert not reply.ok and reply.revision == before
     assert "no layout for widths [8]" in reply.message + "".join(reply.diagnostics)
     engine.schedule(0.0)
     assert engine.policy.revision == before
     assert reloads.propose(WIDE).ok
+
+
+def test_a_reload_is_fitted_to_the_cluster_like_a_start(engine, reloads):
+    """Widths the 4-GPU cluster cannot hold are dropped with a note, as `gfdit serve` does at start."""
+    reply = reloads.propose(FIFO.replace("policy fifo", "policy fifo\nparam widths = {1, 2, 8}"))
+    assert reply.ok, reply.message
+    assert any("widths [8] dropped" in d and "using [1, 2]" in d for d in reply.diagnostics)
+    engine.schedule(0.0)
+    assert tuple(engine.policy.widths) == (1, 2)
+
+
