@@ -14,7 +14,7 @@
    per-task overhead): start time, per-task overhead, scheduling rounds, and the
    CPU seconds of the server and of the workers, which is what limits it here.
 
-`--quick`: sizes 500 / 1,000 / 2,000 and 100 / 1,000 / 3,000, 64 ranks only.
+`--quick`: sizes 500 / 1,000 / 2,000 and 100 / 1,000 / 3,000, 16 emulated ranks only.
 Writes bench/results/scale{,_quick}.json, .md and scale{,_quick}.png (log-log).
 """
 
@@ -182,12 +182,12 @@ def markdown(doc: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, 64 emulated ranks only")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, 16 emulated ranks only")
     parser.add_argument("--no-emulated", action="store_true", help="skip the emulated server")
     args = parser.parse_args()
     sims = [500, 1000, 2000] if args.quick else [1000, 3000, 10000, 30000, 100000]
     waits = [100, 1000, 3000] if args.quick else [100, 1000, 3000, 10000]
-    ranks = [] if args.no_emulated else ([64] if args.quick else [64, 256])
+    ranks = [] if args.no_emulated else ([16] if args.quick else [64, 256])
     doc = {"meta": {"when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "loadavg": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()},
            "simulator": simulator_sizes(sims), "round": round_sizes(waits), "emulated": emulated(ranks)}

@@ -6,7 +6,7 @@
 
 `--sizes` generates one trace per GPU count from a workload profile (same load
 and seed) and writes one comparison per size plus a table over sizes
-(`..._sizes.md`); `--quick` is `--sizes 4` on a quarter-length trace.
+(`..._sizes.md`); `--quick` is `--sizes 4` on a trace 0.15 as long.
 
 The simulator runs the trace on a virtual clock. The server runs it for real:
 a client submits every request at its (scaled) arrival time over ZeroMQ, the
@@ -250,10 +250,10 @@ def main() -> int:
                         help="with --sizes: only the simulator against itself, arrivals or tasks made late by "
                         "milliseconds (no server; ..._jitter.md)")
     parser.add_argument("--quick", action="store_true",
-                        help="--sizes 4 on a quarter-length trace (sim_vs_emulated_quick_sizes.*)")
+                        help="--sizes 4 on a trace 0.15 as long (sim_vs_emulated_quick_sizes.*)")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.duration_scale, args.out = "4", 0.25, args.out + "_quick"
+        args.sizes, args.duration_scale, args.out = "4", 0.15, args.out + "_quick"
     if not args.sizes:
         path = Path(args.workload) if args.workload.endswith(".json") else shipped_workload(args.workload)
         compare(Workload.load(path), args)
