@@ -10,6 +10,9 @@ configured here). Then it watches them:
   * `NodeStop(rejoin=True)`: the head re-forms the world with this node; the
     agent stops its workers and says hello again;
   * `NodeStop(rejoin=False)`: it stops its workers and exits 0;
+  * the connection to the head drops (the head died without a word: ZMTP
+    heartbeats time out after `HEAD_SILENCE_MS`): it stops its workers and says
+    hello again until `join_timeout_s`, so a restarted head takes it back;
   * SIGTERM / Ctrl-C: it stops its workers and exits 0 (the head sees them go).
 Worker logs go to a private temporary directory; a lost worker's last lines are
 in the `NodeLost` reason.
@@ -35,6 +38,7 @@ from gfdit.workers.nodes import gloo_env, node_proof, pool_secret, tcp_host_port
 
 log = logging.getLogger("gfdit.worker")
 HELLO_EVERY_S = 2.0
+HEAD_SILENCE_MS = 5000  # the connection to the head is dropped after this long without a ZMTP pong
 
 
 class NodeAgent:
@@ -63,6 +67,8 @@ class NodeAgent:
                     outcome = self._watch(socket)
                 finally:
                     self._stop_children()
+                    socket.disable_monitor()
+                    self.monitor.close(linger=0)
                     socket.close(linger=1000)
                 if outcome is not None:
                     return outcome
@@ -74,6 +80,9 @@ class NodeAgent:
     def _dealer(self) -> zmq.Socket:
         socket = self.context.socket(zmq.DEALER)
         socket.setsockopt(zmq.IDENTITY, auth.new_identity(self.node_rank, "node"))
+        socket.setsockopt(zmq.HEARTBEAT_IVL, 1000)  # ZMTP pings: a head that died without a word is noticed
+        socket.setsockopt(zmq.HEARTBEAT_TIMEOUT, HEAD_SILENCE_MS)
+        self.monitor = socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         socket.connect(self.head)
         return socket
 
@@ -127,6 +136,11 @@ class NodeAgent:
             for rank, child in self.children.items():
                 if child.poll() is not None:
                     return self._lost(socket, rank, child.returncode)
+            if self.monitor.poll(0):
+                self.monitor.recv_multipart()
+                log.warning("node %d lost its connection to the head; stopping its workers and saying hello "
+                            "again (a restarted head takes it back)", self.node_rank)
+                return None
         return 0
 
     def _lost(self, socket: zmq.Socket, rank: int, code: int) -> int:

@@ -99,3 +99,29 @@ def test_a_killed_node_agent_is_noticed_without_waiting_for_heartbeats(tmp_path)
         assert "parent process" in next(e.reason for e in events if hasattr(e, "reason"))
     finally:
         pool.close()
+
+
+def test_a_head_that_dies_without_a_word_gets_the_node_back_when_it_restarts(tmp_path):
+    token = "the-right-token"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
+                              "--join-timeout", "60"],
+                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        first = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
+                           start_timeout_s=60)
+        first._router.close(linger=0)  # the head's socket goes away with no NodeStop, as in a crash
+        first._router = None
+        first.close(grace_s=0)
+        second = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
+                            start_timeout_s=60)  # the agent notices, stops its worker and joins again
+        try:
+            assert second.run(task("encode", (0, 1), emulate_s=0.01), timeout=30).ok
+        finally:
+            second.close()
+        assert agent.wait(timeout=30) == 0  # the second head's close told it to stop
+    finally:
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(timeout=30)
