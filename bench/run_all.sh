@@ -37,6 +37,7 @@ BENCHES=(
   "comm_collectives.py|"
   "sim_vs_emulated.py|--sizes 4,8,16"
   "control_plane.py|"
+  "shadow_cost.py|"
   "worker_overhead.py|"
   "migration.py|"
   "soak.py|"

@@ -312,8 +312,8 @@ class Operate(ClientMessage, tag="operate"):
     """An operator's call (docs/server.md, The operator's loop), answered by `StatusReply.server`:
     op "record" (start writing arrivals to `path`, on the server's machine; `path` None stops;
     `prompts`), "cost_model" (the server's cost model), "shadow" (a candidate policy: `text`, or a
-    .gfp `path` the server reads; neither clears it), "promote" (swap the candidate in, answered
-    by a `ReloadReply`; `if_revision` as in `ReloadPolicy`)."""
+    .gfp `path` the server reads, answered by a `ReloadReply`; neither clears it), "promote" (swap
+    the candidate in, answered by a `ReloadReply`; `if_revision` as in `ReloadPolicy`)."""
 
     op: str
     path: str | None = None

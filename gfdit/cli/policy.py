@@ -5,6 +5,7 @@
     gfdit policy reload FILE [--address ADDR] [--if-revision R] [--token T] [--timeout S]
     gfdit policy tune POLICY --workload W... --gpus N --grid K=V1,V2 ... (see gfdit/cli/tune.py)
     gfdit policy diff A B --workload W [--gpus N] [--first 5] (see gfdit/cli/diff.py)
+    gfdit policy shadow FILE | --clear; gfdit policy promote [--if-revision R] (see gfdit/cli/shadow.py)
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import sys
 
 from gfdit.cli.diff import add_diff_arguments, run_diff
+from gfdit.cli.shadow import add_shadow_arguments, run_promote, run_shadow
 from gfdit.cli.explain import run_explain
 from gfdit.cli.params import add_param_option, parse_params
 from gfdit.cli.token import add_token_arguments
@@ -50,11 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     reload.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
     add_tune_arguments(sub)
     add_diff_arguments(sub)
+    add_shadow_arguments(sub)  # shadow, promote: cli/shadow.py
 
 
 def run(args: argparse.Namespace) -> int:
     actions = {"check": run_check, "explain": run_explain, "reload": run_reload,  # explain: cli/explain.py
-               "tune": run_tune, "diff": run_diff}  # cli/tune.py, cli/diff.py
+               "tune": run_tune, "diff": run_diff,  # cli/tune.py, cli/diff.py
+               "shadow": run_shadow, "promote": run_promote}  # cli/shadow.py
     return actions[args.action](args)
 
 

@@ -10,7 +10,7 @@ import time
 from gfdit.client.commands import add_client_arguments
 
 SHOWN = ("model", "executor", "address", "policy", "revision", "gpus", "free_ranks", "lost_ranks",
-         "queued", "running", "outcomes", "reloads", "pool_restarts", "metrics_port", "time", "recording")
+         "queued", "running", "outcomes", "reloads", "pool_restarts", "metrics_port", "time", "recording", "shadow")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -124,20 +124,24 @@ class Client:
         path is read by the server); a shipped policy's name (`slo_grow`) sends that
         policy; anything else is taken as policy text. Returns the ReloadReply: ok,
         revision, and every diagnostic when refused."""
+        return self._call(self._policy_message(path_or_text, if_revision, server_path), expect=(ReloadReply,))
+
+    @staticmethod
+    def _policy_message(path_or_text: str | Path, if_revision: str | None, server_path: bool) -> ReloadPolicy:
+        """What `reload_policy` sends for its argument (see there)."""
         text = str(path_or_text)
         looks_like_path = isinstance(path_or_text, Path) or ("\n" not in text and text.endswith(".gfp"))
         shipped = None if looks_like_path or server_path or "\n" in text else policy_file(text.strip())
         if server_path:
-            msg = ReloadPolicy(path=text, if_revision=if_revision)
+            return ReloadPolicy(path=text, if_revision=if_revision)
         elif shipped is not None:
-            msg = ReloadPolicy(text=shipped.read_text(), path=str(shipped), if_revision=if_revision)
+            return ReloadPolicy(text=shipped.read_text(), path=str(shipped), if_revision=if_revision)
         elif looks_like_path and not Path(text).is_file():
             raise FileNotFoundError(f"policy file not found: {text}")
         elif looks_like_path or ("\n" not in text and Path(text).is_file()):
-            msg = ReloadPolicy(text=Path(path_or_text).read_text(), path=str(path_or_text), if_revision=if_revision)
+            return ReloadPolicy(text=Path(path_or_text).read_text(), path=str(path_or_text), if_revision=if_revision)
         else:
-            msg = ReloadPolicy(text=str(path_or_text), if_revision=if_revision)
-        return self._call(msg, expect=(ReloadReply,))
+            return ReloadPolicy(text=str(path_or_text), if_revision=if_revision)
 
     def record(self, path: str | Path | None, *, prompts: bool = False) -> dict:
         """Start recording the server's arrivals to `path` (a trace on the server's machine,
@@ -154,6 +158,20 @@ class Client:
 
         docs = self._call(Operate(op="cost_model"), expect=(StatusReply,)).server
         return write_cost_model(out, {int(k): v for k, v in docs["layouts"].items()}, docs["migration"])
+
+    def shadow_policy(self, path_or_text: str | Path | None, *, server_path: bool = False) -> ReloadReply | dict:
+        """Run a candidate policy beside the live one (its decisions are compared, never applied;
+        `status()["shadow"]` reports them and its predicted metrics); the argument is read as by
+        `reload_policy`. None clears the candidate (returns {"shadow": None, "cleared": ...})."""
+        if path_or_text is None:
+            return self._call(Operate(op="shadow"), expect=(StatusReply,)).server
+        reload = self._policy_message(path_or_text, None, server_path)
+        msg = Operate(op="shadow", text=reload.text, path=reload.path)
+        return self._call(msg, expect=(ReloadReply,))
+
+    def promote(self, if_revision: str | None = None) -> ReloadReply:
+        """Swap the shadowed candidate in (refused unless `if_revision`, when given, is running)."""
+        return self._call(Operate(op="promote", if_revision=if_revision), expect=(ReloadReply,))
 
     def ping(self) -> float:
         """The server's engine clock; raises ServerGone or TimeoutError when it is not there."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, OrderedDict
+from functools import partial
 from typing import Iterable
 
 from .cluster import Cluster
@@ -113,7 +114,7 @@ class Engine:
 
     def _admit(self, tracked: Tracked, now: float) -> tuple[str | None, Why | None]:
         try:
-            return self.policy.admit(self._view(now), tracked)
+            return self.policy.admit(self._view(now, self.log is not None), tracked)
         except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: admit, count, log
             self._hook_error(now, hook_error(self.policy, tracked, "admit", exc))
             return None, None
@@ -252,20 +253,28 @@ class Engine:
     # ---- the round ------------------------------------------------------
     def schedule(self, now: float) -> list[Dispatch]:
         """Run one scheduling round; returns the tasks to start now."""
-        self.clock.now = now
         self.rounds += 1
         self.last_round = now
         if self._pending is not None:
             self._swap(now)
+        decided = self.decide(self.policy, now)
+        return [] if decided is None else self._apply(*decided, now)
+
+    def decide(self, policy: Policy, now: float, explain: bool | None = None) -> tuple[RoundResult, list] | None:
+        """`policy`'s round on the state now, applied by nothing (`run_round` changes no request):
+        the live round's, or a shadow candidate's on the same view (gfdit/server/shadow.py).
+        None: nothing to decide (with held requests the round runs anyway: their holds are re-judged)."""
+        self.clock.now = now
         if not self.waiting or (not self.cluster.free and not self._held):
-            return []  # (with held requests the round runs anyway: their holds are re-judged)
+            return None
         candidates = list(self.waiting.values())
-        pinned = any(getattr(s, "pool", None) for s in self.policy.classes.values())
-        eligible = self._eligible_for if self.policy.stage_pools or self.cluster.lost or pinned else _anywhere
+        pinned = any(getattr(s, "pool", None) for s in policy.classes.values())
+        eligible = (partial(self._eligible_for, policy=policy) if policy.stage_pools or self.cluster.lost or pinned
+                    else _anywhere)
         lost = len(self.cluster.lost)
         alloc = Allocator(set(self.cluster.free), self.cluster.gpus - lost, self.cluster.ranks_per_node, lost)
-        result = run_round(self.policy, self._view(now), candidates, alloc, eligible)
-        return self._apply(result, candidates, now)
+        view = self._view(now, self.log is not None if explain is None else explain)
+        return run_round(policy, view, candidates, alloc, eligible), candidates
 
     def _apply(self, result: RoundResult, candidates: list[Tracked], now: float) -> list[Dispatch]:
         for err in result.errors:
@@ -374,26 +383,26 @@ class Engine:
         if self.log is not None:
             self.log.write(self._base(now, "policy") | {"previous": [old.name, old.revision]})
 
-    def _eligible_for(self, tracked: Tracked) -> frozenset[int] | None:
-        """Ranks the candidate's next task may use (its stages' pools and its class's pool, minus
-        lost ranks)."""
-        whole = self.policy.chunk is None
+    def _eligible_for(self, tracked: Tracked, policy: Policy) -> frozenset[int] | None:
+        """Ranks the candidate's next task may use under `policy` (its stages' pools and its class's
+        pool, minus lost ranks)."""
+        whole = policy.chunk is None
         if not tracked.encoded:
             kind = "whole" if whole else "encode"
         elif tracked.steps_done < tracked.req.steps:
             kind = "rest" if whole else "denoise"
         else:
             kind = "decode"
-        spec = self.policy.classes.get(tracked.req.request_class) or self.policy.classes.get("default")
+        spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
         pinned = getattr(spec, "pool", None)
-        key = (kind, pinned)
+        key = (policy.revision, kind, pinned)
         if key in self._eligible:
             return self._eligible[key]
-        ranks: frozenset[int] | None = frozenset(self.policy.pools.get(pinned, ())) if pinned else None
+        ranks: frozenset[int] | None = frozenset(policy.pools.get(pinned, ())) if pinned else None
         for stage in NEXT_STAGES[kind]:
-            pool = self.policy.stage_pools.get(stage)
+            pool = policy.stage_pools.get(stage)
             if pool is not None:
-                members = frozenset(self.policy.pools[pool])
+                members = frozenset(policy.pools[pool])
                 ranks = members if ranks is None else ranks & members
         if ranks is not None or self.cluster.lost:
             ranks = (ranks if ranks is not None else frozenset(self.cluster.ranks)) - self.cluster.lost
@@ -449,10 +458,9 @@ class Engine:
             self._ended.popitem(last=False)
 
     # ---- helpers --------------------------------------------------------
-    def _view(self, now: float) -> Round:
+    def _view(self, now: float, explain: bool) -> Round:
         free = len(self.cluster.free)
-        return Round(now, self.cluster.gpus, free, self.cluster.busy, lambda: list(self.active.values()),
-                     self.log is not None)
+        return Round(now, self.cluster.gpus, free, self.cluster.busy, lambda: list(self.active.values()), explain)
 
     def _hook_error(self, now: float, err: HookError) -> None:
         """Count a hook error by hook and by rule; log the first of each rule; note it in the decision log."""

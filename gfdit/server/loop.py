@@ -188,16 +188,23 @@ class EngineLoop:
                 self.send(item.peer, ErrorReply(call_id=item.msg.call_id, code="internal",
                                                 message=f"server error: {type(exc).__name__}: {exc}"[:1000]))
         elif isinstance(item, PolicyCompiled):
-            if self.swap.on_compiled(item):
+            if item.purpose == "shadow":
+                self.ops.shadow_compiled(item)
+            elif self.swap.on_compiled(item):
                 self.dirty = True
 
     def _round(self) -> None:
         self.dirty = False
         now = self.clock.now()
         waiting = len(self.engine.waiting) if self.engine.cluster.free else 0  # 0: nothing to decide
+        shadow = self.ops.shadow
+        if shadow is not None:  # the candidate's round first, on the same state (never applied)
+            shadow.before(self.engine, now)
         t0 = time.perf_counter()
         dispatches = self.engine.schedule(now)
         seconds = time.perf_counter() - t0
+        if shadow is not None:
+            shadow.after(dispatches)
         with self.metrics.lock:
             if waiting:
                 self.metrics.costs.round(waiting, seconds)

@@ -9,12 +9,16 @@ docs/server.md, "The operator's loop", has the user's view.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
+from gfdit.engine.policy_check import PolicyError, check_policy
 from gfdit.engine.request import Request
 from gfdit.protocol import ErrorReply, Operate, StatusReply
 from gfdit.server.calibrate import cost_model_docs
 from gfdit.server.recorder import Recorder
+from gfdit.server.reload import PolicyCompiled, ReplyTo
+from gfdit.server.shadow import Shadow
 
 log = logging.getLogger("gfdit.server.operations")
 
@@ -27,6 +31,7 @@ class Operations:
     def __init__(self, loop):
         self.loop = loop
         self.recorder: Recorder | None = None
+        self.shadow: Shadow | None = None
         cfg = loop.config
         if cfg.record:
             self.start_recording(cfg.record, cfg.record_prompts)
@@ -36,11 +41,18 @@ class Operations:
         """A request the engine is asked to admit (before `Engine.submit`)."""
         if self.recorder is not None:
             self.recorder.add(request)
+        if self.shadow is not None:
+            self.shadow.arrived(request)
 
     def status(self) -> dict:
-        return {"recording": self.recorder.status() if self.recorder is not None else None}
+        return {"recording": self.recorder.status() if self.recorder is not None else None,
+                "shadow": self.shadow.status() if self.shadow is not None else None}
 
     def close(self) -> None:
+        self._clear_shadow()
+        self._stop_recording()
+
+    def _stop_recording(self) -> None:
         if self.recorder is not None:
             self.recorder.close()
             self.recorder = None
@@ -54,7 +66,7 @@ class Operations:
 
     def start_recording(self, path: str, prompts: bool) -> Recorder:
         cfg, loop = self.loop.config, self.loop
-        self.close()
+        self._stop_recording()
         metadata = {"model": cfg.model, "num_gpus": cfg.num_gpus, "policy": loop.engine.policy.name,
                     "revision": loop.swap.revision, "time_scale": cfg.time_scale,
                     "cost_model": loop.info.get("cost_model")}
@@ -66,7 +78,7 @@ class Operations:
     def _record(self, peer: bytes, msg: Operate) -> None:
         was = self.recorder.status() if self.recorder is not None else None
         if msg.path is None:
-            self.close()
+            self._stop_recording()
             return self._reply(peer, msg, {"recording": None, "stopped": was})
         try:
             recorder = self.start_recording(str(Path(msg.path)), msg.prompts)
@@ -80,10 +92,52 @@ class Operations:
                                 "source": self.loop.info.get("cost_model")})
 
     def _shadow(self, peer: bytes, msg: Operate) -> None:
-        self._error(peer, msg, "shadow: not implemented yet")
+        """Compile a candidate on the reload thread (`shadow_compiled` takes the outcome); neither
+        text nor path: clear the candidate."""
+        if msg.text is None and msg.path is None:
+            was = self.shadow.status() if self.shadow is not None else None
+            self._clear_shadow()
+            return self._reply(peer, msg, {"shadow": None, "cleared": was})
+        if msg.text is None and not msg.path.endswith(".gfp"):  # as for a reload: only policy files
+            return self._error(peer, msg, f"the server reads only .gfp policy files, not {msg.path[:200]!r}")
+        self.loop.reloader.propose(msg.text, msg.path or "<client>", None, ReplyTo(peer, msg.call_id),
+                                   purpose="shadow")
+
+    def shadow_compiled(self, c: PolicyCompiled) -> None:
+        """The reload thread's outcome for a shadow proposal: the new candidate, or every diagnostic."""
+        loop = self.loop
+        policy = c.policy
+        if policy is not None:
+            try:
+                check_policy(policy, loop.engine.cost_model, loop.engine.cluster.gpus)
+            except PolicyError as exc:
+                c = replace(c, policy=None, diagnostics=[str(exc)])
+        if c.policy is None:
+            return loop.swap.reply(c.reply_to, False, f"candidate refused: {len(c.diagnostics)} problem(s) in "
+                                   f"{c.source}", c.diagnostics)
+        self._clear_shadow()
+        self.shadow = Shadow(c.policy, c.text, c.source, loop.config.policy_params, loop.engine.cost_model,
+                             loop.engine.cluster.gpus)
+        log.info("shadowing policy %s revision %s (from %s) beside revision %s", c.policy.name, c.revision,
+                 c.source, loop.swap.revision)
+        loop.swap.reply(c.reply_to, True, f"shadowing {c.policy.name} {c.revision} (decisions not applied)",
+                        c.diagnostics)
 
     def _promote(self, peer: bytes, msg: Operate) -> None:
-        self._error(peer, msg, "promote: not implemented yet")
+        """Swap the candidate in through the one hot-reload path (compare-and-swap on `if_revision`)."""
+        shadow = self.shadow
+        if shadow is None:
+            return self._error(peer, msg, "no candidate to promote: start one with gfdit policy shadow FILE")
+        compiled = PolicyCompiled(shadow.policy, shadow.revision, shadow.source, [], msg.if_revision,
+                                  ReplyTo(peer, msg.call_id))
+        if self.loop.swap.on_compiled(compiled):
+            self._clear_shadow()
+            self.loop.dirty = True
+
+    def _clear_shadow(self) -> None:
+        if self.shadow is not None:
+            self.shadow.close()
+            self.shadow = None
 
     def _reply(self, peer: bytes, msg: Operate, server: dict) -> None:
         self.loop.send(peer, StatusReply(call_id=msg.call_id, server=server))

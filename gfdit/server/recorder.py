@@ -32,6 +32,17 @@ log = logging.getLogger("gfdit.server.recorder")
 TRAILER = b"\n]}\n"
 
 
+def shifted_record(request: Request, start: float, prompts: bool = False) -> dict:
+    """The trace record of one arrival, its times from `start` (prompt and seed with `prompts`)."""
+    rec = request.to_record()
+    rec["arrival_ms"] = round((request.arrival - start) * 1000.0, 3)
+    if "deadline_ms" in rec:
+        rec["deadline_ms"] = round((request.deadline - start) * 1000.0, 3)
+    if prompts:
+        rec["prompt"], rec["seed"] = request.prompt, request.seed
+    return rec
+
+
 class Recorder:
     """Writes the arrivals handed to `add` to `path`; see the module doc."""
 
@@ -76,14 +87,7 @@ class Recorder:
             self._file.close()
 
     def record(self, request: Request) -> dict:
-        """The trace record of one arrival, its times from the recording's start."""
-        rec = request.to_record()
-        rec["arrival_ms"] = round((request.arrival - self.start) * 1000.0, 3)
-        if "deadline_ms" in rec:
-            rec["deadline_ms"] = round((request.deadline - self.start) * 1000.0, 3)
-        if self.prompts:
-            rec["prompt"], rec["seed"] = request.prompt, request.seed
-        return rec
+        return shifted_record(request, self.start, self.prompts)
 
     def _write(self, rec: dict) -> None:
         if self._end > self.max_bytes and self._count:

@@ -40,6 +40,8 @@ class PolicyCompiled:
     diagnostics: list[str] = field(default_factory=list)
     if_revision: str | None = None
     reply_to: ReplyTo | None = None
+    purpose: str = "swap"  # or "shadow": a candidate to run beside the live policy (server/shadow.py)
+    text: str = ""  # the source compiled
 
 
 def text_revision(text: str, params: dict[str, str]) -> str:
@@ -97,11 +99,11 @@ class ReloadService:
         self._thread.start()
 
     def propose(self, text: str | None, source: str, if_revision: str | None = None,
-                reply_to: ReplyTo | None = None, *, server_read: bool = False) -> None:
+                reply_to: ReplyTo | None = None, *, server_read: bool = False, purpose: str = "swap") -> None:
         """Compile `text`; with text None, read the file `source` here first (never on the
         engine loop: see `gfdit.server.policy_file`). `server_read`: the text came from a
         file the server read (the watcher's), so quote it only if it is a policy source."""
-        self._jobs.put((text, source, if_revision, reply_to, server_read or text is None))
+        self._jobs.put((text, source, if_revision, reply_to, server_read or text is None, purpose))
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -110,12 +112,12 @@ class ReloadService:
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            text, source, if_revision, reply_to, server_read = job
+            text, source, if_revision, reply_to, server_read, purpose = job
             try:
                 text = read_policy_file(source) if text is None else text
             except PolicyFileError as exc:
                 log.warning("policy reload refused: %s", exc)
-                self._post(PolicyCompiled(None, "", source, [str(exc)], if_revision, reply_to))
+                self._post(PolicyCompiled(None, "", source, [str(exc)], if_revision, reply_to, purpose))
                 continue
             try:
                 extra = {"server_read": True} if server_read else {}
@@ -124,4 +126,4 @@ class ReloadService:
                 log.exception("policy compiler crashed on %s", source)
                 policy, diagnostics = None, [f"{source}: internal compiler error: {type(exc).__name__}: {exc}"]
             revision = getattr(policy, "revision", None) or text_revision(text, self._params)
-            self._post(PolicyCompiled(policy, revision, source, diagnostics, if_revision, reply_to))
+            self._post(PolicyCompiled(policy, revision, source, diagnostics, if_revision, reply_to, purpose, text))
