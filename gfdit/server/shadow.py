@@ -89,12 +89,15 @@ class Shadow:
 
     # ---- the prediction thread --------------------------------------------------------
     def _run(self) -> None:
-        from gfdit.dsl.load import compile_policy
+        from gfdit.server.reload import compile_policy
 
-        try:  # the thread's own copy: compiled policies keep per-round state
-            policy = compile_policy(self._text, self.source, self._params)
+        try:  # the thread's own copy (compiled policies keep per-round state), made as the reload thread did
+            policy, diagnostics = compile_policy(self._text, self.source, self._params,
+                                                 runs_on=(self._cost_model, self._gpus))
         except Exception as exc:  # noqa: BLE001 -- it compiled on the reload thread; say so if not here
-            self.predicted = {"error": f"{type(exc).__name__}: {exc}"}
+            policy, diagnostics = None, [f"{type(exc).__name__}: {exc}"]
+        if policy is None:
+            self.predicted = {"error": "; ".join(diagnostics)[:1000]}
             return
         done = 0
         while not self._stop.is_set():
