@@ -54,7 +54,9 @@ def test_a_whole_trajectory_task_runs_as_ordered_stages(executor):
     assert end.ok and end.error is None and executor.running == 0
     encode, step, decode = executor.cost_model.parts(REQ.shape, 2)
     expected = (encode + 6 * step + decode) * SCALE
-    assert end.worker_s >= 0.9 * expected and end.wall_s >= end.worker_s  # the workers slept the model's time
+    assert end.worker_s >= 0.9 * expected  # the workers slept the model's time
+    # the controller's wall time encloses the workers' (two processes' clocks: allow 5 ms of skew)
+    assert end.wall_s >= end.worker_s - 0.005
     executor.drop("r1")
 
 
