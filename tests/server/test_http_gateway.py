@@ -48,7 +48,7 @@ def gateway(tmp_path_factory):
 
 
 def post(server, body: dict, **kwargs):
-    return httpx.post(server.http_url + "/v1/images/generations", json=body, timeout=120, **kwargs)
+    return httpx.post(server.http_url + "/v1/images/generations", json=body, timeout=kwargs.pop("timeout", 120), **kwargs)
 
 
 def error_of(response) -> dict:
@@ -317,3 +317,19 @@ def test_a_client_that_goes_away_cancels_its_requests(gateway):
             assert time.monotonic() < deadline, latest
             time.sleep(0.1)
     assert latest["state"] == "cancelled"  # 400 steps of 1024x1024 take ~50 s here: it did not run to the end
+
+
+def test_events_asked_while_the_same_id_is_being_posted_do_not_lose_the_request(gateway):
+    """An events stream opened at the moment its POST is submitted (same id) waits for the submit;
+    a follow that failed first used to drop the id's event queue in the shared client: the POST hung."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def race(i: int) -> tuple[int, int]:
+        with ThreadPoolExecutor(2) as pool:
+            posted = pool.submit(post, gateway, {"prompt": "race", "steps": 2, "request_id": f"race-{i}"})
+            streamed = pool.submit(httpx.get, f"{gateway.http_url}/v1/requests/race-{i}/events", timeout=60)
+            return posted.result().status_code, streamed.result().status_code
+
+    outcomes = [race(i) for i in range(30)]
+    assert all(posted == 200 for posted, _ in outcomes), outcomes
+    assert all(streamed in (200, 404) for _, streamed in outcomes), outcomes  # 404: asked before the POST
