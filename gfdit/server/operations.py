@@ -16,6 +16,7 @@ from gfdit.engine.policy_check import PolicyError, check_policy
 from gfdit.engine.request import Request
 from gfdit.protocol import ErrorReply, Operate, StatusReply
 from gfdit.server.calibrate import cost_model_docs
+from gfdit.server.config import ConfigError
 from gfdit.server.recorder import Recorder
 from gfdit.server.reload import PolicyCompiled, ReplyTo
 from gfdit.server.shadow import Shadow
@@ -34,7 +35,10 @@ class Operations:
         self.shadow: Shadow | None = None
         cfg = loop.config
         if cfg.record:
-            self.start_recording(cfg.record, cfg.record_prompts)
+            try:
+                self.start_recording(cfg.record, cfg.record_prompts)
+            except OSError as exc:
+                raise ConfigError(f"record: cannot write {cfg.record}: {exc.strerror or exc}") from None
 
     # ---- hooks of the engine loop ---------------------------------------------
     def arrived(self, request: Request) -> None:

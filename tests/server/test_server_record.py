@@ -99,3 +99,14 @@ def test_recording_rotates_by_size(tmp_path):
     assert all(path.with_name(f"t.json.{k}").stat().st_size < 4096 + 400 for k in (1, 2))
     assert parts[-1].requests[-1].arrival == pytest.approx(99.0)  # every part: times from the start
     assert parts[0].metadata["part"] < parts[-1].metadata["part"]
+
+
+def test_a_recording_that_cannot_be_written_fails_the_start_with_the_reason(tmp_path):
+    from conftest import start_emulated
+
+    from gfdit.server.config import ConfigError
+
+    policy = tmp_path / "p.gfp"
+    policy.write_text(NARROW)
+    with pytest.raises(ConfigError, match=r"record: cannot write /proc/nope/day.json: No such file"):
+        start_emulated(policy, gpus=1, record="/proc/nope/day.json")
