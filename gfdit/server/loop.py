@@ -191,6 +191,7 @@ class EngineLoop:
             if item.purpose == "shadow":
                 self.ops.shadow_compiled(item)
             elif self.swap.on_compiled(item):
+                self.ops.live_text = item.text  # what the shadow compares against
                 self.dirty = True
 
     def _round(self) -> None:

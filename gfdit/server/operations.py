@@ -34,6 +34,7 @@ class Operations:
         self.recorder: Recorder | None = None
         self.shadow: Shadow | None = None
         cfg = loop.config
+        self.live_text = _policy_text(cfg.policy)  # the running policy's source, for the shadow's comparison
         if cfg.record:
             try:
                 self.start_recording(cfg.record, cfg.record_prompts)
@@ -121,7 +122,7 @@ class Operations:
                                    f"{c.source}", c.diagnostics)
         self._clear_shadow()
         self.shadow = Shadow(c.policy, c.text, c.source, loop.config.policy_params, loop.engine.cost_model,
-                             loop.engine.cluster.gpus)
+                             loop.engine.cluster.gpus, live_text=self.live_text)
         log.info("shadowing policy %s revision %s (from %s) beside revision %s", c.policy.name, c.revision,
                  c.source, loop.swap.revision)
         loop.swap.reply(c.reply_to, True, f"shadowing {c.policy.name} {c.revision} (decisions not applied)",
@@ -135,6 +136,7 @@ class Operations:
         compiled = PolicyCompiled(shadow.policy, shadow.revision, shadow.source, [], msg.if_revision,
                                   ReplyTo(peer, msg.call_id))
         if self.loop.swap.on_compiled(compiled):
+            self.live_text = shadow.text
             self._clear_shadow()
             self.loop.dirty = True
 
@@ -148,3 +150,14 @@ class Operations:
 
     def _error(self, peer: bytes, msg: Operate, message: str) -> None:
         self.loop.send(peer, ErrorReply(call_id=msg.call_id, code="invalid", message=message))
+
+
+def _policy_text(spec: str) -> str | None:
+    """The source of a `--policy` spec (a .gfp file or a shipped name); None for a built-in (py:NAME)."""
+    from gfdit.resources import policy_file
+
+    path = Path(spec) if spec.endswith(".gfp") else policy_file(spec)
+    try:
+        return path.read_text(encoding="utf-8-sig") if path is not None else None
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -10,7 +10,8 @@ adds to the loop; only while a candidate is set).
 It also keeps the arrivals it saw (the last `KEEP_ARRIVALS`) and, on its own
 thread, every `PREDICT_EVERY_S` when new ones came, simulates them with its own
 compiled copy of the candidate on the server's cost model: the candidate's
-predicted metrics on the same arrivals. `gfdit policy promote` swaps it in
+predicted metrics on the same arrivals, and the live policy's (`predicted["live"]`,
+when its source is known: a `.gfp` or shipped policy, not a built-in `py:NAME`). `gfdit policy promote` swaps it in
 through the server's one hot-reload path (`PolicySwap`, compare-and-swap on
 the running revision).
 """
@@ -36,9 +37,10 @@ PREDICTED = ("requests", "completed", "failed", "rejected", "slo_attainment", "m
 class Shadow:
     """One candidate policy (compiled `policy`, from `text`) on a server of `gpus` ranks."""
 
-    def __init__(self, policy, text: str, source: str, params: dict[str, str], cost_model, gpus: int):
-        self.policy, self.revision, self.source = policy, policy.revision, source
-        self._text, self._params, self._cost_model, self._gpus = text, dict(params), cost_model, gpus
+    def __init__(self, policy, text: str, source: str, params: dict[str, str], cost_model, gpus: int,
+                 live_text: str | None = None):
+        self.policy, self.revision, self.source, self.text = policy, policy.revision, source, text
+        self._live_text, self._params, self._cost_model, self._gpus = live_text, dict(params), cost_model, gpus
         self.rounds = 0  # rounds where the live policy or the candidate decided something
         self.differ = 0  # of those, rounds whose dispatch sets differ
         self.seconds = 0.0  # in the candidate's rounds
@@ -89,16 +91,11 @@ class Shadow:
 
     # ---- the prediction thread --------------------------------------------------------
     def _run(self) -> None:
-        from gfdit.server.reload import compile_policy
-
-        try:  # the thread's own copy (compiled policies keep per-round state), made as the reload thread did
-            policy, diagnostics = compile_policy(self._text, self.source, self._params,
-                                                 runs_on=(self._cost_model, self._gpus))
-        except Exception as exc:  # noqa: BLE001 -- it compiled on the reload thread; say so if not here
-            policy, diagnostics = None, [f"{type(exc).__name__}: {exc}"]
+        policy, error = self._compiled(self.text)
         if policy is None:
-            self.predicted = {"error": "; ".join(diagnostics)[:1000]}
+            self.predicted = {"error": error}
             return
+        live = self._compiled(self._live_text)[0] if self._live_text else None  # None: a built-in, not compared
         done = 0
         while not self._stop.is_set():
             self._wake.wait(PREDICT_EVERY_S)
@@ -106,10 +103,24 @@ class Shadow:
                 continue
             done, arrivals = self._seen, list(self._arrivals)
             try:
-                self.predicted = self.predict(policy, arrivals) | {"arrivals": len(arrivals)}
+                predicted = self.predict(policy, arrivals) | {"arrivals": len(arrivals)}
+                if live is not None:
+                    predicted["live"] = self.predict(live, arrivals)
+                self.predicted = predicted
             except Exception as exc:  # noqa: BLE001 -- a prediction that fails is reported, not fatal
                 log.exception("shadow prediction failed")
                 self.predicted = {"error": f"{type(exc).__name__}: {exc}"}
+
+    def _compiled(self, text: str) -> tuple[object | None, str]:
+        """The thread's own copy of a policy (compiled policies keep per-round state), made as the
+        reload thread makes one (fitted to the cluster, probed): (policy, "") or (None, why)."""
+        from gfdit.server.reload import compile_policy
+
+        try:
+            policy, diagnostics = compile_policy(text, self.source, self._params, runs_on=(self._cost_model, self._gpus))
+        except Exception as exc:  # noqa: BLE001 -- it compiled on the reload thread; say so if not here
+            policy, diagnostics = None, [f"{type(exc).__name__}: {exc}"]
+        return policy, "; ".join(diagnostics)[:1000]
 
     def predict(self, policy, arrivals: list[Request]) -> dict:
         """The candidate's overall metrics on `arrivals` (times from the first)."""
