@@ -200,13 +200,15 @@ class EngineLoop:
         waiting = len(self.engine.waiting) if self.engine.cluster.free else 0  # 0: nothing to decide
         shadow = self.ops.shadow
         if shadow is not None:  # the candidate's round first, on the same state (never applied)
-            shadow.before(self.engine, now)
+            shadow_s = shadow.before(self.engine, now)
         t0 = time.perf_counter()
         dispatches = self.engine.schedule(now)
         seconds = time.perf_counter() - t0
-        if shadow is not None:
-            shadow.after(dispatches)
         with self.metrics.lock:
+            if shadow is not None:
+                self.metrics.shadow_round_time.observe(shadow_s)
+                if (differ := shadow.after(dispatches)) is not None:
+                    self.metrics.shadow_rounds.inc(result="differ" if differ else "same")
             if waiting:
                 self.metrics.costs.round(waiting, seconds)
             self.metrics.round_time.observe(seconds)

@@ -120,6 +120,10 @@ class ServerMetrics:
                           (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0))
         self.round_time = h("gfdit_round_seconds", "Wall time of one scheduling round.",
                             (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1))
+        self.shadow_rounds = c("gfdit_shadow_rounds_total", "Rounds a shadowed candidate policy decided beside "
+                               "the live one, by whether its dispatches differed (same, differ).", ("result",))
+        self.shadow_round_time = h("gfdit_shadow_round_seconds", "Wall time of the shadowed candidate's round "
+                                   "(added to the engine loop's round).", (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1))
         self.tally = Tally()  # the engine metrics of the summary, by class label
         self.rejected = 0
         self.costs = ControlCosts()

@@ -55,8 +55,8 @@ class Shadow:
         self._thread.start()
 
     # ---- on the engine loop -------------------------------------------------------
-    def before(self, engine, now: float) -> None:
-        """The candidate's round on the state the live round is about to see."""
+    def before(self, engine, now: float) -> float:
+        """The candidate's round on the state the live round is about to see; returns its seconds."""
         t0 = time.perf_counter()
         decided = engine.decide(self.policy, now, explain=False)
         self._pending = frozenset() if decided is None else frozenset(
@@ -64,15 +64,17 @@ class Shadow:
         took = time.perf_counter() - t0
         self.seconds += took
         self.slowest = max(self.slowest, took)
+        return took
 
-    def after(self, dispatches: list) -> None:
-        """Compare with what the live round dispatched."""
+    def after(self, dispatches: list) -> bool | None:
+        """Compare with what the live round dispatched: whether they differ (None: neither decided)."""
         live = frozenset((d.request_id, len(d.group)) for d in dispatches)
         mine, self._pending = self._pending, None
         if mine is None or (not mine and not live):
-            return
+            return None
         self.rounds += 1
         self.differ += mine != live
+        return mine != live
 
     def arrived(self, request: Request) -> None:
         self._arrivals.append(request)

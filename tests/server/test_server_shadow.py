@@ -36,6 +36,9 @@ def test_shadow_counts_differences_then_promote_swaps_it_in(server_factory, tmp_
         shadow = client.status()["shadow"]
         assert shadow["policy"] == "wide" and shadow["rounds"] > 0 and shadow["differ"] > 0
         assert shadow["arrivals"] == 4
+        text = client.metrics()["prometheus"]
+        assert f'gfdit_shadow_rounds_total{{result="differ"}} {float(shadow["differ"])}' in text
+        assert "gfdit_shadow_round_seconds_count" in text
         predicted = wait_for(lambda: client.status()["shadow"]["predicted"])
         assert predicted["requests"] == 4 and predicted["completed"] == 4
         assert predicted["live"]["completed"] == 4  # the live policy on the same arrivals, side by side
