@@ -38,8 +38,8 @@ class Operations:
         if cfg.record:
             try:
                 self.start_recording(cfg.record, cfg.record_prompts)
-            except OSError as exc:
-                raise ConfigError(f"record: cannot write {cfg.record}: {exc.strerror or exc}") from None
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"record: cannot write {cfg.record}: {getattr(exc, 'strerror', None) or exc}") from None
 
     # ---- hooks of the engine loop ---------------------------------------------
     def arrived(self, request: Request) -> None:
@@ -87,8 +87,8 @@ class Operations:
             return self._reply(peer, msg, {"recording": None, "stopped": was})
         try:
             recorder = self.start_recording(str(Path(msg.path)), msg.prompts)
-        except OSError as exc:
-            return self._error(peer, msg, f"cannot record to {msg.path[:200]!r}: {exc.strerror or exc}")
+        except (OSError, ValueError) as exc:
+            return self._error(peer, msg, f"cannot record to {msg.path[:200]!r}: {getattr(exc, 'strerror', None) or exc}")
         self._reply(peer, msg, {"recording": recorder.status(), "stopped": was})
 
     def _cost_model(self, peer: bytes, msg: Operate) -> None:

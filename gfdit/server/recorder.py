@@ -32,6 +32,26 @@ log = logging.getLogger("gfdit.server.recorder")
 TRAILER = b"\n]}\n"
 
 
+HEADER = b'{"description": "arrivals recorded by gfdit serve'
+
+
+def check_target(path: Path) -> None:
+    """A client names the file the server writes: only a `.json` path that is not a symbolic link
+    and is new or an earlier recording (never another file of the server's user). ValueError: why not."""
+    if path.suffix != ".json":
+        raise ValueError(f"a recording is a .json trace, not {str(path)[:200]!r}")
+    if path.is_symlink():
+        raise ValueError(f"{str(path)[:200]} is a symbolic link")
+    if path.exists():
+        try:
+            with open(path, "rb") as f:
+                ours = f.read(len(HEADER)) == HEADER
+        except OSError as exc:
+            raise ValueError(f"{str(path)[:200]}: {exc.strerror or exc}") from None
+        if not ours:
+            raise ValueError(f"{str(path)[:200]} exists and is not a gfdit recording: not overwritten")
+
+
 def shifted_record(request: Request, start: float, prompts: bool = False) -> dict:
     """The trace record of one arrival, its times from `start` (prompt and seed with `prompts`)."""
     rec = request.to_record()
@@ -57,6 +77,7 @@ class Recorder:
         self._file = None
         self._count = 0  # records in the current part
         self._end = 0  # where the next record goes (the trailer's offset)
+        check_target(self.path)
         self._open()  # here, not on the thread: a path that cannot be written fails the call
         self._jobs: queue.Queue = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="gfdit-recorder", daemon=True)

@@ -110,3 +110,23 @@ def test_a_recording_that_cannot_be_written_fails_the_start_with_the_reason(tmp_
     policy.write_text(NARROW)
     with pytest.raises(ConfigError, match=r"record: cannot write /proc/nope/day.json: No such file"):
         start_emulated(policy, gpus=1, record="/proc/nope/day.json")
+
+
+def test_a_client_cannot_make_the_server_overwrite_other_files(server_factory, tmp_path):
+    from gfdit.client import Client, GfditError
+
+    precious = tmp_path / "notes.json"
+    precious.write_text('{"mine": 1}\n')
+    link = tmp_path / "link.json"
+    link.symlink_to(tmp_path / "elsewhere.json")
+    server = server_factory(NARROW, time_scale=0.02)
+    with Client(server.address, timeout=60) as client:
+        for path, why in ((tmp_path / "x.txt", "is a .json trace"), (precious, "not a gfdit recording"),
+                          (link, "symbolic link")):
+            with pytest.raises(GfditError, match=why):
+                client.record(path)
+        assert client.status()["recording"] is None
+        client.record(tmp_path / "r.json")
+        client.record(None)
+        assert client.record(tmp_path / "r.json")["recording"]["path"] == str(tmp_path / "r.json")  # ours: reused
+    assert precious.read_text() == '{"mine": 1}\n' and not (tmp_path / "elsewhere.json").exists()
