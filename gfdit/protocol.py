@@ -250,6 +250,9 @@ class Submit(ClientMessage, tag="submit"):
     text_seq_len / latent_seq_len -- optional sizes for the cost model (trace replay);
                     derived from the shape when absent.
     preemptible   -- wins over the class's setting (trace replay).
+    ranks         -- pin the request to these ranks: its tasks run only there (intersected with
+                    its class's pool and its stages' pools); None: anywhere. A pin outside the
+                    cluster or narrower than the policy's smallest width is rejected.
     """
 
     params: GenParams
@@ -261,6 +264,7 @@ class Submit(ClientMessage, tag="submit"):
     latent_seq_len: int | None = None
     preemptible: bool | None = None
     subscribe: bool = True
+    ranks: list[int] | None = None
 
 
 class Cancel(ClientMessage, tag="cancel"):

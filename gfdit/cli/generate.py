@@ -32,7 +32,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--class", dest="request_class", default=None, help="request class the policy names")
     parser.add_argument("--deadline", type=float, default=None, help="seconds from now")
     parser.add_argument("--priority", type=int, default=None)
+    parser.add_argument("--ranks", type=rank_list, default=None,
+                        help="pin the request to these ranks, e.g. 0,1 (with its class's and stages' pools); "
+                             "a pin the cluster or policy cannot satisfy is rejected with the reason")
     add_client_arguments(parser)
+
+
+def rank_list(text: str) -> list[int]:
+    """`--ranks 0,1,4`: rank numbers, comma-separated."""
+    try:
+        ranks = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected rank numbers separated by commas (0,1), got {text!r}") from None
+    if any(r < 0 for r in ranks):
+        raise argparse.ArgumentTypeError(f"rank numbers are >= 0, got {text!r}")
+    return ranks
 
 
 def progress_line(event) -> str:
@@ -79,7 +93,8 @@ def _generate(client, args: argparse.Namespace, request_id: str):
     handle = client.submit(args.prompt, height=args.height, width=args.width, steps=args.steps,
                            frames=args.frames, seed=args.seed, request_class=args.request_class,
                            deadline=args.deadline, priority=args.priority, request_id=request_id,
-                           negative_prompt=args.negative_prompt, guidance_scale=args.guidance_scale)
+                           negative_prompt=args.negative_prompt, guidance_scale=args.guidance_scale,
+                           ranks=args.ranks)
     print(f"request {handle.request_id} accepted: {describe(handle.params)}", file=sys.stderr, flush=True)
     show = Progress(sys.stderr)
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Iterable
 from pathlib import Path
 
 from gfdit.client.connection import Connection
@@ -65,13 +66,15 @@ class Client:
         text_seq_len: int | None = None,
         latent_seq_len: int | None = None,
         preemptible: bool | None = None,
+        ranks: Iterable[int] | None = None,
     ) -> RequestHandle:
         """Submit one request; returns its handle, or raises RequestRejected.
 
         height/width/steps left None take the served model's defaults (0 or less is
         refused); the handle's `params` holds what the server will run. `deadline` is in
         seconds from now and wins over the class's SLO; `priority` wins over the
-        class's priority.
+        class's priority. `ranks` pins it to those ranks (with its class's and stages' pools);
+        a pin the cluster or policy can never satisfy is rejected with the reason.
         """
         params = GenParams(
             prompt=prompt, height=height, width=width, steps=steps, seed=seed,
@@ -81,7 +84,7 @@ class Client:
         msg = Submit(
             params=params, request_class=request_class or "", deadline_s=deadline, priority=priority,
             request_id=request_id, text_seq_len=text_seq_len, latent_seq_len=latent_seq_len,
-            preemptible=preemptible,
+            preemptible=preemptible, ranks=None if ranks is None else sorted(ranks),
         )
         mine = self._conn.track(request_id)  # before sending: the first event may beat the reply
         reply = self._call(msg, expect=(Accepted, Rejected), untrack=request_id if mine else None)

@@ -24,7 +24,8 @@ def submit_record(client: Client, req) -> RequestHandle:
     return client.submit(
         req.prompt or req.id, height=req.height, width=req.width, frames=req.frames, steps=req.steps,
         seed=req.seed, request_class=req.request_class, deadline=deadline, priority=req.priority,
-        request_id=req.id, text_seq_len=req.text_tokens, latent_seq_len=req.tokens, preemptible=req.preemptible)
+        request_id=req.id, text_seq_len=req.text_tokens, latent_seq_len=req.tokens, preemptible=req.preemptible,
+        ranks=req.ranks)
 
 
 def replay(client: Client, workload, time_scale: float = 1.0,

@@ -31,6 +31,7 @@ from .cluster import Cluster
 from .costmodel import CostModel
 from .decisions import DecisionLog
 from .events import Advanced, EngineEvent, Finished, Held, Retrying, TaskStarted
+from .pinning import pin_problem
 from .placement import Allocator
 from .policy import STAGES, Policy, Stage, Why
 from .policy_check import check_policy
@@ -113,6 +114,8 @@ class Engine:
         return None
 
     def _admit(self, tracked: Tracked, now: float) -> tuple[str | None, Why | None]:
+        if (pin := pin_problem(tracked.req, self.policy, self.cluster.gpus)) is not None:
+            return pin, Why("engine:pin", {"ranks": sorted(tracked.req.ranks or ())})
         try:
             return self.policy.admit(self._view(now, self.log is not None), tracked)
         except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: admit, count, log
@@ -268,7 +271,8 @@ class Engine:
         if not self.waiting or (not self.cluster.free and not self._held):
             return None
         candidates = list(self.waiting.values())
-        pinned = any(getattr(s, "pool", None) for s in policy.classes.values())
+        pinned = any(getattr(s, "pool", None) for s in policy.classes.values()) or any(
+            t.req.ranks is not None for t in candidates)
         eligible = (partial(self._eligible_for, policy=policy) if policy.stage_pools or self.cluster.lost or pinned
                     else _anywhere)
         lost = len(self.cluster.lost)
@@ -384,8 +388,8 @@ class Engine:
             self.log.write(self._base(now, "policy") | {"previous": [old.name, old.revision]})
 
     def _eligible_for(self, tracked: Tracked, policy: Policy) -> frozenset[int] | None:
-        """Ranks the candidate's next task may use under `policy` (its stages' pools and its class's
-        pool, minus lost ranks)."""
+        """Ranks the candidate's next task may use under `policy` (its stages' pools, its class's
+        pool and its own pinned ranks, minus lost ranks)."""
         whole = policy.chunk is None
         if not tracked.encoded:
             kind = "whole" if whole else "encode"
@@ -395,10 +399,13 @@ class Engine:
             kind = "decode"
         spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
         pinned = getattr(spec, "pool", None)
-        key = (policy.revision, kind, pinned)
+        own = tracked.req.ranks  # the request's own pin
+        key = (policy.revision, kind, pinned, own)
         if key in self._eligible:
             return self._eligible[key]
         ranks: frozenset[int] | None = frozenset(policy.pools.get(pinned, ())) if pinned else None
+        if own is not None:
+            ranks = own if ranks is None else ranks & own
         for stage in NEXT_STAGES[kind]:
             pool = policy.stage_pools.get(stage)
             if pool is not None:

@@ -60,6 +60,7 @@ class Request:
     cfg: bool = False
     seed: int = 0
     prompt: str = ""
+    ranks: frozenset[int] | None = None  # pinned: its tasks run only on these ranks (gfdit/engine/pinning.py)
     payload: object = field(default=None, compare=False, repr=False)  # how to run it (the server: its
     # generation parameters); the engine never reads it
 
@@ -78,6 +79,8 @@ class Request:
             raise RequestError(f"request {self.id}: latent tokens must be a positive integer, got {self.tokens!r}")
         if self.deadline is not None and math.isnan(self.deadline):
             raise RequestError(f"request {self.id}: deadline is NaN")
+        if self.ranks is not None:
+            object.__setattr__(self, "ranks", _ranks(self.id, self.ranks))
 
     @property
     def shape(self) -> Shape:
@@ -106,6 +109,7 @@ class Request:
                 cfg=bool(rec.get("do_true_cfg", False)),
                 seed=int(rec.get("seed", 0)),
                 prompt=str(rec.get("prompt", "")),
+                ranks=rec.get("ranks"),
             )
         except KeyError as exc:
             raise RequestError(f"workload record {rec.get('request_id', '?')}: missing field {exc}") from exc
@@ -129,6 +133,8 @@ class Request:
             rec["deadline_ms"] = round(self.deadline * 1000.0, 3)
         if self.preemptible is not None:
             rec["preemptible"] = self.preemptible
+        if self.ranks is not None:
+            rec["ranks"] = sorted(self.ranks)
         if self.t_single is not None:
             rec["profiled_optimal_latency_ms"] = round(self.t_single * 1000.0, 3)
         return rec
@@ -170,3 +176,14 @@ def _opt(rec: Mapping[str, Any], key: str, kind: type):
 def _opt_ms(rec: Mapping[str, Any], key: str) -> float | None:
     value = rec.get(key)
     return None if value is None else float(value) / 1000.0
+
+
+def _ranks(request_id: str, ranks: object) -> frozenset[int]:
+    """A request's pinned ranks: a non-empty collection of rank numbers (>= 0)."""
+    if isinstance(ranks, (str, bytes, Mapping)) or not hasattr(ranks, "__iter__"):
+        raise RequestError(f"request {request_id}: ranks must be a list of rank numbers, got {ranks!r}")
+    members = list(ranks)  # type: ignore[call-overload]
+    if not members or any(not isinstance(r, int) or isinstance(r, bool) or r < 0 for r in members):
+        raise RequestError(f"request {request_id}: ranks must be a non-empty list of rank numbers >= 0, "
+                           f"got {members!r}")
+    return frozenset(members)

@@ -15,6 +15,7 @@ from gfdit.server.config import ServerConfig
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,64}$")
 DEFAULT_TEXT_TOKENS = 512
+MAX_PINNED_RANKS = 4096  # a pin names ranks of the cluster (the engine refuses ranks outside it)
 
 
 class InvalidSubmit(ValueError):
@@ -48,6 +49,8 @@ def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str,
         value = getattr(msg, name)
         if value is not None and not 1 <= value <= 10_000_000:
             raise InvalidSubmit(f"{name} must be in 1..10000000, got {value}")
+    if msg.ranks is not None and len(msg.ranks) > MAX_PINNED_RANKS:
+        raise InvalidSubmit(f"ranks: at most {MAX_PINNED_RANKS} entries, got {len(msg.ranks)}")
     if msg.priority is not None and abs(msg.priority) > 1_000_000:
         raise InvalidSubmit(f"priority must be within +-1000000, got {msg.priority}")
     try:
@@ -56,7 +59,7 @@ def build_request(msg: Submit, now: float, config: ServerConfig, fresh_id: str,
             frames=params.frames, text_tokens=msg.text_seq_len or DEFAULT_TEXT_TOKENS,
             tokens=msg.latent_seq_len or 0, request_class=msg.request_class or "default",
             priority=msg.priority, deadline=deadline, seed=params.seed, prompt=params.prompt,
-            preemptible=msg.preemptible, payload=params,
+            preemptible=msg.preemptible, payload=params, ranks=msg.ranks,
             cfg=params.guidance_scale not in (None, 0.0, 1.0),
         )
     except RequestError as exc:
