@@ -49,7 +49,9 @@ def test_shadow_counts_differences_then_promote_swaps_it_in(server_factory, tmp_
         promoted = client.promote(if_revision=live)
         assert promoted.ok and promoted.previous_revision == live and promoted.revision == shadow["revision"]
         status = client.status()
-        assert status["revision"] == shadow["revision"] and status["policy"] == "wide" and status["shadow"] is None
+        assert status["revision"] == shadow["revision"] and status["shadow"] is None
+        client.ping()  # the engine swaps at its next round (a loop iteration): the name follows
+        wait_for(lambda: True if client.status()["policy"] == "wide" else None)
         assert 2 in widths(client.submit("after", steps=6))  # later decisions are the candidate's
         assert "no candidate" in _error(lambda: client.promote())
 
