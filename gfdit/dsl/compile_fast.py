@@ -6,7 +6,10 @@ a handful of closure calls; here the k-invariant side (a literal, a param, a
 request field, a cluster count: values that cannot fail) is read once, the
 view's cost method is looked up once, and the loop calls it directly. Same
 values, same order of evaluation for everything that can fail, same error
-location (the cost call's `file:line:col`).
+location (the cost call's `file:line:col`). On the engine's own `Round`,
+`finish(k)` and `slack(k)` are computed in the loop from the request's
+`remaining_s(k)` with the float operations `Round` itself does (`now + rem`,
+`deadline - now - rem`): the same values without a method call per k.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import operator
 from gfdit.dsl import ast
 from gfdit.dsl.names import COST_FUNCTIONS
 from gfdit.engine.policy import RuleError
+from gfdit.engine.view import Round
 
 COMPARE = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
            "==": operator.eq, "!=": operator.ne}
@@ -59,8 +63,15 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
 
     def pick(v, q, e):
         x = bound(v, q, e)
-        cost = getattr(v, method)
+        form = _round_form(v, q, method)
+        cost = getattr(v, method) if form is None else None
         try:
+            if form is not None:
+                base, minus, rem = form
+                for k in ordered:
+                    if test(base - rem(k) if minus else base + rem(k), x):
+                        return k
+                return fallback(v, q, e)
             for k in ordered:
                 if test(cost(q, k), x):
                     return k
@@ -81,11 +92,13 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
     method, lower, loc = COST_FUNCTIONS[call.func][0], node.kind == "argmin", loc_of(call.span)
 
     def best(v, q, e):
-        cost = getattr(v, method)
+        form = _round_form(v, q, method)
+        cost = getattr(v, method) if form is None else None
+        base, minus, rem = form if form is not None else (0.0, False, None)
         found, best_value = None, None
         try:
             for k in values:
-                value = cost(q, k)
+                value = cost(q, k) if rem is None else base - rem(k) if minus else base + rem(k)
                 if found is None or (value < best_value if lower else value > best_value):
                     found, best_value = k, value
         except RuleError:
@@ -95,3 +108,15 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
         return found if found is not None else fallback(v, q, e)
 
     return best
+
+
+def _round_form(v, q, method: str) -> tuple[float, bool, object] | None:
+    """(base, minus, rem) with `v.METHOD(q, k) == base - rem(k) if minus else base + rem(k)`, the
+    float operations of `Round.finish` / `Round.slack`; None for any other view or method."""
+    if type(v) is not Round:
+        return None
+    if method == "finish":
+        return v.now, False, q.remaining_s
+    if method == "slack":
+        return q.deadline - v.now, True, q.remaining_s
+    return None

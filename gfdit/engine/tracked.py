@@ -31,7 +31,8 @@ class Tracked:
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
-                 "busy_rank_s", "run_s", "reason", "finish", "order_memo")
+                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "_rem_steps", "_rem_encoded",
+                 "_rem")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
         self.req = req
@@ -39,6 +40,8 @@ class Tracked:
         self._cm = cm
         self._parts: dict[int, tuple[float, float, float]] = {}
         self._prepare: dict[int, float] = {}
+        self._rem: dict[int, float] = {}  # remaining_s per width, for (_rem_steps, _rem_encoded)
+        self._rem_steps, self._rem_encoded = -1, False
         self.t_single = req.t_single if req.t_single is not None else cm.t_single(req.shape)
         self.deadline = _deadline(req, spec, self.t_single)
         self.priority = req.priority if req.priority is not None else (spec.priority if spec else 0)
@@ -79,6 +82,17 @@ class Tracked:
         return hit
 
     def remaining_s(self, width: int) -> float:
+        """All remaining work at `width`; memoised until `steps_done` or `encoded` changes (a waiting
+        request is asked every round, its progress changes once per task)."""
+        if self._rem_steps != self.steps_done or self._rem_encoded != self.encoded:
+            self._rem = {}
+            self._rem_steps, self._rem_encoded = self.steps_done, self.encoded
+        hit = self._rem.get(width)
+        if hit is None:
+            hit = self._rem[width] = self._remaining_s(width)
+        return hit
+
+    def _remaining_s(self, width: int) -> float:
         encode, step, decode = self._parts.get(width) or self.parts(width)
         prepare = self.prepare_s(width) if self.steps_done == 0 else 0.0
         return (0.0 if self.encoded else encode) + prepare + (self.req.steps - self.steps_done) * step + decode
