@@ -9,7 +9,9 @@ adds to the loop; only while a candidate is set).
 
 It also keeps the arrivals it saw (the last `KEEP_ARRIVALS`) and, on its own
 thread, every `PREDICT_EVERY_S` when new ones came, simulates them with its own
-compiled copy of the candidate on the server's cost model: the candidate's
+compiled copy of the candidate on the server's cost model (spaced so that they
+take at most `PREDICT_SHARE` of the time: they share the interpreter lock with
+the engine loop): the candidate's
 predicted metrics on the same arrivals, and the live policy's (`predicted["live"]`,
 when its source is known: a `.gfp` or shipped policy, not a built-in `py:NAME`). `gfdit policy promote` swaps it in
 through the server's one hot-reload path (`PolicySwap`, compare-and-swap on
@@ -30,6 +32,7 @@ from gfdit.server.recorder import shifted_record
 log = logging.getLogger("gfdit.server.shadow")
 KEEP_ARRIVALS = 2000
 PREDICT_EVERY_S = 2.0
+PREDICT_SHARE = 0.1  # predictions share the interpreter with the engine loop: at most 10% of the time
 PREDICTED = ("requests", "completed", "failed", "rejected", "slo_attainment", "mean_latency_s", "p50_latency_s",
              "p99_latency_s")
 
@@ -98,17 +101,20 @@ class Shadow:
             self.predicted = {"error": error}
             return
         live = self._compiled(self._live_text)[0] if self._live_text else None  # None: a built-in, not compared
-        done = 0
+        done, every = 0, PREDICT_EVERY_S
         while not self._stop.is_set():
-            self._wake.wait(PREDICT_EVERY_S)
+            self._wake.wait(every)
             if self._stop.is_set() or self._seen == done:
                 continue
             done, arrivals = self._seen, list(self._arrivals)
+            t0 = time.perf_counter()
             try:
                 predicted = self.predict(policy, arrivals) | {"arrivals": len(arrivals)}
                 if live is not None:
                     predicted["live"] = self.predict(live, arrivals)
-                self.predicted = predicted
+                took = time.perf_counter() - t0
+                every = max(PREDICT_EVERY_S, took / PREDICT_SHARE)  # at most this share of a core
+                self.predicted = predicted | {"took_s": round(took, 4)}
             except Exception as exc:  # noqa: BLE001 -- a prediction that fails is reported, not fatal
                 log.exception("shadow prediction failed")
                 self.predicted = {"error": f"{type(exc).__name__}: {exc}"}

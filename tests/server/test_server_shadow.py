@@ -41,6 +41,7 @@ def test_shadow_counts_differences_then_promote_swaps_it_in(server_factory, tmp_
         assert "gfdit_shadow_round_seconds_count" in text
         predicted = wait_for(lambda: client.status()["shadow"]["predicted"])
         assert predicted["requests"] == 4 and predicted["completed"] == 4
+        assert predicted["took_s"] >= 0  # the simulation's time, which spaces the next one
         assert predicted["live"]["completed"] == 4  # the live policy on the same arrivals, side by side
         assert predicted["mean_latency_s"] != predicted["live"]["mean_latency_s"]  # (width 2 vs 1: other times)
         stale = client.promote(if_revision="000000000000")
