@@ -358,6 +358,9 @@ class Rejected(ServerMessage, tag="rejected"):
     code: str = "admission"
 
 
+ERROR_CODES = ("protocol", "unauthorized", "unknown_request", "invalid", "shutting_down", "internal")
+
+
 class ErrorReply(ServerMessage, tag="error"):
     """A message the server could not accept: malformed, unknown, unauthorized.
 

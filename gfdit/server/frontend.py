@@ -74,6 +74,7 @@ class Frontend:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gfdit-frontend", daemon=True)
         self.errors_answered = 0
+        self.on_error: Callable[[str], None] = _ignore  # every ErrorReply sent, by code (the server's metric)
         # kinds answered off the engine loop: the handler returns the reply (sent at once) or None
         self.routes: dict[type, Callable[[ClientCall], ServerMessage | None]] = {}
         self.instance = new_instance()  # in every reply: clients notice a restart on the same address
@@ -84,6 +85,8 @@ class Frontend:
     def send(self, peer: bytes, msg: ServerMessage, payload: list[bytes] | tuple[bytes, ...] = ()) -> None:
         """Queue a reply or event for one client (thread-safe)."""
         msg.instance = self.instance
+        if isinstance(msg, ErrorReply):
+            self.on_error(msg.code)
         frames = [peer, *encode_frames(msg, list(payload))]
         with self._push_lock:
             self._out_push.send_multipart(frames, copy=False)
@@ -158,6 +161,7 @@ class Frontend:
 
     def _refuse(self, peer: bytes, call_id: int, code: str, message: str) -> None:
         self.errors_answered += 1
+        self.on_error(code)
         log.info("refused a client message (%s): %s", code, message[:200])
         reply = ErrorReply(call_id=call_id, code=code, message=message, instance=self.instance)
         frames = [peer, *encode_frames(reply)]
@@ -165,6 +169,10 @@ class Frontend:
             self._router.send_multipart(frames, zmq.NOBLOCK)
         except zmq.Again:
             pass
+
+
+def _ignore(code: str) -> None:
+    """A frontend without metrics counts nothing."""
 
 
 def new_instance() -> str:

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from gfdit.engine.request import REJECTED, Outcome
 from gfdit.engine.tally import Tally, class_label
+from gfdit.protocol import ERROR_CODES
 from gfdit.server.costs import ControlCosts
 
 prometheus_client.disable_created_metrics()  # no *_created series: they would double every counter
@@ -113,8 +114,9 @@ class ServerMetrics:
         self.worker_deaths = c("gfdit_worker_deaths_total", "Worker processes found dead.")
         self.rule_errors = c("gfdit_rule_errors_total", "Policy rules that failed at run time, by rule "
                              "location (the hook's fallback applied; docs/engine.md).", ("rule",))
-        self.client_errors = c("gfdit_client_errors_total", "Client messages answered with an error, by code.",
-                               ("code",))
+        self.client_errors = c("gfdit_client_errors_total", "Client messages answered with an error, by "
+                               "ErrorReply code (protocol, unauthorized, unknown_request, invalid, "
+                               "shutting_down, internal; any other: other).", ("code",))
         self.overhead = h("gfdit_task_overhead_seconds", "Control-plane time of a task: its wall time "
                           "at the server minus the workers' own time.",
                           (1e-4, 3e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.02, 0.05, 0.1, 0.3, 1.0))
@@ -152,6 +154,11 @@ class ServerMetrics:
             if outcome.state == "completed":
                 self.latency.observe(outcome.latency or 0.0, request_class=label)
                 self.slo.inc(request_class=label, outcome="met" if outcome.met_slo else "missed")
+
+    def count_client_error(self, code: str) -> None:
+        """One client message answered with `ErrorReply(code)` (the label is bounded: other)."""
+        with self.lock:
+            self.client_errors.inc(code=code if code in ERROR_CODES else "other")
 
     def render(self) -> str:
         """The text exposition (prometheus_client's), consistent with the summary under the lock."""

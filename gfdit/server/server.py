@@ -142,6 +142,7 @@ class Server:
                                  partial(compile_policy, runs_on=(cost_model, cfg.num_gpus)))
         self._parts.append(reloader)
         metrics = ServerMetrics()
+        frontend.on_error = metrics.count_client_error
         desk = MetricsDesk(metrics, cfg.num_gpus, frontend.send)
         self._parts.append(desk)
         frontend.routes[MetricsQuery] = desk.ask
