@@ -2,7 +2,7 @@
 
     python3 bench/shadow_cost.py [--quick] [--gpus 8] [--time-scale 0.01]
 
-Replays the shipped `short-4gpu` trace (the first `--requests`) through an
+Replays the shipped `short-4gpu` trace (107 requests; at most `--requests`) through an
 emulated server twice: live policy `default` alone, then with `slo_grow`
 shadowed beside it (`Client.shadow_policy`). Prints the live rounds' p50/p99
 (`control_plane.rounds`, rounds with a waiting request and a free rank) in
