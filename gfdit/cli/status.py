@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     print(answered_by(server))
     for key in SHOWN:
         value = server.get(key)
-        if key == "reloads" and isinstance(value, dict):
-            value = f"{value.get('ok', 0)} ok, {value.get('refused', 0)} refused"
+        if isinstance(value, dict) and key in SHORT:
+            value = SHORT[key](value)
         print(f"{key:>14}: {value}")
     if args.request:
         request = status["request"]
@@ -53,6 +53,26 @@ def run(args: argparse.Namespace) -> int:
     if listed is not None:
         print_requests(listed)
     return 0
+
+
+def _shadow_line(s: dict) -> str:
+    line = f"{s['policy']} {s['revision']}: differs in {s['differ']} of {s['rounds']} rounds"
+    p = s.get("predicted") or {}
+    if "mean_latency_s" in p:
+        live = p.get("live") or {}
+        line += (f"; predicted on {p['arrivals']} arrivals: SLO {p['slo_attainment']:.3f}, mean {p['mean_latency_s']:.2f} s"
+                 + (f" (live: {live['slo_attainment']:.3f}, {live['mean_latency_s']:.2f} s)" if live else ""))
+    elif "error" in p:
+        line += f"; prediction failed: {p['error']}"
+    return line
+
+
+SHORT = {  # one line for the dicts of the status (the full ones: --json)
+    "reloads": lambda v: f"{v.get('ok', 0)} ok, {v.get('refused', 0)} refused",
+    "recording": lambda v: f"{v['path']}: {v['records']} records, {v['parts']} part(s)"
+                           + (f"; {v['error']}" if v.get("error") else ""),
+    "shadow": _shadow_line,
+}
 
 
 def answered_by(server: dict) -> str:

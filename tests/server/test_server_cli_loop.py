@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,6 +43,9 @@ def test_record_cost_model_simulate_shadow_promote(tmp_path, policy_texts):
         sim = gfdit("simulate", "--policy", str(policy), "--workload", str(record), "--cost-model",
                     str(tmp_path / "cm"), "--gpus", "2")
         assert sim.returncode == 0 and "2 requests" in sim.stdout, sim.stderr
+        brief = gfdit("status", *at).stdout
+        assert "shadow: wide " in brief and "recording: " + str(record) + ": 2 records, 1 part(s)" in brief, brief
+        assert re.search(r"differs in \d+ of \d+ rounds", brief)
         stopped = gfdit("record", "stop", *at)
         assert stopped.returncode == 0 and '"records": 2' in stopped.stdout, stopped.stderr
         stale = gfdit("policy", "promote", "--if-revision", "000000000000", *at)
