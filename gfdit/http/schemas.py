@@ -30,6 +30,8 @@ class GfditFields(BaseModel):
     request_class: str | None = None
     deadline_s: float | None = None
     priority: int | None = None
+    ranks: list[int] | None = Field(None, description="pin the request to these ranks (with its class's and "
+                                    "stages' pools); a pin that cannot run is refused")
     negative_prompt: str = ""
     guidance_scale: float | None = None
     request_id: str | None = Field(None, description="your id for the request (with n > 1: ID-0, ID-1, ...)")

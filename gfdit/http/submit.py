@@ -36,7 +36,8 @@ async def submit_all(gateway: Gateway, body: GfditFields, n: int, frames: int = 
             feeds.append(await gateway.submit(
                 body.prompt, height=height, width=width, frames=frames, steps=body.steps, seed=seed + i,
                 request_class=body.request_class, deadline=body.deadline_s, priority=body.priority,
-                negative_prompt=body.negative_prompt, guidance_scale=body.guidance_scale, request_id=rid))
+                negative_prompt=body.negative_prompt, guidance_scale=body.guidance_scale, request_id=rid,
+                ranks=body.ranks))
     except RequestRejected as exc:
         await cancel_all(gateway, feeds)
         raise from_rejection(exc) from None

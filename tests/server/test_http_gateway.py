@@ -333,3 +333,17 @@ def test_events_asked_while_the_same_id_is_being_posted_do_not_lose_the_request(
     outcomes = [race(i) for i in range(30)]
     assert all(posted == 200 for posted, _ in outcomes), outcomes
     assert all(streamed in (200, 404) for _, streamed in outcomes), outcomes  # 404: asked before the POST
+
+
+def test_a_pinned_request_through_the_gateway(gateway):
+    ok = post(gateway, {"prompt": "x", "size": "64x64", "steps": 2, "ranks": [1], "request_id": "pin-1"})
+    assert ok.status_code == 200, ok.text
+    from gfdit.client import Client
+
+    with Client(gateway.address) as client:
+        assert client.status("pin-1")["request"]["latest"]["state"] == "completed"
+    outside = post(gateway, {"prompt": "x", "size": "64x64", "steps": 2, "ranks": [1, 9]})
+    assert outside.status_code == 429, outside.text
+    assert error_of(outside)["message"] == "pinned ranks [9] are outside the cluster (ranks 0..3)"
+    empty = post(gateway, {"prompt": "x", "size": "64x64", "steps": 2, "ranks": []})
+    assert empty.status_code == 400 and "ranks must be a non-empty list" in error_of(empty)["message"]
