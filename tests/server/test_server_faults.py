@@ -110,16 +110,18 @@ def test_sigkill_of_a_worker_mid_request_retries_and_the_pool_recovers(server_fa
         assert client.submit("after", steps=4, **BIG).result(timeout=60).latency_s > 0
 
 
-@pytest.mark.parametrize("timeout_s, restarts", [(1.5, 1), (60.0, 0)])
-def test_a_paused_worker_is_dead_only_past_the_configured_heartbeat_timeout(server_factory, timeout_s, restarts):
+@pytest.mark.parametrize("timeout_s, restarted", [(1.5, True), (60.0, False)])
+def test_a_paused_worker_is_dead_only_past_the_configured_heartbeat_timeout(server_factory, timeout_s, restarted):
     server = server_factory(gpus=2, heartbeat_timeout_s=timeout_s)
     with Client(server.address) as client:
         handle = client.submit("pause", steps=40, **BIG)
         victim = client.status()["worker_pids"][0]
         os.kill(victim, signal.SIGSTOP)
         time.sleep(4.0)  # longer than 1.5 s of silence, far shorter than 60 s
-        if restarts == 0:
+        if not restarted:
             os.kill(victim, signal.SIGCONT)  # (declared dead, it was killed: nothing to continue)
         end = list(handle.progress(timeout=120))[-1]
         assert end.state == "completed", end
-        assert client.status()["pool_restarts"] == restarts
+        restarts = client.status()["pool_restarts"]
+        # at 1.5 s a loaded machine may restart the fresh world once more; at 60 s never
+        assert restarts >= 1 if restarted else restarts == 0, restarts
