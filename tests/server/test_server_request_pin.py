@@ -5,12 +5,19 @@ only on its ranks; pins the cluster or the policy cannot satisfy are rejected wi
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from gfdit.cli.generate import rank_list
 from gfdit.client import Client, RequestRejected
 
+ROOT = Path(__file__).resolve().parents[2]
 BIG = dict(height=1024, width=1024)
 WIDE = """policy wide
 param chunk = 2
@@ -51,3 +58,19 @@ def test_generate_ranks_option_parses_a_list():
     for bad in ("a,b", "1,-2", ""):
         with pytest.raises(argparse.ArgumentTypeError):
             rank_list(bad)
+
+
+def test_generate_ranks_through_the_cli(server_factory):
+    server = server_factory(WIDE, gpus=4)
+
+    def generate(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "gfdit", "generate", "x", "--steps", "4", "--height", "1024",
+                               "--width", "1024", "--address", server.address, *args], capture_output=True,
+                              text=True, timeout=120, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+
+    pinned = generate("--ranks", "1,3")
+    assert pinned.returncode == 0, pinned.stderr
+    placed = re.findall(r"on ranks (\[[0-9, ]*\])", pinned.stderr)
+    assert placed and {r for ranks in placed for r in json.loads(ranks)} == {1, 3}
+    outside = generate("--ranks", "9")
+    assert outside.returncode == 1 and "pinned ranks [9] are outside the cluster" in outside.stderr
