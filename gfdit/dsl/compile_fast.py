@@ -9,7 +9,9 @@ values, same order of evaluation for everything that can fail, same error
 location (the cost call's `file:line:col`). On the engine's own `Round`,
 `finish(k)` and `slack(k)` are computed in the loop from the request's
 `remaining_s(k)` with the float operations `Round` itself does (`now + rem`,
-`deadline - now - rem`): the same values without a method call per k.
+`deadline - now - rem`): the same values without a method call per k; and
+when no k passes the `where`, an `else argmin|argmax k in SAME by SAME_COST(k)`
+picks among the values that loop already computed.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
     bound = compiler.compile(other).fn
     loc = compiler.where(call.span)
     ordered = values if node.kind == "min" else tuple(reversed(values))
+    lower = _same_best(compiler, node, values, call.func)  # None: the `else` is not `arg* k by COST(k)`
+    back = node.kind != "min"
 
     def pick(v, q, e):
         x = bound(v, q, e)
@@ -68,10 +72,15 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
         try:
             if form is not None:
                 base, minus, rem = form
+                seen = []
                 for k in ordered:
-                    if test(base - rem(k) if minus else base + rem(k), x):
+                    value = base - rem(k) if minus else base + rem(k)
+                    if test(value, x):
                         return k
-                return fallback(v, q, e)
+                    seen.append(value)
+                if lower is None:
+                    return fallback(v, q, e)
+                return _arg_best(values, seen[::-1] if back else seen, lower)
             for k in ordered:
                 if test(cost(q, k), x):
                     return k
@@ -120,3 +129,26 @@ def _round_form(v, q, method: str) -> tuple[float, bool, object] | None:
     if method == "slack":
         return q.deadline - v.now, True, q.remaining_s
     return None
+
+
+def _same_best(compiler, node: ast.Choice, values: tuple, func: str) -> bool | None:
+    """When `node`'s `else` is `argmin|argmax k in SAME_CONST by SAME_COST(k)` (no where), its loop
+    would compute exactly the values the `where` loop computed: True for argmin, False for argmax;
+    None otherwise."""
+    other = node.orelse
+    if not isinstance(other, ast.Choice) or other.where is not None or other.by is None or not values:
+        return None
+    call = variable_cost_call(other.by, other.slot)
+    domain = compiler.compile(other.domain)
+    if call is None or call.func != func or not domain.is_const or tuple(domain.const) != tuple(values):
+        return None
+    return other.kind == "argmin"
+
+
+def _arg_best(values: tuple, seen: list, lower: bool):
+    """`fast_best`'s loop over values already computed (in `values` order)."""
+    found, best_value = None, None
+    for k, value in zip(values, seen, strict=True):
+        if found is None or (value < best_value if lower else value > best_value):
+            found, best_value = k, value
+    return found

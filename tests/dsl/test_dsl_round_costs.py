@@ -1,6 +1,7 @@
 """`Tracked.remaining_s` is memoised per width until the request's progress changes, and the
 compiled `finish(k)` / `slack(k)` choices read it directly on the engine's own `Round`
-(gfdit/dsl/compile_fast.py): both give exactly the values of the plain computation."""
+(gfdit/dsl/compile_fast.py), an `else argmin|argmax k by` the same cost reusing the values the
+`where` loop computed: all give exactly the answers of the plain computation."""
 
 import random
 
