@@ -104,12 +104,9 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
         form = _round_form(v, q, method)
         cost = getattr(v, method) if form is None else None
         base, minus, rem = form if form is not None else (0.0, False, None)
-        found, best_value = None, None
-        try:
-            for k in values:
-                value = cost(q, k) if rem is None else base - rem(k) if minus else base + rem(k)
-                if found is None or (value < best_value if lower else value > best_value):
-                    found, best_value = k, value
+        try:  # the values one at a time, each compared before the next is computed
+            found = _arg_best(values, (cost(q, k) if rem is None else base - rem(k) if minus else base + rem(k)
+                                       for k in values), lower)
         except RuleError:
             raise
         except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
@@ -145,8 +142,9 @@ def _same_best(compiler, node: ast.Choice, values: tuple, func: str) -> bool | N
     return other.kind == "argmin"
 
 
-def _arg_best(values: tuple, seen: list, lower: bool):
-    """`fast_best`'s loop over values already computed (in `values` order)."""
+def _arg_best(values: tuple, seen, lower: bool):
+    """The first k of `values` with the lowest (`lower`) or highest of `seen`, its values in the same
+    order (a list, or a generator computing each when asked); None when `values` is empty."""
     found, best_value = None, None
     for k, value in zip(values, seen, strict=True):
         if found is None or (value < best_value if lower else value > best_value):
