@@ -40,3 +40,19 @@ def test_every_benchmark_run_all_runs_accepts_quick():
         if proc.returncode != 0 or "--quick" not in out:
             missing[script] = (proc.returncode, out[-300:])
     assert not missing, f"scripts without a working --quick in --help: {missing}"
+
+
+# The simulation-only benchmarks whose quick mode takes about a second: run for real, so a bench that
+# has drifted from the code it measures fails here, not in the next `run_all.sh` (round_time.py did).
+CHEAP = ["policies.py", "saturation.py", "sim_speed.py", "dsl_compile.py", "round_time.py"]
+
+
+def test_the_cheap_benchmarks_run_in_quick_mode():
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    failed = {}
+    for script in CHEAP:
+        run = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        if run.returncode != 0:
+            failed[script] = run.stderr[-600:]
+    assert not failed, failed
