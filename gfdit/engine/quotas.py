@@ -5,7 +5,10 @@ their growth); enforced by allocate and grow: a candidate whose class has no
 room for its width is shrunk to what its quota allows (`on short shrink`) or
 passed over (rule `engine:quota`), never `reserve`d for (the ranks are not
 short, its class is). A class's limit is floor(share × gpus), at least the
-smallest allowed width, so every class can always make progress.
+smallest allowed width, so every class can always make progress: a width
+above the limit is capped to the largest allowed width within it (as widths are
+capped to the cluster), so a request only waits while its own class's running
+tasks hold the room.
 """
 
 from __future__ import annotations
@@ -40,6 +43,11 @@ class Quotas:
     def class_of(self, req: RequestView) -> str | None:
         spec = self._classes.get(req.request_class) or self._classes.get("default")
         return spec.name if spec is not None and spec.name in self.limits else None
+
+    def limit(self, req: RequestView) -> int | None:
+        """The most ranks `req`'s class may ever hold at once (None: no quota)."""
+        name = self.class_of(req)
+        return None if name is None else self.limits[name]
 
     def room(self, req: RequestView) -> int | None:
         """Ranks `req`'s class may still take (None: no quota)."""

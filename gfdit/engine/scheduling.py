@@ -213,6 +213,9 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
     width, action = wanted, "fit"
     if width > capacity:
         width, action = [w for w in policy.widths if w <= capacity][-1], "cap+fit"
+    limit = quotas.limit(req) if quotas is not None else None
+    if limit is not None and width > limit:  # more than its class may ever hold: capped, never waited for
+        width, action = [w for w in policy.widths if w <= limit][-1], "cap+fit"
     room = quotas.room(req) if quotas is not None else None
     if room is not None and width > room:  # its class's share is spent: shrink into it or wait
         within = [w for w in policy.widths if w <= room]

@@ -61,3 +61,12 @@ def test_share_is_checked():
     bad = check(POLICY.replace("SHARE", "1.5").replace("WIDTH", "2").replace("ON_SHORT", "skip"), "q.gfp")
     assert [d.code for d in bad.diagnostics] == ["E111"] and "at most 1" in bad.diagnostics[0].hint
     assert policy("0.5").classes["L"].share == 0.5 and policy("0.5").classes["S"].share is None
+
+
+def test_a_width_above_the_class_limit_is_capped_to_it_not_waited_for_forever():
+    """share 0.25 of 8 GPUs = 2 ranks, width 4: the request runs at 2 (skip and reserve alike)."""
+    for on_short in ("skip", "reserve"):
+        result = simulate(policy("0.25", width="4", on_short=on_short), requests(), COST, 8,
+                          record_spans=True, time_rounds=False)
+        assert all(o.state == "completed" for o in result.outcomes), on_short
+        assert most_held(result.spans, "L") == 2
