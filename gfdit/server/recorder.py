@@ -84,8 +84,10 @@ class Recorder:
         self._thread.start()
 
     def add(self, request: Request) -> None:
-        """Record one arrival (called on the engine loop: it only queues)."""
-        self._jobs.put(request)
+        """Record one arrival (called on the engine loop: it only queues). Once the writer stopped on
+        an error, arrivals are dropped (counted nowhere, `status` tells why): the queue never grows."""
+        if self.error is None and self._thread.is_alive():
+            self._jobs.put(request)
 
     def close(self) -> None:
         """Write what is queued, then close the file."""
@@ -101,11 +103,21 @@ class Recorder:
         try:
             while (request := self._jobs.get()) is not None:
                 self._write(self.record(request))
-        except OSError as exc:  # a full disk: the server goes on, status tells
-            self.error = f"recording to {self.path} stopped: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a full disk, a failed rotation, a bug: the server goes on
+            self.error = f"recording to {self.path} stopped: {type(exc).__name__}: {exc}"
             log.error("%s", self.error)
         finally:
-            self._file.close()
+            self._drain()
+            if self._file is not None:
+                self._file.close()
+
+    def _drain(self) -> None:
+        """Drop what was queued before the writer stopped (nothing is queued after)."""
+        while True:
+            try:
+                self._jobs.get_nowait()
+            except queue.Empty:
+                return
 
     def record(self, request: Request) -> dict:
         return shifted_record(request, self.start, self.prompts)

@@ -130,3 +130,30 @@ def test_a_client_cannot_make_the_server_overwrite_other_files(server_factory, t
         client.record(None)
         assert client.record(tmp_path / "r.json")["recording"]["path"] == str(tmp_path / "r.json")  # ours: reused
     assert precious.read_text() == '{"mine": 1}\n' and not (tmp_path / "elsewhere.json").exists()
+
+
+def _stopped(rec: Recorder) -> None:
+    rec._thread.join(timeout=30)
+    assert not rec._thread.is_alive() and rec.error
+    for i in range(50):  # arrivals after the writer stopped are not kept anywhere
+        rec.add(Request(id=f"late{i}", arrival=200.0, height=64, width=64, steps=2))
+    assert rec._jobs.qsize() == 0 and rec.status()["error"] == rec.error
+
+
+def test_a_failed_rotation_stops_the_recording_and_the_queue_stays_empty(tmp_path):
+    path = tmp_path / "t.json"
+    path.with_name("t.json.1").mkdir()  # the rotation cannot remove a directory (even as root)
+    rec = Recorder(path, 100.0, max_bytes=256, keep=1)
+    for i in range(20):
+        rec.add(Request(id=f"r{i:03d}", arrival=100.0 + i, height=64, width=64, steps=2))
+    _stopped(rec)
+    assert "t.json.1" in rec.error
+    rec.close()
+
+
+def test_an_unexpected_writer_error_is_reported_not_silent(tmp_path):
+    rec = Recorder(tmp_path / "t.json", 100.0, prompts=True)
+    rec.add(Request(id="bad", arrival=100.0, height=64, width=64, steps=2, prompt=object()))  # not JSON
+    _stopped(rec)
+    assert "TypeError" in rec.error
+    rec.close()
