@@ -210,8 +210,9 @@ class CostModel:
         encode = sum(self._stage_at(s, xs, width) for s in ENCODE_STAGES)
         step = self.step_curve(width, shape.cfg).ms(shape.tokens) / 1000.0
         decode = sum(self._stage_at(s, xs, width) for s in DECODE_STAGES)
+        prepare = sum(self._stage_at(s, xs, width) for s in PREPARE_STAGES)
+        self._prepare[key] = prepare  # both or neither: a failing stage caches nothing
         self._cache[key] = result = (encode, step, decode)
-        self._prepare[key] = sum(self._stage_at(s, xs, width) for s in PREPARE_STAGES)
         return result
 
     def prepare_s(self, shape: Shape, width: int) -> float:

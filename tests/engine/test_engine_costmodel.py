@@ -191,3 +191,15 @@ def test_a_stage_the_artifact_does_not_know_needs_its_x_name(tmp_path):
     (tmp_path / "tp1_ulysses1_ring1_cfg1.json").write_text(json.dumps(data))
     with pytest.raises(CostModelError, match="stage 'upscale' has no x_name"):
         CostModel.load(tmp_path)
+
+
+def test_a_missing_prepare_stage_stays_a_clear_error_on_every_call(tmp_path):
+    directory = write_cost_model(tmp_path / "cm", {1: 100.0})
+    layout = directory / "tp1_ulysses1_ring1_cfg1.json"
+    data = json.loads(layout.read_text())
+    del data["stages"]["dit_prepare"]
+    layout.write_text(json.dumps(data))
+    model, shape = CostModel.load(directory), Shape(1024, 512, 5, 1)
+    for ask in (model.parts, model.parts, model.prepare_s):  # nothing half-cached by the first failure
+        with pytest.raises(CostModelError, match="no stage 'dit_prepare'"):
+            ask(shape, 1)
