@@ -11,6 +11,7 @@ from gfdit.client import GfditError
 from gfdit.http.gateway import Gateway
 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DOWN_WITH_TOKEN = "unavailable"  # with a token set, /health says up or down and nothing of why
 
 
 def health_of(status: dict) -> tuple[bool, str]:
@@ -34,10 +35,13 @@ def router(gateway: Gateway, auth) -> APIRouter:
         try:
             status = await gateway.status()
         except (GfditError, TimeoutError) as exc:
-            return JSONResponse({"status": "unavailable", "reason": f"server does not answer: {exc}"}, 503)
+            why = DOWN_WITH_TOKEN if gateway.token else f"server does not answer: {exc}"
+            return JSONResponse({"status": "unavailable", "reason": why}, 503)
         up, why = health_of(status)
+        if gateway.token and not up:  # /health needs no token (probes): with one set, only up or down
+            why = DOWN_WITH_TOKEN
         body = {"status": "ok" if up else "unavailable", "reason": why}
-        if not gateway.token:  # /health needs no token (probes): with one set, it tells no more than up or down
+        if not gateway.token:
             body.update(model=status.get("model"), workers=len(status.get("worker_pids") or {}),
                         queued=status.get("queued"), running=status.get("running"))
         return JSONResponse(body, 200 if up else 503)

@@ -235,6 +235,26 @@ def test_health_503_when_the_server_is_gone(server_factory):
         gateway.close()
 
 
+def test_health_with_a_token_says_only_down_not_why(server_factory):
+    from gfdit.http.listener import HTTPGateway
+
+    server = server_factory(http_port=0, token=TOKEN)
+    os.kill(server.worker_pids[0], signal.SIGKILL)
+    downs, deadline = [], time.monotonic() + 60
+    while time.monotonic() < deadline and not downs:
+        health = httpx.get(server.http_url + "/health", timeout=10)
+        downs += [health.json()] if health.status_code == 503 else []
+        time.sleep(0.02)
+    assert downs == [{"status": "unavailable", "reason": "unavailable"}]  # no lost ranks, no pool text
+    gateway = HTTPGateway(server.address, token=TOKEN).start()
+    try:
+        server.stop()
+        gone = httpx.get(gateway.url + "/health", timeout=60)
+        assert gone.status_code == 503 and gone.json() == {"status": "unavailable", "reason": "unavailable"}
+    finally:
+        gateway.close()
+
+
 def test_remote_http_host_needs_allow_remote_and_a_token(tmp_path):
     from gfdit.server import Server, ServerConfig
     from gfdit.server.access import AccessError
