@@ -250,14 +250,15 @@ def _reserved_params(decls: Declarations, report: Report) -> None:
             decls.tick = float(tick.value)
         else:
             report.add("E112", tick.span, "`tick` must be a positive duration", "for example 500ms")
-    for name in ("grow_budget", "migration_budget"):
+    # at least 1 move per round: with 0 a request that must move (disaggregate after encode, lost holders) never could
+    for name, least in (("grow_budget", 0), ("migration_budget", 1)):
         budget = decls.params.get(name)
         if budget is None:
             continue
-        if budget.kind == "number" and float(budget.value).is_integer() and budget.value >= 0:
+        if budget.kind == "number" and float(budget.value).is_integer() and budget.value >= least:
             decls.budgets[name] = int(budget.value)
         else:
-            report.add("E112", budget.span, f"`{name}` must be a whole number (per round) of at least 0",
+            report.add("E112", budget.span, f"`{name}` must be a whole number (per round) of at least {least}",
                        f"for example param {name} = 1")
     plan = decls.params.get("plan")
     if plan is not None:

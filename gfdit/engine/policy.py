@@ -182,7 +182,7 @@ class Policy(Protocol):
       never_holds      -- hold always answers None: not asked.
     Optional budgets per round (absent or None: no limit):
       grow_budget      -- at most this many requests are widened by `grow` in one round.
-      migration_budget -- at most this many grants of one round move a request's state to
+      migration_budget -- at most this many (>= 1) grants of one round move a request's state to
                           ranks that do not hold it (the most urgent keep theirs; the others
                           wait for the next round).
     """

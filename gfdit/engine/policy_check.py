@@ -62,6 +62,10 @@ def check_policy(policy: Policy, cost_model: CostModel, gpus: int) -> None:
     problems += _pool_capacity(policy, widths)
     if policy.tick is not None and not (isinstance(policy.tick, (int, float)) and policy.tick > 0):
         problems.append(f"tick must be a positive number of seconds or None, got {policy.tick!r}")
+    budget = getattr(policy, "migration_budget", None)
+    if budget is not None and (not isinstance(budget, int) or isinstance(budget, bool) or budget < 1):
+        problems.append(f"migration_budget must be a positive integer or None (a request that must move "
+                        f"state would never run), got {budget!r}")
     if problems:
         raise PolicyError(f"policy {getattr(policy, 'name', '?')!r}: " + "; ".join(problems))
 

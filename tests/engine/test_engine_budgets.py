@@ -14,7 +14,11 @@ from gfdit.engine.costmodel import CostModel
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.engine import Engine
 from gfdit.engine.policy import Why
+from gfdit.engine.policy_check import PolicyError
 from gfdit.engine.simulator import simulate
+from gfdit.engine import Request
+from gfdit.engine.workload import shipped_cost_model
+from gfdit.resources import data_dir
 
 from engine_support import TestPolicy, req, write_cost_model
 
@@ -75,3 +79,24 @@ def test_the_language_sets_the_budgets_and_checks_them():
     assert plain.grow_budget is None and plain.migration_budget is None
     bad = check(text.replace("grow_budget = 1", "grow_budget = 1.5"), "p.gfp")
     assert [d.code for d in bad.diagnostics] == ["E112"]
+
+
+def test_a_migration_budget_of_zero_is_refused_it_would_strand_every_request_that_must_move(cm):
+    text = "policy p\nparam migration_budget = 1\norder by req.arrival\nwidth * = 1\n"
+    bad = check(text.replace("= 1\norder", "= 0\norder"), "p.gfp")
+    assert [d.code for d in bad.diagnostics] == ["E112"] and "at least 1" in bad.diagnostics[0].message
+    assert check(text.replace("= 1\norder", "= 0\norder"), "p.gfp", {"migration_budget": "1"}).ok
+    with pytest.raises(PolicyError, match="migration_budget must be"):
+        Engine(Budgeted(widths=(1, 2, 4), migration_budget=0), cm, Cluster(8))
+
+
+def test_disaggregate_with_a_migration_budget_of_one_completes_every_request():
+    """Every request moves from the aux pool to the main one after encode: one move per round goes."""
+    cost = CostModel.load(shipped_cost_model("qwen-h20"))
+    text = (data_dir("policies") / "disaggregate.gfp").read_text()
+    policy = compile_policy(text.replace("param chunk = 5", "param chunk = 5\nparam migration_budget = 0"),
+                            "disaggregate.gfp", {"migration_budget": "1"})
+    assert policy.migration_budget == 1
+    requests = [Request(f"r{i}", 0.2 * i, 1024, 1024, 20) for i in range(10)]
+    result = simulate(policy, requests, cost, 4, time_rounds=False)
+    assert [o.state for o in result.outcomes] == ["completed"] * 10
