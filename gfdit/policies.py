@@ -112,8 +112,22 @@ def _fit_pools(policy: Policy, gpus: int, notes: list[str]) -> Policy:
     for stage in sorted(set(policy.stage_pools) - set(stage_pools)):
         notes.append(f"policy {policy.name}: pool {policy.stage_pools[stage]} has no rank left: "
                      f"{stage} may use every rank")
+    classes = _fit_class_pools(policy, pools, notes)
     return _with(policy, pools=MappingProxyType({k: v for k, v in pools.items() if v}),
-                 stage_pools=MappingProxyType(stage_pools))
+                 stage_pools=MappingProxyType(stage_pools), **({"classes": classes} if classes else {}))
+
+
+def _fit_class_pools(policy: Policy, pools: Mapping[str, frozenset[int]], notes: list[str]) -> Mapping | None:
+    """The classes with a class pinned to a pool left without ranks unpinned (it may use every rank),
+    noted; None when no class changes."""
+    classes = dict(policy.classes)
+    for name, spec in policy.classes.items():
+        pool = getattr(spec, "pool", None)
+        if pool in pools and not pools[pool]:
+            notes.append(f"policy {policy.name}: class {name}'s pool {pool} has no rank left: "
+                         f"{name} may use every rank")
+            classes[name] = dataclasses.replace(spec, pool=None)
+    return MappingProxyType(classes) if classes != dict(policy.classes) else None
 
 
 def _with(policy: Policy, **changes: object) -> Policy:

@@ -11,6 +11,8 @@ that request then fails with the unplaceable reason (it is never lost).
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from .policy import STAGES, Policy
 from .request import Request
 
@@ -27,16 +29,24 @@ def pin_problem(request: Request, policy: Policy, gpus: int) -> str | None:
     spec = policy.classes.get(request.request_class) or policy.classes.get("default")
     pool = getattr(spec, "pool", None)
     allowed = own & frozenset(policy.pools.get(pool, ())) if pool else own
-    tasks = [STAGES] if policy.chunk is None else [(stage,) for stage in STAGES]  # chunk = all: one task
-    for stages in tasks:
-        ranks, pools = allowed, [f"class pool {pool}"] if pool else []
-        for stage in stages:
-            stage_pool = policy.stage_pools.get(stage)
-            if stage_pool is not None:
-                ranks = ranks & frozenset(policy.pools[stage_pool])
-                pools.append(f"{stage} pool {stage_pool}")
+    for stages, ranks, pools in task_ranks(policy, allowed, [f"class pool {pool}"] if pool else []):
         if len(ranks) < policy.widths[0]:
             within = f" within {', '.join(pools)}" if pools else ""
             return (f"pinned ranks {sorted(own)} leave {len(ranks)} rank(s){within} for its "
                     f"{'/'.join(stages)} task, fewer than the smallest width {policy.widths[0]}")
     return None
+
+
+def task_ranks(policy: Policy, allowed: frozenset[int],
+               labels: list[str]) -> Iterator[tuple[tuple[str, ...], frozenset[int], list[str]]]:
+    """For each task a request runs under `policy` (one with `chunk = all`, else one per stage): its
+    stages, the ranks of `allowed` its stages' pools leave, and `labels` plus the pools that narrowed them."""
+    tasks = [STAGES] if policy.chunk is None else [(stage,) for stage in STAGES]  # chunk = all: one task
+    for stages in tasks:
+        ranks, pools = allowed, list(labels)
+        for stage in stages:
+            stage_pool = policy.stage_pools.get(stage)
+            if stage_pool in policy.pools:
+                ranks = ranks & frozenset(policy.pools[stage_pool])
+                pools.append(f"{stage} pool {stage_pool}")
+        yield stages, ranks, pools

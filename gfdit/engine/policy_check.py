@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable
 
 from .costmodel import CostModel
+from .pinning import task_ranks
 from .policy import ON_SHORT_MODES, PLACEMENTS, STAGES, Policy
 
 
@@ -60,6 +61,7 @@ def check_policy(policy: Policy, cost_model: CostModel, gpus: int) -> None:
         if pool not in policy.pools:
             problems.append(f"stage {stage!r} is placed in unknown pool {pool!r}; pools: {sorted(policy.pools)}")
     problems += _pool_capacity(policy, widths)
+    problems += _class_pools(policy, widths)
     if policy.tick is not None and not (isinstance(policy.tick, (int, float)) and policy.tick > 0):
         problems.append(f"tick must be a positive number of seconds or None, got {policy.tick!r}")
     budget = getattr(policy, "migration_budget", None)
@@ -85,3 +87,25 @@ def _pool_capacity(policy: Policy, widths: tuple) -> list[str]:
     return [f"with chunk = all one task runs {', '.join(sorted(policy.stage_pools))} together, but "
             f"their pools share {len(shared)} rank(s), fewer than the smallest width {smallest}: "
             "no request could run"]
+
+
+def _class_pools(policy: Policy, widths: tuple) -> list[str]:
+    """A class pinned to a pool (`class L { pool = big }`) must name a known pool whose ranks, within each
+    stage pool its tasks use, hold the smallest width: otherwise every request of the class would fail."""
+    if not widths or not all(isinstance(w, int) for w in widths):
+        return []
+    problems = []
+    for name, spec in policy.classes.items():
+        pool = getattr(spec, "pool", None)
+        if pool is None:
+            continue
+        if pool not in policy.pools:
+            problems.append(f"class {name!r} is pinned to unknown pool {pool!r}; pools: {sorted(policy.pools)}")
+            continue
+        for stages, ranks, pools in task_ranks(policy, frozenset(policy.pools[pool]), [f"class pool {pool}"]):
+            if len(ranks) < min(widths):
+                problems.append(f"class {name!r}: its {'/'.join(stages)} task may use {len(ranks)} rank(s) "
+                                f"within {', '.join(pools)}, fewer than the smallest width {min(widths)}: "
+                                "none of its requests could run")
+                break
+    return problems
