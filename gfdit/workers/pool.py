@@ -163,8 +163,8 @@ class WorkerPool:
         self.start()
 
     # ---- life cycle ------------------------------------------------------
-    def start(self, join_s: float | None = None) -> None:
-        """Bind, start the workers, wait until every one is ready (or raise PoolError)."""
+    def start(self, join_s: float | None = None, rejoin: bool = False) -> None:
+        """Bind, start the workers, wait until every one is ready (or raise PoolError; `rejoin`: agents wait)."""
         self._dir = Path(tempfile.mkdtemp(prefix="gfdit-pool-"))  # mode 0700: this user only
         self._nonce = auth.new_secret()
         remote = self._remote
@@ -186,7 +186,7 @@ class WorkerPool:
             self.close(rejoin=True)
             raise
         except BaseException:
-            self.close()
+            self.close(rejoin=rejoin)
             raise
 
     def _rendezvous(self) -> str:
@@ -237,17 +237,17 @@ class WorkerPool:
     def _start_failed(self, child: _Child) -> PoolError:
         """The one line a worker that exited while starting reported, else its log's tail."""
         self._receive(timeout=0.5)  # its WorkerError may still be on the way
+        if self._remote is not None and child.rank >= self._local:
+            self._remote.lose(child.rank)  # the next try re-forms without its node
         if child.reason:
             return PoolError(f"worker {child.rank} could not start: {child.reason}")
         return PoolError(f"worker {child.rank} exited with code {child.process.returncode} while starting:\n"
                          f"{self._tail(child)}")
 
     def restart(self) -> None:
-        """Tear every worker down and start a fresh world; every state is lost.
-
-        Several hosts: the world is re-formed without the nodes that lost a worker
-        (heard for `SETTLE_S` first) or that do not rejoin within the heartbeat time-out."""
-        if self._remote is not None:
+        """Tear every worker down and start a fresh world; every state is lost. Several hosts: re-formed without
+        the nodes that lost a worker (heard for `SETTLE_S` first) or that do not rejoin within the heartbeat time-out."""
+        if self._remote is not None and self._router is not None:  # None: an earlier try failed and closed
             self._receive(SETTLE_S)  # every node's report of the same failure
             self._check_liveness()
         while True:
@@ -255,7 +255,7 @@ class WorkerPool:
             self._context = zmq.Context()
             self._children, self._pending, self.dead_ranks, self._backlog = {}, {}, set(), []
             try:
-                return self.start(join_s=self.heartbeat_timeout_s)
+                return self.start(join_s=self.heartbeat_timeout_s, rejoin=True)
             except NodesMissing as exc:
                 self._remote.drop(exc.nodes)
 

@@ -125,3 +125,26 @@ def test_a_head_that_dies_without_a_word_gets_the_node_back_when_it_restarts(tmp
         if agent.poll() is None:
             agent.terminate()
             agent.wait(timeout=30)
+
+
+def test_a_restart_after_a_failed_re_form_forms_the_world_again_with_the_waiting_agents(tmp_path):
+    """A re-form that failed closed the pool with rejoin (its router gone, the agents told to wait):
+    the next try must re-form, not crash on the closed socket (the server then lost its workers for good)."""
+    token = "the-right-token"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
+                              "--join-timeout", "60"],
+                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pool = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
+                      heartbeat_timeout_s=30, start_timeout_s=60)
+    try:
+        pool.close(rejoin=True)  # what a failed start inside restart leaves behind
+        pool.restart()
+        assert pool.num_workers == 2 and agent.poll() is None  # node 1 came back
+        assert pool.run(task("encode", (0, 1), emulate_s=0.01, task_id=3), timeout=30).ok
+    finally:
+        pool.close()
+        if agent.poll() is None:
+            agent.terminate()
+            agent.wait(timeout=30)
