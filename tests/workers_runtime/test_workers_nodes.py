@@ -133,15 +133,15 @@ def test_a_restart_after_a_failed_re_form_forms_the_world_again_with_the_waiting
     token = "the-right-token"
     address = f"tcp://127.0.0.1:{free_port()}"
     agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
-                              "--join-timeout", "60"],
+                              "--join-timeout", "120"],
                              env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     pool = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
-                      heartbeat_timeout_s=30, start_timeout_s=60)
+                      heartbeat_timeout_s=120, start_timeout_s=120)
     try:
         pool.close(rejoin=True)  # what a failed start inside restart leaves behind
         pool.restart()
-        assert pool.num_workers == 2 and agent.poll() is None  # node 1 came back
+        assert pool.num_workers == 2 and agent.poll() is None, pool.status()  # node 1 came back
         assert pool.run(task("encode", (0, 1), emulate_s=0.01, task_id=3), timeout=30).ok
     finally:
         pool.close()
