@@ -51,9 +51,16 @@ class Feed:
                     outputs = handle.result().outputs
                 self.loop.call_soon_threadsafe(self._add, event, outputs)
         except (GfditError, TimeoutError) as exc:  # the server went away: the request is lost
-            lost = Result(request_id=self.request_id, seq=len(self.events) + 1, state="failed",
-                          reason=f"lost: {exc}")
-            self.loop.call_soon_threadsafe(self._add, lost, None)
+            self._lose(exc)
+        except Exception as exc:  # anything else (a payload that does not decode): every waiter still ends
+            log.exception("request %s: following its events failed", self.request_id)
+            self._lose(exc)
+
+    def _lose(self, exc: BaseException) -> None:
+        """End the feed (from the pump thread) with a failed Result: the request is lost to this gateway."""
+        lost = Result(request_id=self.request_id, seq=len(self.events) + 1, state="failed",
+                      reason=f"lost: {exc}")
+        self.loop.call_soon_threadsafe(self._add, lost, None)
 
     def _add(self, event: Progress | Result, outputs: list | None) -> None:
         self.events.append(event)

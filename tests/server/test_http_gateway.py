@@ -255,6 +255,28 @@ def test_health_with_a_token_says_only_down_not_why(server_factory):
         gateway.close()
 
 
+def test_a_payload_that_does_not_decode_fails_the_request_and_ends_every_waiter(server_factory, monkeypatch):
+    import types
+
+    import gfdit.client.handle
+    from gfdit.http.listener import HTTPGateway
+
+    def undecodable(*_args, **_kwargs):  # the one boundary: the client's payload decoder
+        raise ValueError("malformed payload")
+
+    monkeypatch.setattr(gfdit.client.handle, "outputs_from", undecodable)
+    gateway = HTTPGateway(server_factory().address).start()
+    try:
+        answer = httpx.post(gateway.url + "/v1/images/generations", timeout=60,
+                            json={"prompt": "x", "size": "64x64", "steps": 1, "request_id": "undecodable"})
+        assert answer.status_code == 500 and "lost: malformed payload" in error_of(answer)["message"]
+        events = read_events(types.SimpleNamespace(http_url=gateway.url), "undecodable")  # ends, not hangs
+        assert events[-1][0] == "result" and events[-1][1]["state"] == "failed"
+        assert events[-1][1]["reason"] == "lost: malformed payload"
+    finally:
+        gateway.close()
+
+
 def test_remote_http_host_needs_allow_remote_and_a_token(tmp_path):
     from gfdit.server import Server, ServerConfig
     from gfdit.server.access import AccessError
