@@ -59,6 +59,7 @@ CODES: dict[str, str] = {
     "E306": "repeated configuration",
     "E307": "a stage placed in two pools",
     "E308": "a rule fails when it runs on the cost model",
+    "E309": "a set member that is not a whole number",
     # warnings
     "W401": "rule can never match",
     "W402": "declared but never used",

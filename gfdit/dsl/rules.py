@@ -8,6 +8,8 @@ and the `LINTS` (rules or terms that cannot do what they seem to).
 
 from __future__ import annotations
 
+import math
+
 from gfdit.dsl import ast
 from gfdit.dsl.compile import FOLD
 from gfdit.dsl.declarations import Declarations, expand_stages
@@ -30,6 +32,7 @@ def check_rules(decls: Declarations, report: Report, used: set[str], end: ast.Sp
     else:
         for extra in decls.orders[1:]:
             report.add("E304", extra.span, "a second `order by`")
+    _set_members(decls, report)
     _constant_widths(decls, report)
     _shadowed(decls.width_rules, "width", report)
     _shadowed(decls.grows, "grow", report)
@@ -98,7 +101,7 @@ def _constant_widths(decls: Declarations, report: Report) -> None:
                            f"{{{', '.join(map(str, decls.widths))}}}",
                            "add it to `param widths` or pick an allowed width")
     for node in _set_literals(decls):
-        bad = [v for v in node.values if v not in allowed]
+        bad = [v for v in node.values if v not in allowed and whole(v)]  # others: E309 (_set_members)
         if bad:
             report.add("E302", node.span, f"{', '.join(f'{v:g}' for v in bad)} not in widths "
                        f"{{{', '.join(map(str, decls.widths))}}}")
@@ -132,10 +135,46 @@ def _nodes(root: object):
                                    if isinstance(v, (ast.Node, list)) and v is not node]))
 
 
+def whole(value: float) -> bool:
+    """A finite whole number: what every member of a set literal must be."""
+    return math.isfinite(value) and value == int(value)
+
+
+def _set_members(decls: Declarations, report: Report) -> None:
+    """Every set literal, wherever it is (a `let` too), holds finite whole numbers only."""
+    roots = [*decls.width_rules, *decls.grows, *decls.holds, *decls.admits, *decls.orders, *decls.lets.values()]
+    for node in _nodes(roots):
+        bad = [v for v in node.values if not whole(v)] if isinstance(node, ast.SetLit) else []
+        if bad:
+            _not_whole(node.span, bad, report)
+    for name, param in decls.params.items():  # `--param ws={1.5}` too; widths, pools: E112, E305
+        own = param.kind == "set" and name not in RESERVED_PARAMS and name not in decls.pool_params
+        bad = [v for v in param.value if not whole(v)] if own else []
+        if bad:
+            _not_whole(param.span, bad, report)
+
+
+def _not_whole(span: ast.Span, bad: list[float], report: Report) -> None:
+    report.add("E309", span, f"set member{'s' if len(bad) > 1 else ''} "
+               f"{', '.join(f'{v:g}' for v in bad)} not a whole number",
+               "a set holds whole numbers (widths), e.g. `{1, 2, 4}`")
+
+
 def _set_literals(decls: Declarations) -> list[ast.SetLit]:
-    """Set literals that choices range over (they stand for candidate widths)."""
-    return [node.domain for node in _nodes([*decls.width_rules, *decls.grows, *decls.lets.values()])
-            if isinstance(node, ast.Choice) and isinstance(node.domain, ast.SetLit)]
+    """Set literals that choices range over (they stand for candidate widths): written there, or
+    a `let` (through any chain of lets) whose value is one; each once."""
+    found = {id(s): s for node in _nodes([*decls.width_rules, *decls.grows, *decls.lets.values()])
+             if isinstance(node, ast.Choice) and (s := _let_set(node.domain)) is not None}
+    return list(found.values())
+
+
+def _let_set(node: ast.Expr) -> ast.SetLit | None:
+    """`node` if it is a set literal; the set literal a let name stands for; else None."""
+    seen: set[str] = set()
+    while isinstance(node, ast.Name) and node.ref is not None and node.ref.kind == "let" and node.id not in seen:
+        seen.add(node.id)
+        node = node.ref.value.expr
+    return node if isinstance(node, ast.SetLit) else None
 
 
 def _constant_cost_calls(decls: Declarations) -> list[ast.Call]:

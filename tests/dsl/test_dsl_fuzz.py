@@ -25,7 +25,8 @@ VOCABULARY = ("policy", "param", "class", "let", "pool", "place", "admit", "hold
               "argmin", "argmax", "count", "any", "sum", "in", "up", "to", "and", "or", "not",
               "req.deadline", "r.width", "widths", "free", "waiting", "finish(k)", "k", "*", "=",
               "==", "<", "(", ")", "{", "}", ",", "1", "2.5", "3s", "1.5x", '"x"', "\n", "#", "-",
-              "all", "true", "encode", "denoise", "slo", "preemptible", "asc", "desc", ".", "/")
+              "all", "true", "encode", "denoise", "slo", "preemptible", "asc", "desc", ".", "/",
+              "1e400", "{1e400}", "1e400s", "1e400x", "{1.5, 3}")
 TIME_LIMIT_S = 5.0
 
 
@@ -118,3 +119,12 @@ def test_pathological_inputs_are_refused_quickly():
                  "policy p\nlet a = " + "1 + " * 3000 + "1", "x" * 300_000, "\x00\n\t\r",
                  "policy p\n" + "let a = 1\n" * 2000, let_chain(3000), let_chain(74)):
         compile_or_policy_error(text)
+
+
+def test_out_of_range_numeric_literals_only_raise_policy_error():
+    head = "policy p\nparam widths = {1, 2, 4}\norder by req.arrival\n"
+    for body in ("let ws = {1e400}\nwidth * = min k in ws", "param ws = {1e400}\nwidth * = min k in ws",
+                 "let ws = {1.5, 2}\nwidth * = min k in ws", "param chunk = 1e400\nwidth * = 1",
+                 "class S { slo = 1e400x }\nwidth * = 1", "width * = 1e400",
+                 "width * = 1\nhold * when slack(1e400) < 0s", "class S { slo = 2x, priority = 1e400 }\nwidth * = 1"):
+        compile_or_policy_error(head + body)
