@@ -170,8 +170,8 @@ class WorkerPool:
         remote = self._remote
         self._peers = auth.PeerBook(pool_secret(remote.spec.token, self._nonce) if remote else auth.new_secret())
         self._router = self._context.socket(zmq.ROUTER)
-        self._router.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        self._router.setsockopt(zmq.LINGER, 0)
+        for opt, value in ((zmq.ROUTER_MANDATORY, 1), (zmq.LINGER, 0), (zmq.MAXMSGSIZE, transport.MAX_MESSAGE_BYTES)):
+            self._router.setsockopt(opt, value)
         self._router.bind(self._address or _private_address(self._dir))
         self.address = self._router.getsockopt(zmq.LAST_ENDPOINT).decode()
         if remote is not None:
@@ -182,11 +182,8 @@ class WorkerPool:
             self._children[rank] = self._spawn(rank)
         try:
             self._await_ready(self.start_timeout_s if join_s is None else join_s)
-        except NodesMissing:
-            self.close(rejoin=True)
-            raise
-        except BaseException:
-            self.close(rejoin=rejoin)
+        except BaseException as exc:  # the agents wait for the next world when one is coming
+            self.close(rejoin=rejoin or isinstance(exc, NodesMissing))
             raise
 
     def _rendezvous(self) -> str:
@@ -246,7 +243,7 @@ class WorkerPool:
 
     def restart(self) -> None:
         """Tear every worker down and start a fresh world; every state is lost. Several hosts: re-formed without
-        the nodes that lost a worker (heard for `SETTLE_S` first) or that do not rejoin within the heartbeat time-out."""
+        the nodes that lost a worker (heard for `SETTLE_S` first) or that do not rejoin within heartbeat_timeout_s."""
         if self._remote is not None and self._router is not None:  # None: an earlier try failed and closed
             self._receive(SETTLE_S)  # every node's report of the same failure
             self._check_liveness()
@@ -372,9 +369,11 @@ class WorkerPool:
 
     # ---- receiving ---------------------------------------------------------
     def _receive(self, timeout: float) -> None:
-        """Handle every message that arrives within `timeout` (at least those waiting)."""
+        """Handle the messages that arrive within `timeout` (those waiting; at most RECEIVE_BATCH)."""
         wait_ms = int(timeout * 1000)
-        while self._router.poll(wait_ms):
+        for _ in range(transport.RECEIVE_BATCH):
+            if not self._router.poll(wait_ms):
+                return
             frames = self._router.recv_multipart(copy=True)
             self._handle(frames[0], frames[1:])
             wait_ms = 0

@@ -21,6 +21,7 @@ import zmq
 from gfdit.comm.errors import PoolError
 from gfdit.protocol import NodeHello, NodeLost, NodeStop, NodeWelcome
 from gfdit.workers import transport
+from gfdit.workers.auth import LOGGED_REFUSALS
 from gfdit.workers.nodes import NodeSpec, check_node_proof
 
 log = logging.getLogger("gfdit.workers.remote")
@@ -154,7 +155,9 @@ class RemoteNodes:
 
     def _refuse(self, identity: bytes, why: str) -> None:
         self.refused += 1
-        log.warning("worker plane: dropped a node message from %r: %s", identity[:40], why)
+        if self.refused <= LOGGED_REFUSALS or self.refused % 1000 == 0:  # a flood cannot flood the log
+            log.warning("worker plane: dropped a node message from %r: %s (%d dropped so far)",
+                        identity[:40], why, self.refused)
 
 
 def rendezvous_store(host: str, timeout_s: float):

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 RAW_RGB8 = "image/x-raw-rgb8"
 MAX_IMAGE_FRAMES = MAX_FRAMES - 2  # beyond this many images, they travel stacked in one frame
+# one frame the controller accepts (zmq.MAXMSGSIZE: a larger one drops its peer): above every real
+# result (a stack of video frames: 121 frames of 1280x720 RGB8 are 335 MB), far below a memory bomb
+MAX_MESSAGE_BYTES = 1 << 30
+RECEIVE_BATCH = 1000  # messages handled per receive call: a flood cannot keep `poll` from returning
 
 TO_WORKER = kind_table((RunTask, DropState, Shutdown))
 TO_CONTROLLER = kind_table((WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError, NodeHello, NodeLost))
