@@ -29,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="this host's node rank, 1..N-1 (the head is node 0)")
     parser.add_argument("--join-timeout", type=float, default=600.0, metavar="S",
                         help="give up when the head has not answered after S seconds (default 600)")
+    parser.add_argument("--adapter", default="", metavar="MODULE:CALLABLE",
+                        help="the model adapter this host's workers load (default: the built-in one for the model); "
+                             "the head's choice is never taken (the head is not authenticated to this agent)")
     add_token_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
 
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     try:
-        agent = NodeAgent(args.head, args.node_rank, token, join_timeout_s=args.join_timeout)
+        agent = NodeAgent(args.head, args.node_rank, token, join_timeout_s=args.join_timeout,
+                          adapter=args.adapter)
     except ValueError as exc:
         print(f"gfdit worker: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,7 @@ import threading
 import time
 from pathlib import Path
 
+import msgspec
 import zmq
 
 from gfdit.protocol import NodeHello, NodeLost, NodeStop, NodeWelcome, ProtocolError
@@ -45,8 +46,9 @@ class NodeAgent:
     """One host's workers, on behalf of the head; see the module doc."""
 
     def __init__(self, head: str, node_rank: int, token: str, *, join_timeout_s: float = 600.0,
-                 lost_wait_s: float = 30.0) -> None:
+                 lost_wait_s: float = 30.0, adapter: str = "") -> None:
         self.head, self.node_rank, self.token = head, node_rank, token
+        self.adapter = adapter  # this host's choice (module:callable), never the welcome's (see docs/server.md)
         self.host, self.port = tcp_host_port(head)
         self.join_timeout_s, self.lost_wait_s = join_timeout_s, lost_wait_s
         self.stopping = threading.Event()  # set by a signal handler
@@ -119,11 +121,15 @@ class NodeAgent:
         env.pop("GFDIT_TOKEN", None)  # the workers need only their world's secret
         env[auth.SECRET_ENV] = pool_secret(self.token, welcome.nonce)
         env.update(gloo_env(env, self.host, self.port))
+        if welcome.adapter != self.adapter:
+            log.warning("the head names adapter %r; this node imports only its own (--adapter %r)",
+                        welcome.adapter[:200], self.adapter)
+        plan = msgspec.structs.replace(welcome, adapter=self.adapter)
         first = welcome.slot * welcome.nproc_per_node
         for rank in range(first, first + welcome.nproc_per_node):
             with open(self.dir / f"worker-{rank}.log", "wb") as out:
                 self.children[rank] = subprocess.Popen(
-                    worker_argv(sys.executable, welcome, rank, self.head), env=env, stdout=out,
+                    worker_argv(sys.executable, plan, rank, self.head), env=env, stdout=out,
                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
     def _watch(self, socket: zmq.Socket) -> int | None:

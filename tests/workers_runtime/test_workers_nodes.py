@@ -5,6 +5,7 @@ a restart after the node's worker dies re-forms the world on the head alone."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -156,3 +157,24 @@ def test_a_restart_after_a_failed_re_form_forms_the_world_again_with_the_waiting
         if agent.poll() is None:
             agent.terminate()
             agent.wait(timeout=30)
+
+
+def test_the_agent_never_imports_the_adapter_a_welcome_names(tmp_path):
+    """Anyone who can pose as the head could send a welcome naming `module:callable`: the agent's
+    workers load only the adapter the agent was started with."""
+    from gfdit.protocol import NodeWelcome
+    from gfdit.workers.node_agent import NodeAgent
+
+    agent = NodeAgent(f"tcp://127.0.0.1:{free_port()}", 1, "a-token", join_timeout_s=5)
+    welcome = NodeWelcome(node_rank=1, slot=1, nproc_per_node=1, world_size=2, model="tiny",
+                          init_method="tcp://127.0.0.1:1", nonce="n", adapter="os:system", emulate=True)
+    try:
+        agent._start(welcome)
+        (child,) = agent.children.values()
+        argv = Path(f"/proc/{child.pid}/cmdline").read_bytes().split(b"\0")
+        assert b"os:system" not in argv and b"--adapter" not in argv
+        assert b"--rank" in argv and b"--emulate" in argv  # the rest of the plan is the welcome's
+    finally:
+        agent._stop_children(grace_s=1.0)
+        agent.context.term()
+        shutil.rmtree(agent.dir, ignore_errors=True)
