@@ -14,6 +14,8 @@ import os
 import stat
 import sys
 
+from gfdit.regular_file import FileRefused, read_regular_file
+
 ENV = "GFDIT_TOKEN"
 MAX_TOKEN_FILE_BYTES = 4096
 
@@ -46,20 +48,11 @@ def resolve_token(args: argparse.Namespace, prog: str) -> str:
 def read_token_file(path: str, prog: str) -> str:
     """The stripped contents of a regular file; refuses anything else, warns on loose modes."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    except OSError as exc:
-        raise TokenError(f"cannot open token file {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise TokenError(f"token file {path} is not a regular file")
-        if info.st_size > MAX_TOKEN_FILE_BYTES:
-            raise TokenError(f"token file {path} is {info.st_size} bytes; a token is at most {MAX_TOKEN_FILE_BYTES}")
-        data = os.read(fd, MAX_TOKEN_FILE_BYTES + 1)
-    finally:
-        os.close(fd)
-    if info.st_mode & 0o077:
-        print(f"{prog}: warning: token file {path} is readable by others (mode {stat.S_IMODE(info.st_mode):04o}); "
+        data, mode = read_regular_file(path, MAX_TOKEN_FILE_BYTES)
+    except FileRefused as exc:
+        raise TokenError(_REFUSED[exc.kind](path, exc.detail)) from None
+    if mode & 0o077:
+        print(f"{prog}: warning: token file {path} is readable by others (mode {stat.S_IMODE(mode):04o}); "
               f"chmod 600 it", file=sys.stderr)
     try:
         token = data.decode("utf-8").strip()
@@ -68,3 +61,11 @@ def read_token_file(path: str, prog: str) -> str:
     if not token:
         raise TokenError(f"token file {path} is empty")
     return token
+
+
+_REFUSED = {
+    "open": lambda path, why: f"cannot open token file {path}: {why}",
+    "not_regular": lambda path, _: f"token file {path} is not a regular file",
+    "too_big": lambda path, size: f"token file {path} is {size} bytes; a token is at most {MAX_TOKEN_FILE_BYTES}",
+    "grew": lambda path, _: f"token file {path} grew past {MAX_TOKEN_FILE_BYTES} bytes while being read",
+}

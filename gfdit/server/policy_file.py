@@ -19,10 +19,10 @@ Otherwise only codes and positions are reported (`redact`).
 
 from __future__ import annotations
 
-import os
 import re
-import stat
 import threading
+
+from gfdit.regular_file import FileRefused, read_regular_file
 
 MAX_POLICY_BYTES = 1 << 20
 READ_TIMEOUT_S = 5.0
@@ -55,26 +55,12 @@ def read_policy_file(path: str, timeout_s: float = READ_TIMEOUT_S) -> str:
 
 
 def _read(path: str) -> str:
-    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if os.path.islink(path):
-            raise PolicyFileError(f"{path} is a symbolic link; the server reads only regular files") from None
-        raise PolicyFileError(f"cannot open {path}: {exc.strerror}") from None
+        data, _ = read_regular_file(path, MAX_POLICY_BYTES, follow_links=False)
+    except FileRefused as exc:
+        raise PolicyFileError(_REFUSED[exc.kind](path, exc.detail)) from None
     except ValueError:  # a NUL in the path
         raise PolicyFileError("a policy path cannot contain NUL") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise PolicyFileError(f"{path} is not a regular file; the server reads only regular files")
-        if info.st_size > MAX_POLICY_BYTES:
-            raise PolicyFileError(f"{path} is {info.st_size} bytes; a policy file is at most {MAX_POLICY_BYTES}")
-        data = _read_up_to(fd, MAX_POLICY_BYTES + 1)
-    finally:
-        os.close(fd)
-    if len(data) > MAX_POLICY_BYTES:
-        raise PolicyFileError(f"{path} grew past {MAX_POLICY_BYTES} bytes while being read")
     if b"\0" in data:
         raise PolicyFileError(f"{path} is binary (it contains NUL bytes), not a policy source")
     try:
@@ -83,15 +69,13 @@ def _read(path: str) -> str:
         raise PolicyFileError(f"{path} is not UTF-8 text (byte {exc.start}), not a policy source") from None
 
 
-def _read_up_to(fd: int, limit: int) -> bytes:
-    chunks, total = [], 0
-    while total < limit:
-        chunk = os.read(fd, min(1 << 16, limit - total))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        total += len(chunk)
-    return b"".join(chunks)
+_REFUSED = {
+    "link": lambda path, _: f"{path} is a symbolic link; the server reads only regular files",
+    "open": lambda path, why: f"cannot open {path}: {why}",
+    "not_regular": lambda path, _: f"{path} is not a regular file; the server reads only regular files",
+    "too_big": lambda path, size: f"{path} is {size} bytes; a policy file is at most {MAX_POLICY_BYTES}",
+    "grew": lambda path, _: f"{path} grew past {MAX_POLICY_BYTES} bytes while being read",
+}
 
 
 def quotable(text: str, diagnostic_codes: list[str]) -> bool:
