@@ -27,6 +27,20 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _agent(address: str, token: str, join_timeout: int, capture: bool = False) -> subprocess.Popen:
+    """`gfdit worker` for node 1 of a 2-node world, its token from the environment (output kept if `capture`)."""
+    out = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) if capture else \
+        dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
+                             "--join-timeout", str(join_timeout)],
+                            env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token), **out)
+
+
+def _head(address: str, token: str, **options) -> WorkerPool:
+    """The head's pool: rank 0 here, rank 1 on the node agent, emulated workers."""
+    return WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token), **options)
+
+
 def _attack(address: str, token_guess: str) -> bool:
     """A hello for node 1 proven with the wrong token; True if anything came back within 3 s."""
     ctx = zmq.Context()
@@ -48,12 +62,8 @@ def test_a_proven_node_joins_a_wrong_proof_is_dropped_and_a_lost_node_leaves(tmp
     answered = []
     attacker = threading.Thread(target=lambda: answered.append(_attack(address, "a-wrong-guess")))
     attacker.start()  # its hello waits in ZeroMQ until the pool binds the port
-    agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
-                              "--join-timeout", "60"],
-                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    pool = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
-                      heartbeat_timeout_s=10, start_timeout_s=60)
+    agent = _agent(address, token, join_timeout=60, capture=True)
+    pool = _head(address, token, heartbeat_timeout_s=10, start_timeout_s=60)
     try:
         attacker.join()
         assert answered == [False]  # no answer to a wrong proof, and node 1 still joined
@@ -91,12 +101,8 @@ def test_a_proven_node_joins_a_wrong_proof_is_dropped_and_a_lost_node_leaves(tmp
 def test_a_killed_node_agent_is_noticed_without_waiting_for_heartbeats(tmp_path):
     token = "the-right-token"
     address = f"tcp://127.0.0.1:{free_port()}"
-    agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
-                              "--join-timeout", "60"],
-                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pool = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
-                      heartbeat_timeout_s=120, start_timeout_s=60)
+    agent = _agent(address, token, join_timeout=60)
+    pool = _head(address, token, heartbeat_timeout_s=120, start_timeout_s=60)
     try:
         agent.kill()  # the whole node agent: its worker sees its parent gone
         agent.wait(timeout=10)
@@ -113,18 +119,13 @@ def test_a_killed_node_agent_is_noticed_without_waiting_for_heartbeats(tmp_path)
 def test_a_head_that_dies_without_a_word_gets_the_node_back_when_it_restarts(tmp_path):
     token = "the-right-token"
     address = f"tcp://127.0.0.1:{free_port()}"
-    agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
-                              "--join-timeout", "60"],
-                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    agent = _agent(address, token, join_timeout=60)
     try:
-        first = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
-                           start_timeout_s=60)
+        first = _head(address, token, start_timeout_s=60)
         first._router.close(linger=0)  # the head's socket goes away with no NodeStop, as in a crash
         first._router = None
         first.close(grace_s=0)
-        second = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
-                            start_timeout_s=60)  # the agent notices, stops its worker and joins again
+        second = _head(address, token, start_timeout_s=60)  # the agent notices, stops its worker and joins again
         try:
             assert second.run(task("encode", (0, 1), emulate_s=0.01), timeout=30).ok
         finally:
@@ -141,12 +142,8 @@ def test_a_restart_after_a_failed_re_form_forms_the_world_again_with_the_waiting
     the next try must re-form, not crash on the closed socket (the server then lost its workers for good)."""
     token = "the-right-token"
     address = f"tcp://127.0.0.1:{free_port()}"
-    agent = subprocess.Popen([sys.executable, "-m", "gfdit", "worker", "--head", address, "--node-rank", "1",
-                              "--join-timeout", "120"],
-                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pool = WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token),
-                      heartbeat_timeout_s=120, start_timeout_s=120)
+    agent = _agent(address, token, join_timeout=120)
+    pool = _head(address, token, heartbeat_timeout_s=120, start_timeout_s=120)
     try:
         pool.close(rejoin=True)  # what a failed start inside restart leaves behind
         pool.restart()
