@@ -173,7 +173,8 @@ def test_delete_cancels_a_running_request_and_its_post_answers_cancelled(gateway
             assert time.monotonic() < deadline
             time.sleep(0.05)
     poster.join()
-    assert cancelled["ack"].json() == {"id": "to-cancel", "object": "request.cancel", "state": "cancelling"}
+    ack = cancelled["ack"].json()  # a cancel that lands between two tasks ends the request at once
+    assert ack in ({"id": "to-cancel", "object": "request.cancel", "state": state} for state in ("cancelling", "cancelled"))
     assert events[-1] == ("result", events[-1][1]) and events[-1][1]["state"] == "cancelled"
     assert max(data.get("step", 0) for _, data in events) < 400
     response = answer["r"]
