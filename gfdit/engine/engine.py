@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from functools import partial
 from typing import Iterable
 
+from .chunking import chunk_of
 from .cluster import Cluster
 from .costmodel import CostModel
 from .decisions import DecisionLog
@@ -330,7 +331,7 @@ class Engine:
         self._passed.pop(tracked.id, None)
         self._task_seq += 1
         task = cut_next_task(f"{tracked.id}/{self._task_seq}", tracked.id, tracked.encoded,
-                             tracked.steps_done, tracked.req.steps, self._chunk_of(tracked))
+                             tracked.steps_done, tracked.req.steps, chunk_of(self.policy, tracked))
         task.group = grant.group
         task.start = now
         task.duration_est = tracked.task_s(task, len(grant.group))
@@ -370,16 +371,6 @@ class Engine:
                        grown=[w.rule for w in grant.grown], steps=[task.step_begin, task.step_end],
                        order_key=order_key)
         return dispatch
-
-    def _chunk_of(self, tracked: Tracked) -> int | None:
-        """Steps per task: the request's class's `chunk`, else the policy's (a class chunk is
-        ignored under `chunk = all`: every task is then the whole rest of the trajectory)."""
-        chunk = self.policy.chunk
-        if chunk is None or not self.policy.classes:
-            return chunk
-        spec = self.policy.classes.get(tracked.req.request_class) or self.policy.classes.get("default")
-        own = getattr(spec, "chunk", None)
-        return own if own is not None else chunk
 
     def _swap(self, now: float) -> None:
         old, self.policy, self._pending = self.policy, self._pending, None  # type: ignore[assignment]
