@@ -16,8 +16,9 @@ Resolution:
 `fit_policy` then fits a resolved policy to a cluster and a cost model, so a
 shipped policy runs on 1 to 4 GPUs: widths the cluster cannot hold or the cost
 model does not price are dropped (the policy is resolved again with the
-narrower `widths` param), pool ranks outside the cluster are dropped, and a
-stage whose pool is left with no rank may use every rank. Each change is one
+narrower `widths` param), pools sized by the cluster (`pool main = rest`,
+`{0 .. gpus / 4 - 1}`) are sized for it, pool ranks outside the cluster are
+dropped, and a stage whose pool is left with no rank may use every rank. Each change is one
 line of the returned notes. A policy with no usable width is left as it is:
 the engine refuses it (`check_policy`).
 """
@@ -86,6 +87,9 @@ def fit_to(policy: Policy, with_widths: Callable[[str], Policy] | None, cost_mod
         notes.append(f"policy {policy.name}: widths {dropped} dropped (the cluster has {gpus} GPU(s), "
                      f"the cost model prices {list(cost_model.widths)}); using {usable}")
         policy = with_widths(",".join(map(str, usable)))
+    for_cluster = getattr(policy, "for_cluster", None)  # a .gfp's pools sized by the cluster (`rest`)
+    if for_cluster is not None:
+        policy = for_cluster(gpus)
     return _fit_pools(policy, gpus, notes), notes
 
 
@@ -102,7 +106,7 @@ def _takes_widths(spec: str) -> bool:
 
 def _fit_pools(policy: Policy, gpus: int, notes: list[str]) -> Policy:
     pools = {name: frozenset(r for r in members if 0 <= r < gpus) for name, members in policy.pools.items()}
-    if pools == dict(policy.pools):
+    if pools == dict(policy.pools) and all(pools.values()):
         return policy
     for name, members in policy.pools.items():
         if pools[name] != members:

@@ -169,9 +169,23 @@ class LetDecl(Node):
 
 
 @dataclass(eq=False)
+class RankRange(Node):
+    """`{A .. B}`: ranks A to B inclusive, each end a whole-number expression of numbers, number
+    params and `gpus` (gfdit/dsl/pool_sizes.py)."""
+
+    low: Expr
+    high: Expr
+
+
+@dataclass(eq=False)
+class RestRanks(Node):
+    """`rest`: the cluster's ranks that no other stage pool holds."""
+
+
+@dataclass(eq=False)
 class PoolDecl(Node):
     name: Ident
-    ranks: SetLit | None
+    ranks: SetLit | RankRange | RestRanks | None  # None: `param` names a set param
     param: Ident | None
 
 

@@ -16,6 +16,7 @@ from gfdit.dsl import ast
 from gfdit.dsl.diagnostics import Report, did_you_mean
 from gfdit.dsl.names import CLUSTER_NAMES, RESERVED_PARAMS, STAGE_NAMES
 from gfdit.dsl.parse import KEYWORDS, parse_param_value
+from gfdit.dsl.pool_sizes import SizedPool, check_sized_pools, sized_pool
 from gfdit.engine.policy import ON_SHORT_MODES, PLACEMENTS, ClassSpec
 
 DEFAULT_CHUNK = 5
@@ -34,7 +35,8 @@ class Declarations:
     classes: dict[str, ClassSpec] = field(default_factory=dict)
     class_decls: dict[str, ast.ClassDecl] = field(default_factory=dict)
     lets: dict[str, ast.LetDecl] = field(default_factory=dict)
-    pools: dict[str, frozenset[int]] = field(default_factory=dict)
+    pools: dict[str, frozenset[int]] = field(default_factory=dict)  # a sized pool: empty until fitted
+    sized_pools: dict[str, SizedPool] = field(default_factory=dict)  # `rest`, `{0 .. gpus - 1}`
     stage_pools: dict[str, str] = field(default_factory=dict)
     placement: tuple[str, ...] = DEFAULT_PLACEMENT
     on_short: str = "skip"
@@ -347,6 +349,12 @@ def _build_places(items: list[ast.Node], decls: Declarations, report: Report,
                   unparsed: set[str]) -> None:
     """Pools, then placements; a pool whose declaration did not parse (`unparsed`) is not unknown."""
     for pool in (d for d in items if isinstance(d, ast.PoolDecl)):
+        if isinstance(pool.ranks, (ast.RankRange, ast.RestRanks)):
+            sized = sized_pool(pool, decls.params, decls.pool_params, report)
+            if sized is not None:
+                decls.sized_pools[pool.name.name] = sized
+                decls.failed_names.discard(pool.name.name)
+            continue
         ranks = _pool_ranks(pool, decls, report)
         if ranks is not None:
             decls.pools[pool.name.name] = ranks
@@ -365,6 +373,7 @@ def _build_places(items: list[ast.Node], decls: Declarations, report: Report,
                            f"stage {stage} is already placed on line {placed[stage].span.line}")
             placed[stage] = place
             decls.stage_pools[stage] = place.pool.name
+    check_sized_pools(decls.pools, decls.sized_pools, decls.stage_pools, report)
 
 
 def _placement(place: ast.PlaceDecl, decls: Declarations, report: Report) -> None:

@@ -60,6 +60,9 @@ CODES: dict[str, str] = {
     "E307": "a stage placed in two pools",
     "E308": "a rule fails when it runs on the cost model",
     "E309": "a set member that is not a whole number",
+    "E310": "a pool sized by the cluster that is always empty",
+    "E311": "a pool range outside the cluster on every size",
+    "E312": "stage pools sized by the cluster that overlap",
     # warnings
     "W401": "rule can never match",
     "W402": "declared but never used",

@@ -28,7 +28,8 @@ _CONTINUATION = ("else", "where", "by", "and", "or", "then", "up", "to", "not", 
                  "asc", "desc", "min", "max", "argmin", "argmax")
 _NESTED_IN_THEN = re.compile(r"(?<![A-Za-z0-9_])then\s+(if|min|max|argmin|argmax)(\s+[A-Za-z_][A-Za-z0-9_]*)?\s*$")
 # words of the grammar: no param, let, class or pool may be named by one
-KEYWORDS = frozenset((*DECL_KEYWORDS, *_CONTINUATION, "when", "short", "true", "false", "all"))
+REST = "rest"  # `pool main = rest`: the ranks no other stage pool holds
+KEYWORDS = frozenset((*DECL_KEYWORDS, *_CONTINUATION, "when", "short", "true", "false", "all", REST))
 _NEW_PIECE = re.compile(r"^(?!(" + "|".join(_CONTINUATION) + r")(?![A-Za-z0-9_]))[A-Za-z_]")
 _NAMED_DECL = re.compile(r"^\s*(let|param|class|pool)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 MAX_SOURCE_CHARS = 200_000
@@ -310,9 +311,14 @@ class _Builder(Transformer):
 
     def pool_decl(self, meta, c):
         ranks = c[1]
+        if isinstance(ranks, ast.Ident) and ranks.name == REST:
+            return ast.PoolDecl(_span(meta), _ident(c[0]), ast.RestRanks(ranks.span), None)
         if isinstance(ranks, ast.Ident):
             return ast.PoolDecl(_span(meta), _ident(c[0]), None, ranks)
         return ast.PoolDecl(_span(meta), _ident(c[0]), ranks, None)
+
+    def rank_range(self, meta, c):
+        return ast.RankRange(_span(meta), c[0], c[1])
 
     def pool_param(self, meta, c):
         return _ident(c[0])

@@ -10,6 +10,7 @@ that failed, else the rule (for `order by`, the key).
 from __future__ import annotations
 
 import bisect
+import copy
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -20,6 +21,7 @@ from gfdit.dsl.compile import ExprCompiler
 from gfdit.dsl.declarations import expand_stages
 from gfdit.dsl.diagnostics import Diagnostic, Report
 from gfdit.dsl.names import STAGE_NAMES
+from gfdit.dsl.pool_sizes import size_pools
 from gfdit.dsl.static import is_static
 from gfdit.engine.policy import RuleError, Why
 
@@ -54,8 +56,11 @@ class CompiledPolicy:
         self.name, self.revision = d.name, revision
         self.chunk, self.widths, self.tick = d.chunk, d.widths, d.tick
         self.on_short, self.placement = d.on_short, d.placement
-        self.pools = MappingProxyType(dict(d.pools))
         self.stage_pools = MappingProxyType(dict(d.stage_pools))
+        # pools sized by the cluster (`rest`, `{0 .. gpus - 1}`) are sized for the largest width until
+        # `for_cluster` sizes them for the cluster they run on (the engine refuses a mismatch)
+        self.pools_sized_for = self.widths[-1] if d.sized_pools else None
+        self.pools = MappingProxyType(size_pools(d.pools, d.sized_pools, d.stage_pools, self.widths[-1]))
         self.classes = MappingProxyType(dict(d.classes))
         self.source, self.path = checked.program.source, checked.program.filename
         self.warnings: list[Diagnostic] = [x for x in checked.diagnostics if x.severity == "warning"]
@@ -73,6 +78,17 @@ class CompiledPolicy:
         self.grow_budget = d.budgets.get("grow_budget")  # requests widened per round (None: any)
         self.migration_budget = d.budgets.get("migration_budget")  # grants per round that move state
         self.plan = d.plan  # the round's widths chosen together (gfdit/engine/plan.py)
+
+    def for_cluster(self, gpus: int) -> "CompiledPolicy":
+        """This policy with its pools sized by the cluster sized for `gpus` ranks (itself if it has none,
+        or they already are); `gfdit.policies.fit_to` calls it at a server's start and on every reload."""
+        if self.pools_sized_for is None or self.pools_sized_for == gpus:
+            return self
+        d = self.declarations
+        sized = copy.copy(self)
+        sized.pools = MappingProxyType(size_pools(d.pools, d.sized_pools, d.stage_pools, gpus))
+        sized.pools_sized_for = gpus
+        return sized
 
     def __repr__(self) -> str:
         return f"CompiledPolicy({self.name!r}, revision={self.revision!r}, path={self.path!r})"

@@ -171,6 +171,9 @@ class Policy(Protocol):
       placement        -- rank preferences, in order.
       pools            -- named rank sets; stage_pools maps a stage to a pool name
                           (a stage not in stage_pools may use every rank).
+      pools_sized_for  -- optional: the GPU count `pools` were computed for, when they depend on
+                          the cluster (`pool main = rest`); the engine refuses another count
+                          (fit the policy first: gfdit.policies.fit_to). Absent or None: fixed.
       classes          -- request classes by name; "default" covers unnamed ones.
       tick             -- seconds between extra rounds, None for event-driven only.
 

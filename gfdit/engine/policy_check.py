@@ -51,6 +51,11 @@ def check_policy(policy: Policy, cost_model: CostModel, gpus: int) -> None:
     bad_place = [p for p in policy.placement if p not in PLACEMENTS]
     if bad_place:
         problems.append(f"unknown placement {bad_place}; known: {list(PLACEMENTS)}")
+    sized_for = getattr(policy, "pools_sized_for", None)
+    if sized_for is not None and sized_for != gpus:
+        problems.append(f"its pools sized by the cluster (`rest`, `{{0 .. gpus - 1}}`) are sized for "
+                        f"{sized_for} GPUs, not {gpus}: fit it to this cluster first "
+                        "(gfdit.policies.fit_to; gfdit simulate and serve do)")
     for name, ranks in policy.pools.items():
         bad = sorted(r for r in ranks if not isinstance(r, int) or not 0 <= r < gpus)
         if bad or not ranks:

@@ -22,7 +22,7 @@ def req(rid: str, at: float, size: str = "M", **kw) -> Request:
 
 def run(name: str, requests: list[Request], gpus: int = 4, **params: str):
     log = DecisionLog()
-    result = simulate(load_policy(POLICIES / f"{name}.gfp", params), requests, COST, gpus,
+    result = simulate(load_policy(POLICIES / f"{name}.gfp", params).for_cluster(gpus), requests, COST, gpus,
                       decision_log=log, time_rounds=False)
     assert not result.hook_errors, result.hook_errors
     assert all(o.state == "completed" for o in result.outcomes), result.outcomes

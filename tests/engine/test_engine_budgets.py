@@ -95,7 +95,7 @@ def test_disaggregate_with_a_migration_budget_of_one_completes_every_request():
     cost = CostModel.load(shipped_cost_model("qwen-h20"))
     text = (data_dir("policies") / "disaggregate.gfp").read_text()
     policy = compile_policy(text.replace("param chunk = 5", "param chunk = 5\nparam migration_budget = 0"),
-                            "disaggregate.gfp", {"migration_budget": "1"})
+                            "disaggregate.gfp", {"migration_budget": "1"}).for_cluster(4)
     assert policy.migration_budget == 1
     requests = [Request(f"r{i}", 0.2 * i, 1024, 1024, 20) for i in range(10)]
     result = simulate(policy, requests, cost, 4, time_rounds=False)

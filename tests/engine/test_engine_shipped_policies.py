@@ -77,7 +77,6 @@ def test_dropped_widths_and_pool_ranks_are_noted_one_line_each(tmp_path):
     policy, notes = fit_policy(resolve_policy("disaggregate"), "disaggregate", {}, cost_model, 1)
     assert notes == ["policy disaggregate: widths [2] dropped (the cluster has 1 GPU(s), the cost model "
                      "prices [1, 2]); using [1]",
-                     "policy disaggregate: pool main loses ranks [1, 2, 3] (not on this 1-GPU cluster)",
                      "policy disaggregate: pool main has no rank left: denoise may use every rank"]
     assert dict(policy.pools) == {"aux": frozenset({0})} and dict(policy.stage_pools) == {
         "encode": "aux", "decode": "aux"}
@@ -101,7 +100,7 @@ def test_simulate_prints_the_note_and_runs(capsys):
 
 def test_under_disaggregation_the_dit_prepare_runs_with_denoise_on_the_main_pool(tmp_path):
     cost_model = CostModel.load(write_cost_model(tmp_path / "cmp", {1: 1000.0, 2: 600.0}, prepare_ms=500.0))
-    engine = Engine(load_policy(POLICIES / "disaggregate.gfp"), cost_model, Cluster(4))
+    engine = Engine(load_policy(POLICIES / "disaggregate.gfp").for_cluster(4), cost_model, Cluster(4))
     engine.submit(req("A", 0.0, 10), 0.0)
     (encode,) = engine.schedule(0.0)
     assert encode.stages == ("encode",) and encode.group == (0,)  # the aux pool
