@@ -32,7 +32,7 @@ from gfdit.engine.costmodel import CostModel
 from gfdit.engine.simulator import simulate
 from gfdit.engine.workload import Workload, shipped_cost_model
 from gfdit.engine.workload_gen import generate, load_profile
-from gfdit.policies import resolve_policy
+from gfdit.policies import fit_policy, resolve_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from policies import FIXED, ROOT, ratios, runs  # noqa: E402  (bench/policies.py: the list, the ratios)
@@ -53,7 +53,8 @@ def point(job: tuple[str, int, float, int]) -> list[dict]:
     workload = trace(profile, gpus, load, seed, cost)
     rows = []
     for label, (name, params) in runs(gpus).items():
-        result = simulate(resolve_policy(name, params), workload, cost, gpus, time_rounds=False)
+        policy, _ = fit_policy(resolve_policy(name, params), name, params, cost, gpus)  # pools sized for gpus
+        result = simulate(policy, workload, cost, gpus, time_rounds=False)
         m = result.metrics["overall"]
         row = {"profile": profile, "gpus": gpus, "load": load, "seed": seed, "policy": label,
                "requests": m["requests"], **{k: m[k] for k in KEYS}}
@@ -144,7 +145,8 @@ def plot_timeline(best: str, path: Path) -> None:
     panels = []
     for label in ("static_sp (sp=4)", best):
         name, params = all_runs[label]
-        result = simulate(resolve_policy(name, params), workload, cost, gpus, record_spans=True, time_rounds=False)
+        policy, _ = fit_policy(resolve_policy(name, params), name, params, cost, gpus)
+        result = simulate(policy, workload, cost, gpus, record_spans=True, time_rounds=False)
         panels.append((f"{label}: {profile}, {gpus} GPUs, load {load}", result.spans or []))
     plot_timelines(panels, gpus, path)
 

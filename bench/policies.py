@@ -38,7 +38,7 @@ def runs(gpus: int) -> dict[str, tuple[str, dict]]:
 def simulate_all(workload: Workload, cost: CostModel, gpus: int) -> list[dict]:
     rows = []
     for label, (name, params) in runs(gpus).items():
-        policy = load_policy(ROOT / "gfdit" / "data" / "policies" / f"{name}.gfp", params)
+        policy = load_policy(ROOT / "gfdit" / "data" / "policies" / f"{name}.gfp", params).for_cluster(gpus)
         t0 = time.perf_counter()
         result = simulate(policy, workload, cost, gpus, time_rounds=False)
         m = result.metrics["overall"]

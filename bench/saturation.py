@@ -26,7 +26,7 @@ from gfdit.engine.costmodel import CostModel
 from gfdit.engine.simulator import simulate
 from gfdit.engine.workload import Workload, shipped_cost_model
 from gfdit.engine.workload_gen import load_profile
-from gfdit.policies import resolve_policy
+from gfdit.policies import fit_policy, resolve_policy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from policies import ROOT, runs  # noqa: E402  (bench/policies.py: the policy list)
@@ -69,7 +69,8 @@ def measure(workload: Workload, cost: CostModel) -> list[dict]:
     chosen.update({label: v for label, v in runs(GPUS).items() if not label.startswith("static_sp")})
     rows = []
     for label, (name, params) in chosen.items():
-        m = simulate(resolve_policy(name, params), workload, cost, GPUS, time_rounds=False).metrics["overall"]
+        policy, _ = fit_policy(resolve_policy(name, params), name, params, cost, GPUS)  # pools sized for GPUS
+        m = simulate(policy, workload, cost, GPUS, time_rounds=False).metrics["overall"]
         rows.append({"policy": label, "completed": m["completed"], "rejected": m["rejected"],
                      "throughput_rpm": m["throughput_rpm"], "goodput_rpm": m["goodput_rpm"],
                      "slo_attainment": m["slo_attainment"], "gpu_utilization": m["gpu_utilization"],
