@@ -19,7 +19,9 @@ from __future__ import annotations
 import operator
 
 from gfdit.dsl import ast
+from gfdit.dsl.horizon import MISS, best_until, flip_time, found_until, recall, remember
 from gfdit.dsl.names import COST_FUNCTIONS
+from gfdit.dsl.static import is_static
 from gfdit.engine.policy import RuleError
 from gfdit.engine.view import Round
 
@@ -65,31 +67,55 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
     lower = _same_best(compiler, node, values, call.func)  # None: the `else` is not `arg* k by COST(k)`
     back = node.kind != "min"
 
+    increasing = method == "finish"  # finish(k) grows with now, slack(k) shrinks
+    shrinking = None if op in ("==", "!=") else (op in ("<", "<=")) == increasing  # passing set over time
+
     def pick(v, q, e):
         x = bound(v, q, e)
         form = _round_form(v, q, method)
-        cost = getattr(v, method) if form is None else None
-        try:
-            if form is not None:
-                base, minus, rem = form
-                seen = []
+        if form is None:
+            try:
+                cost = getattr(v, method)
                 for k in ordered:
-                    value = base - rem(k) if minus else base + rem(k)
-                    if test(value, x):
+                    if test(cost(q, k), x):
                         return k
-                    seen.append(value)
-                if lower is None:
-                    return fallback(v, q, e)
-                return _arg_best(values, seen[::-1] if back else seen, lower)
-            for k in ordered:
-                if test(cost(q, k), x):
+            except RuleError:
+                raise
+            except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
+                raise RuleError(loc, exc) from exc
+            return fallback(v, q, e)
+        now = v.now
+        kept = recall(pick, q, now, x) if shrinking is not None else MISS
+        if kept is not MISS:
+            return kept
+        base, minus, rem = form
+        try:
+            seen = []
+            for index, k in enumerate(ordered):
+                value = base - rem(k) if minus else base + rem(k)
+                if test(value, x):
+                    if shrinking is not None and isinstance(x, (int, float)):
+                        rems = [rem(j) for j in ordered[:index + 1]]
+                        remember(pick, q, now, x, found_until(minus, q.deadline, x, rems, index, shrinking), k)
                     return k
+                seen.append(value)
+            if lower is None:
+                return fallback(v, q, e)
+            in_order = seen[::-1] if back else seen
+            k = _arg_best(values, in_order, lower)
         except RuleError:
             raise
         except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
             raise RuleError(loc, exc) from exc
-        return fallback(v, q, e)
+        if shrinking is not None and isinstance(x, (int, float)):
+            rems = [rem(j) for j in values]
+            until = best_until(minus, q.deadline, rems, values.index(k))
+            if not shrinking:  # a k that fails now may pass later
+                until = min([until] + [flip_time(minus, q.deadline, x, r) for r in rems])
+            remember(pick, q, now, x, until, k)
+        return k
 
+    pick.stable = shrinking is not None and is_static(other, compiler.lets)  # see kept_until
     return pick
 
 
@@ -102,6 +128,10 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
 
     def best(v, q, e):
         form = _round_form(v, q, method)
+        if form is not None:
+            kept = recall(best, q, v.now, None)
+            if kept is not MISS:
+                return kept
         cost = getattr(v, method) if form is None else None
         base, minus, rem = form if form is not None else (0.0, False, None)
         try:  # the values one at a time, each compared before the next is computed
@@ -111,9 +141,25 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
             raise
         except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
             raise RuleError(loc, exc) from exc
-        return found if found is not None else fallback(v, q, e)
+        if found is None:
+            return fallback(v, q, e)
+        if form is not None:
+            rems = [rem(k) for k in values]
+            remember(best, q, v.now, None, best_until(minus, q.deadline, rems, values.index(found)), found)
+        return found
 
+    best.stable = True
     return best
+
+
+def kept_until(fn, q, now: float) -> float | None:
+    """Until when the answer `fn` gave for `q` at `now` holds, for a `fn` whose `stable`
+    attribute is set (its bound is fixed for the request's life); None when none was kept."""
+    memos = q.memos
+    m = memos.get(fn) if memos else None
+    if m is None or not m[4] <= now <= m[5] or m[0] != q.steps_done or m[1] != q.encoded:
+        return None
+    return m[5]
 
 
 def _round_form(v, q, method: str) -> tuple[float, bool, object] | None:

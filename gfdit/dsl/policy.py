@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import math
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -18,12 +19,15 @@ from gfdit.dsl import ast
 from gfdit.dsl.check import Checked
 from gfdit.dsl.choice_terms import choice_terms
 from gfdit.dsl.compile import ExprCompiler
+from gfdit.dsl.compile_fast import kept_until
 from gfdit.dsl.declarations import expand_stages
 from gfdit.dsl.diagnostics import Diagnostic, Report
 from gfdit.dsl.names import STAGE_NAMES
 from gfdit.dsl.pool_sizes import size_pools
 from gfdit.dsl.static import is_static
 from gfdit.engine.policy import RuleError, Why
+from gfdit.engine.promise import promise
+from gfdit.engine.tracked import Tracked
 
 MAX_OBSERVED = 6
 _NO_FRAME: list = []  # shared by hooks of policies with no choice or aggregate: nothing writes it
@@ -126,15 +130,29 @@ class CompiledPolicy:
     def width(self, view, req) -> tuple[int, Why]:
         rule = None
         try:
-            for rule in self._widths[req.stage]:
+            rules = self._widths[req.stage]
+            for rule in rules:
                 frame = [None] * rule.frame if rule.frame else _NO_FRAME
                 if rule.cond is None or rule.cond(view, req, frame):
-                    return self._width_of(rule, view, req, frame)
+                    answer = self._width_of(rule, view, req, frame)
+                    if rule is rules[0] and rule.cond is None and type(req) is Tracked and not _explains(view):
+                        self._promise(rule, view, req, answer)
+                    return answer
         except RuleError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
             raise RuleError(_loc(rule), exc) from exc
         raise AssertionError("the checker guarantees a default width rule per stage")
+
+    def _promise(self, rule: Rule, view, req, answer: tuple[int, Why]) -> None:
+        """Promise the engine this answer for as long as it provably holds (gfdit.engine.promise):
+        forever for a constant width, a stable choice's horizon (gfdit.dsl.horizon) otherwise."""
+        if rule.fixed is not None:
+            promise(req, self, view.now, math.inf, *answer)
+        elif getattr(rule.value, "stable", False):
+            until = kept_until(rule.value, req, view.now)
+            if until is not None:
+                promise(req, self, view.now, until, *answer)
 
     def _width_of(self, rule: Rule, view, req, frame: list) -> tuple[int, Why]:
         if not _explains(view):  # nothing reads the values: the width alone

@@ -49,12 +49,12 @@ class Cluster:
 
     def take(self, group: tuple[int, ...]) -> None:
         """Mark the ranks of `group` busy; every one must be free."""
-        if len(set(group)) != len(group):
+        free = self.free
+        if not free.issuperset(group):
+            raise ClusterError(f"ranks {[r for r in group if r not in free]} of group {group} are not free")
+        if len(group) > 1 and len(set(group)) != len(group):
             raise ClusterError(f"group {group} names a rank twice")
-        taken = [r for r in group if r not in self.free]
-        if taken:
-            raise ClusterError(f"ranks {taken} of group {group} are not free")
-        self.free.difference_update(group)
+        free.difference_update(group)
 
     def release(self, group: tuple[int, ...]) -> None:
         """Return a finished task's ranks; lost ones stay lost."""

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, OrderedDict
-from functools import partial
 from typing import Iterable
 
 from .chunking import chunk_of
@@ -32,9 +31,10 @@ from .cluster import Cluster
 from .costmodel import CostModel
 from .decisions import DecisionLog
 from .events import Advanced, EngineEvent, Finished, Held, Retrying, TaskStarted
+from .eligibility import Eligibility
 from .pinning import pin_problem
 from .placement import Allocator
-from .policy import STAGES, Policy, Stage, Why
+from .policy import Policy, Why
 from .policy_check import check_policy
 from .request import REJECTED, TERMINAL, Outcome, Request, State
 from .scheduling import Grant, HookError, RoundResult, hook_error, run_round
@@ -45,10 +45,6 @@ from .view import Round
 
 _log = logging.getLogger("gfdit.engine")
 HOLD_RECHECK_S = 1.0  # without a `tick`, held requests are re-judged this often (engine seconds)
-
-NEXT_STAGES: dict[str, tuple[Stage, ...]] = {  # the kinds of next task, and the stages each covers
-    **{stage: (stage,) for stage in STAGES}, "whole": STAGES, "rest": STAGES[1:],
-}
 
 
 class Engine:
@@ -80,7 +76,7 @@ class Engine:
         self._ended: OrderedDict[str, Outcome] = OrderedDict()
         self._keep = keep_ended
         self._pending: Policy | None = None
-        self._eligible: dict[tuple, frozenset[int] | None] = {}  # by (kind of next task, class pool)
+        self.eligibility = Eligibility(cluster)  # which ranks each candidate may use
         self._task_seq = 0
         self._held: dict[str, Tracked] = {}  # held at the last round they competed in
         self._passed: dict[str, tuple] = {}  # request id -> (rule, wanted) of its last logged skip
@@ -110,6 +106,7 @@ class Engine:
             return reason
         self.active[request.id] = tracked
         self.waiting[request.id] = tracked
+        self.eligibility.pinned += request.ranks is not None
         if self.log is not None:
             self._note(now, "admit", tracked, rule=why.rule if why else None, deadline=tracked.deadline)
         return None
@@ -187,7 +184,7 @@ class Engine:
         self.clock.now = now
         lost = tuple(sorted(set(ranks)))
         self.cluster.lose(lost)
-        self._eligible.clear()
+        self.eligibility.clear()
         hit = []
         for tracked in list(self.active.values()):
             task = tracked.task
@@ -212,7 +209,7 @@ class Engine:
     def ranks_restored(self, ranks: Iterable[int], now: float | None = None) -> tuple[int, ...]:
         """Lost ranks are usable again; returns those that were lost."""
         back = self.cluster.restore(tuple(sorted(set(ranks))))
-        self._eligible.clear()
+        self.eligibility.clear()
         return back
 
     def set_policy(self, policy: Policy) -> None:
@@ -272,10 +269,7 @@ class Engine:
         if not self.waiting or (not self.cluster.free and not self._held):
             return None
         candidates = list(self.waiting.values())
-        pinned = any(getattr(s, "pool", None) for s in policy.classes.values()) or any(
-            t.req.ranks is not None for t in candidates)
-        eligible = (partial(self._eligible_for, policy=policy) if policy.stage_pools or self.cluster.lost or pinned
-                    else _anywhere)
+        eligible = self.eligibility.of(policy)
         lost = len(self.cluster.lost)
         alloc = Allocator(set(self.cluster.free), self.cluster.gpus - lost, self.cluster.ranks_per_node, lost)
         view = self._view(now, self.log is not None if explain is None else explain)
@@ -338,9 +332,8 @@ class Engine:
         if self.cluster.spans_nodes(grant.group):
             task.duration_est *= self.cost_model.cross_node.group_factor
         holders = tracked.holders
-        receivers = sum(1 for r in grant.group if r not in holders)
         nbytes, mig_s = 0, 0.0
-        if holders and receivers:
+        if holders and holders != grant.group and (receivers := sum(1 for r in grant.group if r not in holders)):
             migration = self.cost_model.migration
             nbytes = migration.state_bytes(tracked.req.shape)
             if self.cluster.reaches_new_node(grant.group, holders):
@@ -374,38 +367,9 @@ class Engine:
 
     def _swap(self, now: float) -> None:
         old, self.policy, self._pending = self.policy, self._pending, None  # type: ignore[assignment]
-        self._eligible.clear()
+        self.eligibility.clear()
         if self.log is not None:
             self.log.write(self._base(now, "policy") | {"previous": [old.name, old.revision]})
-
-    def _eligible_for(self, tracked: Tracked, policy: Policy) -> frozenset[int] | None:
-        """Ranks the candidate's next task may use under `policy` (its stages' pools, its class's
-        pool and its own pinned ranks, minus lost ranks)."""
-        whole = policy.chunk is None
-        if not tracked.encoded:
-            kind = "whole" if whole else "encode"
-        elif tracked.steps_done < tracked.req.steps:
-            kind = "rest" if whole else "denoise"
-        else:
-            kind = "decode"
-        spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
-        pinned = getattr(spec, "pool", None)
-        own = tracked.req.ranks  # the request's own pin
-        key = (policy.revision, kind, pinned, own)
-        if key in self._eligible:
-            return self._eligible[key]
-        ranks: frozenset[int] | None = frozenset(policy.pools.get(pinned, ())) if pinned else None
-        if own is not None:
-            ranks = own if ranks is None else ranks & own
-        for stage in NEXT_STAGES[kind]:
-            pool = policy.stage_pools.get(stage)
-            if pool is not None:
-                members = frozenset(policy.pools[pool])
-                ranks = members if ranks is None else ranks & members
-        if ranks is not None or self.cluster.lost:
-            ranks = (ranks if ranks is not None else frozenset(self.cluster.ranks)) - self.cluster.lost
-        self._eligible[key] = ranks  # type: ignore[index]
-        return ranks
 
     # ---- endings ------------------------------------------------------------
     def _end_task(self, tracked: Tracked, task: Task, now: float) -> None:
@@ -439,7 +403,8 @@ class Engine:
             tracked.held_since = None
         self._held.pop(tracked.id, None)
         self._passed.pop(tracked.id, None)
-        self.active.pop(tracked.id, None)
+        if self.active.pop(tracked.id, None) is not None:
+            self.eligibility.pinned -= tracked.req.ranks is not None
         self.waiting.pop(tracked.id, None)
         req = tracked.req
         self._record(Outcome(req.id, req.request_class, state.value, req.arrival, tracked.deadline, now,
@@ -458,7 +423,10 @@ class Engine:
     # ---- helpers --------------------------------------------------------
     def _view(self, now: float, explain: bool) -> Round:
         free = len(self.cluster.free)
-        return Round(now, self.cluster.gpus, free, self.cluster.busy, lambda: list(self.active.values()), explain)
+        return Round(now, self.cluster.gpus, free, self.cluster.busy, self._active_list, explain)
+
+    def _active_list(self) -> list[Tracked]:
+        return list(self.active.values())
 
     def _hook_error(self, now: float, err: HookError) -> None:
         """Count a hook error by hook and by rule; log the first of each rule; note it in the decision log."""
@@ -484,7 +452,3 @@ class Engine:
             record["deadline"] = None
         self.log.write(record)
 
-
-def _anywhere(tracked: Tracked) -> None:
-    """No pools and no lost ranks: every candidate may use any rank."""
-    return None

@@ -2,7 +2,7 @@
 
 The engine runs a pinned request's tasks only on its ranks, intersected with its
 class's pool (`class L { pool = big }`) and each task's stages' pools (`place`):
-see `Engine._eligible_for`. A pin that can never run is refused when submitted,
+see `gfdit.engine.eligibility`. A pin that can never run is refused when submitted,
 with the reason, instead of failing later as unplaceable: a rank outside the
 cluster, or a task whose allowed ranks are fewer than the policy's smallest width.
 A policy reloaded after a request was accepted can still make its pin impossible;

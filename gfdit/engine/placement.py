@@ -93,10 +93,23 @@ def place(grants: "list[Grant]", alloc: Allocator, prefs: Sequence[str]) -> None
     """Give every grant concrete ranks (sets `grant.group`)."""
     if not grants:
         return
+    if len(grants) == 1 and "sticky" in prefs and _stays(grants[0], alloc):
+        return
     if "sticky" in prefs and _place(grants, alloc, prefs, sticky=True):
         return
     if not _place(grants, alloc, prefs, sticky=False):
         raise AssertionError("placement failed after a feasible allocation")  # an engine bug
+
+
+def _stays(grant: "Grant", alloc: Allocator) -> bool:
+    """A lone sticky grant whose request's state sits on exactly `width` free, eligible ranks keeps
+    them: what `_place` would choose (all its holders, nothing else needed), without its work."""
+    holders = grant.req.holders
+    if len(holders) != grant.width or not alloc.free.issuperset(holders) or \
+            (grant.eligible is not None and not grant.eligible.issuperset(holders)):
+        return False
+    grant.group = tuple(sorted(holders))
+    return True
 
 
 def _place(grants: "list[Grant]", alloc: Allocator, prefs: Sequence[str], sticky: bool) -> bool:

@@ -33,11 +33,13 @@ no growth.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Callable
 
 from .placement import Allocator, place
 from .plan import plan_widths
 from .policy import Policy, RuleError, Why
+from .promise import promised
 from .quotas import Quotas
 from .tracked import Tracked
 from .view import Round
@@ -80,22 +82,34 @@ class RoundResult:
 
 
 def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: Allocator,
-              eligible_of: Callable[[Tracked], frozenset[int] | None]) -> RoundResult:
+              eligible_of: Callable[[Tracked], frozenset[int] | None] | None) -> RoundResult:
     """Decide one round. `alloc` holds the free ranks; `eligible_of` gives a candidate's usable ranks
-    (None: any rank)."""
+    (None: any rank; `eligible_of` None: every candidate may use any rank)."""
     out = RoundResult()
     competing = _hold(policy, view, candidates, out)
     ordered = _order(policy, view, competing, out)
     quotas = Quotas.of(policy, view)
-    if getattr(policy, "plan", False) and quotas is None and not alloc.pooled and all(
-            eligible_of(req) is None for req in ordered):
+    if getattr(policy, "plan", False) and quotas is None and not alloc.pooled and (eligible_of is None or all(
+            eligible_of(req) is None for req in ordered)):
         ordered = _planned(policy, view, ordered, alloc, out)
     smallest = policy.widths[0]
+    # a candidate whose promised width (gfdit/engine/promise.py) is more than the free ranks is
+    # passed over without a call when nothing else could change the outcome: no pools, no quotas,
+    # `skip` on short, and nobody reading the decision log
+    quick = eligible_of is None and quotas is None and not view.explain and policy.on_short == "skip"
+    eligible_of = eligible_of or _anywhere
+    now, usable = view.now, alloc.usable
     for index, req in enumerate(ordered):
-        if alloc.left < smallest:  # nothing more can fit
+        left = alloc.left
+        if left < smallest:  # nothing more can fit
             if view.explain:
                 _pass_all(ordered[index:], "engine:full", alloc, out)
             break
+        if quick:
+            m = req.width_memo
+            if m is not None and m[0] is policy and left < m[5] <= usable and m[3] <= now <= m[4] \
+                    and m[1] == req.steps_done and m[2] is req.encoded:
+                continue
         if not _allocate(policy, view, req, alloc, eligible_of(req), out, quotas):
             if view.explain:
                 _pass_all(ordered[index + 1:], "engine:reserve", alloc, out)  # behind the reserved one
@@ -156,19 +170,25 @@ def _hold(policy: Policy, view: Round, candidates: list[Tracked], out: RoundResu
 
 
 def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResult) -> list[Tracked]:
+    if not view.explain and getattr(policy, "static_order", False):
+        return _order_static(policy, view, competing, out)
+    return _order_general(policy, view, competing, out)
+
+
+def _order_general(policy: Policy, view: Round, competing: list[Tracked], out: RoundResult) -> list[Tracked]:
     keyed: list[tuple[Any, float, str, int]] = []  # ids are unique: the index is never compared
     order_key = policy.order_key
     static = getattr(policy, "static_order", False)
     failed = False
     for index, req in enumerate(competing):
         memo = req.order_memo
-        if static and memo is not None and memo[0] is policy:
-            key = memo[1]  # the same every round: computed once for this policy
+        if static and memo is not None and memo[1] is policy:
+            key = memo[2]  # the same every round: computed once for this policy
         else:
             try:
                 key = order_key(view, req)
                 if static:
-                    req.order_memo = (policy, key)
+                    req.order_memo = ((key, req.req.arrival, req.req.id), policy, key)
             except Exception as exc:  # noqa: BLE001 -- contained hook error
                 _error(policy, req, "order", exc, out)
                 key, failed = (), True
@@ -188,6 +208,28 @@ def _order(policy: Policy, view: Round, competing: list[Tracked], out: RoundResu
     return [competing[item[3]] for item in keyed]
 
 
+def _order_static(policy: Policy, view: Round, competing: list[Tracked], out: RoundResult) -> list[Tracked]:
+    """`_order` for a key that never changes while a request lives (`static_order`): each request's
+    sort key (key, arrival, id) is computed once and kept (`order_memo`), then the round sorts on it."""
+    order_key = policy.order_key
+    for req in competing:
+        memo = req.order_memo
+        if memo is None or memo[1] is not policy:
+            try:
+                key = order_key(view, req)
+            except Exception as exc:  # noqa: BLE001 -- contained hook error: the general path reports it
+                del exc
+                return _order_general(policy, view, competing, out)
+            req.order_memo = ((key, req.req.arrival, req.req.id), policy, key)
+    try:
+        return sorted(competing, key=_SORT_KEY)
+    except TypeError:  # keys of different types: the general path reports it
+        return _order_general(policy, view, competing, out)
+
+
+_SORT_KEY = attrgetter("order_memo")  # (sort key, ...): ids are unique, so only the sort key is compared
+
+
 def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
               eligible: frozenset[int] | None, out: RoundResult, quotas: Quotas | None = None) -> bool:
     """Grant `req` a width if it fits; False means `reserve` stopped the round."""
@@ -203,13 +245,17 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
             and not alloc.fits(eligible, policy.widths[0]):
         _pass(out, req, Why("engine:pool", {"free": alloc.left, "smallest": policy.widths[0]}))
         return True  # nothing allowed fits its pool now: whatever it wants, it waits
-    try:
-        wanted, why = policy.width(view, req)
-        if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted not in policy.widths:
-            raise ValueError(f"width {wanted!r} is not one of the policy's widths {list(policy.widths)}")
-    except Exception as exc:  # noqa: BLE001 -- contained hook error
-        rule = _error(policy, req, "width", exc, out)
-        wanted, why = policy.widths[0], Why("engine:fallback", {"failed": rule, "width": policy.widths[0]})
+    answer = None if view.explain else promised(req, policy, view.now)
+    if answer is not None:
+        wanted, why = answer
+    else:
+        try:
+            wanted, why = policy.width(view, req)
+            if not isinstance(wanted, int) or isinstance(wanted, bool) or wanted not in policy.widths:
+                raise ValueError(f"width {wanted!r} is not one of the policy's widths {list(policy.widths)}")
+        except Exception as exc:  # noqa: BLE001 -- contained hook error
+            rule = _error(policy, req, "width", exc, out)
+            wanted, why = policy.widths[0], Why("engine:fallback", {"failed": rule, "width": policy.widths[0]})
     width, action = wanted, "fit"
     if width > capacity:
         width, action = [w for w in policy.widths if w <= capacity][-1], "cap+fit"
@@ -324,3 +370,8 @@ def _error(policy: Policy, req: Tracked, hook: str, exc: BaseException, out: Rou
 def _where(policy: Policy, hook: str) -> str:
     """Where a hook that names no rule failed: ``python:NAME.HOOK``."""
     return f"python:{policy.name}.{hook}"
+
+
+def _anywhere(req: Tracked) -> None:
+    """No pools, no pinned ranks and no lost ranks: every candidate may use any rank."""
+    return None

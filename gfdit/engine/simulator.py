@@ -79,7 +79,7 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
         for dispatch in dispatches:  # dispatch
             executor.start(dispatch, now)
         idle_since = _check_stall(engine, executor, i == n, now, idle_since)
-        outcomes.extend(e.outcome for e in engine.take_events() if isinstance(e, Finished))  # record
+        outcomes.extend([e.outcome for e in engine.take_events() if type(e) is Finished])  # record
     metrics = compute_metrics(outcomes, gpus, costs if time_rounds else None, queues if time_rounds else None)
     return Result(metrics, outcomes, executor.spans, gpus, engine.rounds, dict(engine.hook_errors),
                   costs, now, time.perf_counter() - wall0, dict(engine.rule_errors),

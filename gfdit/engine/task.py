@@ -40,14 +40,12 @@ class Task:
 
     @property
     def stages(self) -> tuple[Stage, ...]:
-        parts: list[Stage] = []
-        if self.encode:
-            parts.append("encode")
-        if self.step_end > self.step_begin:
-            parts.append("denoise")
-        if self.decode:
-            parts.append("decode")
-        return tuple(parts)
+        return _STAGES_OF[self.encode, self.step_end > self.step_begin, self.decode]
+
+
+_STAGES_OF: dict[tuple[bool, bool, bool], tuple[Stage, ...]] = {  # (encode, denoise, decode) -> stages
+    (e, s, d): tuple(name for name, on in (("encode", e), ("denoise", s), ("decode", d)) if on)
+    for e in (False, True) for s in (False, True) for d in (False, True)}
 
 
 def cut_next_task(task_id: str, request_id: str, encoded: bool, steps_done: int,

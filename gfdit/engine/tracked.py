@@ -27,15 +27,16 @@ class Clock:
 class Tracked:
     """An accepted request's progress through its trajectory (implements RequestView)."""
 
-    __slots__ = ("req", "_clock", "_cm", "_parts", "_prepare", "state", "deadline", "priority",
+    __slots__ = ("req", "id", "_clock", "_cm", "_parts", "_prepare", "state", "deadline", "priority",
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
-                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "_rem_steps", "_rem_encoded",
-                 "_rem")
+                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "memos", "width_memo",
+                 "_rem_steps", "_rem_encoded", "_rem")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
         self.req = req
+        self.id = req.id  # read many times a round: a plain attribute, not a property
         self._clock = clock
         self._cm = cm
         self._parts: dict[int, tuple[float, float, float]] = {}
@@ -65,7 +66,9 @@ class Tracked:
         self.run_s = 0.0  # time its ended tasks ran (migration included)
         self.reason: str | None = None
         self.finish: float | None = None
-        self.order_memo: tuple[object, tuple] | None = None  # (policy, key) of a static order key
+        self.order_memo: tuple | None = None  # (sort key, policy, key) of a static order key
+        self.memos: dict | None = None  # answers of width choices with their horizon (gfdit.dsl.horizon)
+        self.width_memo: tuple | None = None  # a policy's width promise (gfdit.engine.promise)
 
     # ---- cost-model parts at a width (cached per request) ---------------
     def parts(self, width: int) -> tuple[float, float, float]:
@@ -111,10 +114,6 @@ class Tracked:
         self.last_width = 0
 
     # ---- RequestView ----------------------------------------------------
-    @property
-    def id(self) -> str:
-        return self.req.id
-
     @property
     def request_class(self) -> str:
         return self.req.request_class

@@ -1,0 +1,79 @@
+"""Which ranks a candidate's next task may use: stage pools, its class's pool, its own pin, minus
+lost ranks.
+
+`Eligibility.of(policy)` is asked once per round: None when nothing restricts
+any candidate (no stage pools, no class pools, no pinned request, no lost
+rank), the common case, which lets the round skip every per-candidate check;
+else a function from a candidate to its ranks (None: any rank), cached by
+what decides it (the policy's revision, the kind of next task, the class pool,
+the request's pin) until the cluster or the policy changes (`clear`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Callable
+
+from .cluster import Cluster
+from .policy import STAGES, Policy, Stage
+from .tracked import Tracked
+
+NEXT_STAGES: dict[str, tuple[Stage, ...]] = {  # the kinds of next task, and the stages each covers
+    **{stage: (stage,) for stage in STAGES}, "whole": STAGES, "rest": STAGES[1:],
+}
+
+
+class Eligibility:
+    """The engine's rank restrictions per candidate, and what it knows of them."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.pinned = 0  # active requests with their own ranks (`Request.ranks`)
+        self._cache: dict[tuple, frozenset[int] | None] = {}
+        self._class_pools: tuple[Policy | None, bool] = (None, False)  # (policy, any class has a pool)
+
+    def clear(self) -> None:
+        """The cluster's lost ranks or the policy changed: forget every cached answer."""
+        self._cache.clear()
+
+    def of(self, policy: Policy) -> Callable[[Tracked], frozenset[int] | None] | None:
+        """This round's restriction function under `policy`, or None when nothing restricts."""
+        if policy.stage_pools or self.cluster.lost or self.pinned or self._has_class_pools(policy):
+            return partial(self.ranks_for, policy=policy)
+        return None
+
+    def _has_class_pools(self, policy: Policy) -> bool:
+        known, answer = self._class_pools
+        if known is not policy:
+            answer = any(getattr(s, "pool", None) for s in policy.classes.values())
+            self._class_pools = (policy, answer)
+        return answer
+
+    def ranks_for(self, tracked: Tracked, policy: Policy) -> frozenset[int] | None:
+        """Ranks the candidate's next task may use under `policy` (None: any rank)."""
+        whole = policy.chunk is None
+        if not tracked.encoded:
+            kind = "whole" if whole else "encode"
+        elif tracked.steps_done < tracked.req.steps:
+            kind = "rest" if whole else "denoise"
+        else:
+            kind = "decode"
+        spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
+        pinned = getattr(spec, "pool", None)
+        own = tracked.req.ranks  # the request's own pin
+        key = (policy.revision, kind, pinned, own)
+        if key in self._cache:
+            return self._cache[key]
+        ranks: frozenset[int] | None = frozenset(policy.pools.get(pinned, ())) if pinned else None
+        if own is not None:
+            ranks = own if ranks is None else ranks & own
+        for stage in NEXT_STAGES[kind]:
+            pool = policy.stage_pools.get(stage)
+            if pool is not None:
+                members = frozenset(policy.pools[pool])
+                ranks = members if ranks is None else ranks & members
+        lost = self.cluster.lost
+        if ranks is not None or lost:
+            ranks = (ranks if ranks is not None else frozenset(self.cluster.ranks)) - lost
+        self._cache[key] = ranks
+        return ranks
