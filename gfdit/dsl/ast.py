@@ -233,6 +233,14 @@ class GrowDecl(Node):
 
 
 @dataclass(eq=False)
+class ChunkDecl(Node):
+    """`chunk [when COND] = EXPR`: denoise steps of a request's next task (only denoise is chunked)."""
+
+    cond: Expr | None
+    expr: Expr
+
+
+@dataclass(eq=False)
 class ShortDecl(Node):
     mode: Ident
 

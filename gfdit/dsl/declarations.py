@@ -50,6 +50,7 @@ class Declarations:
     orders: list[ast.OrderDecl] = field(default_factory=list)
     width_rules: list[ast.WidthDecl] = field(default_factory=list)
     grows: list[ast.GrowDecl] = field(default_factory=list)
+    chunk_rules: list[ast.ChunkDecl] = field(default_factory=list)  # denoise steps per task, per request
     failed_names: set[str] = field(default_factory=set)
     cyclic_lets: set[str] = field(default_factory=set)
     pool_params: set[str] = field(default_factory=set)  # params used as pool ranks
@@ -183,6 +184,7 @@ _SORT = {
     ast.OrderDecl: lambda d, decls, *a: decls.orders.append(d),
     ast.WidthDecl: lambda d, decls, *a: decls.width_rules.append(d),
     ast.GrowDecl: lambda d, decls, *a: decls.grows.append(d),
+    ast.ChunkDecl: lambda d, decls, *a: decls.chunk_rules.append(d),
 }
 
 

@@ -63,6 +63,7 @@ CODES: dict[str, str] = {
     "E310": "a pool sized by the cluster that is always empty",
     "E311": "a pool range outside the cluster on every size",
     "E312": "stage pools sized by the cluster that overlap",
+    "E313": "a `chunk` rule that cannot apply",
     # warnings
     "W401": "rule can never match",
     "W402": "declared but never used",

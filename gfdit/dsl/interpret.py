@@ -15,7 +15,7 @@ from gfdit.dsl import ast
 from gfdit.dsl.declarations import Declarations, expand_stages
 from gfdit.dsl.diagnostics import Report
 from gfdit.dsl.names import CLUSTER_NAMES, REQUEST_FIELDS, STAGE_NAMES
-from gfdit.dsl.policy import significant_keys
+from gfdit.dsl.policy import MAX_CHUNK, significant_keys
 
 
 @dataclass
@@ -56,6 +56,16 @@ class Interpreter:
                 bound = self.decls.widths[-1] if rule.bound is None else self.evaluate(
                     rule.bound, view, req, {})
                 return self._allowed(bound), self._where(rule)
+        return None
+
+    def chunk(self, view, req):
+        """Steps of the next denoise task by the first matching `chunk` rule, or None."""
+        for rule in self.decls.chunk_rules:
+            if rule.cond is None or self.evaluate(rule.cond, view, req, {}):
+                value = self.evaluate(rule.expr, view, req, {})
+                if math.isnan(value):
+                    raise ValueError("NaN chunk")
+                return 1 if value < 1 else MAX_CHUNK if value >= MAX_CHUNK else int(value)
         return None
 
     def _for_stage(self, rules: list, req) -> list:

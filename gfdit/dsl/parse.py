@@ -21,7 +21,7 @@ from gfdit.dsl import ast
 from gfdit.dsl.diagnostics import Report, did_you_mean
 
 DECL_KEYWORDS = ("policy", "param", "class", "let", "pool", "place", "admit", "hold",
-                 "order", "width", "grow", "on")
+                 "order", "width", "grow", "chunk", "on")
 _DECL_START = re.compile(r"^\s*(" + "|".join(DECL_KEYWORDS) + r")(?![A-Za-z0-9_])")
 # an unindented line starting with a word that cannot continue an expression starts a new piece
 _CONTINUATION = ("else", "where", "by", "and", "or", "then", "up", "to", "not", "if", "in",
@@ -29,7 +29,8 @@ _CONTINUATION = ("else", "where", "by", "and", "or", "then", "up", "to", "not", 
 _NESTED_IN_THEN = re.compile(r"(?<![A-Za-z0-9_])then\s+(if|min|max|argmin|argmax)(\s+[A-Za-z_][A-Za-z0-9_]*)?\s*$")
 # words of the grammar: no param, let, class or pool may be named by one
 REST = "rest"  # `pool main = rest`: the ranks no other stage pool holds
-KEYWORDS = frozenset((*DECL_KEYWORDS, *_CONTINUATION, "when", "short", "true", "false", "all", REST))
+# (`chunk` starts a rule and is also the reserved param: `param chunk = 5`, `chunk` in expressions)
+KEYWORDS = frozenset((*DECL_KEYWORDS, *_CONTINUATION, "when", "short", "true", "false", "all", REST)) - {"chunk"}
 _NEW_PIECE = re.compile(r"^(?!(" + "|".join(_CONTINUATION) + r")(?![A-Za-z0-9_]))[A-Za-z_]")
 _NAMED_DECL = re.compile(r"^\s*(let|param|class|pool)\s+([A-Za-z_][A-Za-z0-9_]*)", re.M)
 MAX_SOURCE_CHARS = 200_000
@@ -350,6 +351,9 @@ class _Builder(Transformer):
 
     def grow_decl(self, meta, c):
         return ast.GrowDecl(_span(meta), c[0], c[1], c[3])
+
+    def chunk_decl(self, meta, c):
+        return ast.ChunkDecl(_span(meta), c[0], c[1])
 
     def short_decl(self, meta, c):
         return ast.ShortDecl(_span(meta), _ident(c[0]))

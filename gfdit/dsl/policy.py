@@ -30,6 +30,7 @@ from gfdit.engine.promise import promise
 from gfdit.engine.tracked import Tracked
 
 MAX_OBSERVED = 6
+MAX_CHUNK = 1 << 30  # a chunk rule's +infinity: the rest of the trajectory in one task
 _NO_FRAME: list = []  # shared by hooks of policies with no choice or aggregate: nothing writes it
 
 
@@ -82,6 +83,8 @@ class CompiledPolicy:
         self.grow_budget = d.budgets.get("grow_budget")  # requests widened per round (None: any)
         self.migration_budget = d.budgets.get("migration_budget")  # grants per round that move state
         self.plan = d.plan  # the round's widths chosen together (gfdit/engine/plan.py)
+        self._chunks = [builder.rule(c.cond, c.expr, c.span) for c in d.chunk_rules]
+        self.chunk_rule = self._chunk_for if self._chunks else None  # gfdit/engine/chunking.py
 
     def for_cluster(self, gpus: int) -> "CompiledPolicy":
         """This policy with its pools sized by the cluster sized for `gpus` ranks (itself if it has none,
@@ -183,6 +186,24 @@ class CompiledPolicy:
                         return self._allowed(bound), rule.bare
                     values = {"up_to": bound, **_observe(rule, view, req, frame)}
                     return self._allowed(bound), Why(rule.where, values)
+        except RuleError:
+            raise
+        except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
+            raise RuleError(_loc(rule), exc) from exc
+        return None
+
+    def _chunk_for(self, view, req) -> int | None:
+        """Denoise steps of the request's next task by the first `chunk` rule whose `when` holds (rounded
+        down, at least 1); None when none matches (the class's or the policy's chunk applies)."""
+        rule = None
+        try:
+            for rule in self._chunks:
+                frame = [None] * rule.frame if rule.frame else _NO_FRAME
+                if rule.cond is None or rule.cond(view, req, frame):
+                    steps = rule.value(view, req, frame)
+                    if steps != steps:  # NaN (infinity - infinity): no number of steps
+                        raise ValueError("the chunk is not a number (NaN)")
+                    return math.floor(min(max(steps, 1), MAX_CHUNK))
         except RuleError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule

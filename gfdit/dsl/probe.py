@@ -92,6 +92,7 @@ def _kinds(d: Declarations) -> dict[str, tuple[list, object, object]]:
         "order": (d.orders[0].keys if d.orders else [], lambda k: None, lambda k: k.expr),
         "width": (d.width_rules, lambda r: r.cond, lambda r: r.expr),
         "grow": (d.grows, lambda r: r.cond, lambda r: r.bound),
+        "chunk": (d.chunk_rules, lambda r: r.cond, lambda r: r.expr),
     }
 
 
@@ -125,6 +126,8 @@ def _ask(rules: dict[str, list[_Rule]], view, req, case: str, arriving: bool) ->
             yield _Failure(rule.decl, case, answer, req.width)
     yield from _first(rules["width"], view, req, case)
     yield from _first(rules["grow"], view, req, case)
+    if req.stage == "denoise":  # a chunk rule is asked as a denoise task is cut
+        yield from _first(rules["chunk"], view, req, case)
 
 
 def _first(rules: list[_Rule], view, req, case: str) -> Iterator[_Failure]:
@@ -132,7 +135,7 @@ def _first(rules: list[_Rule], view, req, case: str) -> Iterator[_Failure]:
     returns whether one decided without failing (a failing one is reported and the later hooks are
     still asked: what they would do once it is fixed is worth knowing now)."""
     for rule in rules:
-        if req.stage not in _stages(rule.decl):
+        if hasattr(rule.decl, "stages") and req.stage not in _stages(rule.decl):
             continue
         ok, matched = _eval(rule, rule.cond, view, req) if rule.cond is not None else (True, True)
         if ok and not matched:
@@ -200,7 +203,7 @@ def _report(failure: _Failure, report: Report, cost_model: CostModel, decls: Dec
 
 
 _KIND_NAMES = {ast.AdmitDecl: "admit rule", ast.HoldDecl: "hold rule", ast.OrderKey: "order key",
-               ast.WidthDecl: "width rule", ast.GrowDecl: "grow rule"}
+               ast.WidthDecl: "width rule", ast.GrowDecl: "grow rule", ast.ChunkDecl: "chunk rule"}
 
 
 def _cases(policy, cost_model: CostModel, gpus: int) -> Iterator[tuple[Round, Tracked, str, bool]]:

@@ -241,6 +241,8 @@ def rule_expressions(decls: Declarations) -> list[ast.Expr]:
         exprs.extend((w.cond, w.expr))
     for g in decls.grows:
         exprs.extend((g.cond, g.bound))
+    for c in decls.chunk_rules:
+        exprs.extend((c.cond, c.expr))
     return [e for e in exprs if e is not None]
 
 

@@ -36,7 +36,8 @@ def check_rules(decls: Declarations, report: Report, used: set[str], end: ast.Sp
     _constant_widths(decls, report)
     _shadowed(decls.width_rules, "width", report)
     _shadowed(decls.grows, "grow", report)
-    for rule in [*decls.holds, *decls.width_rules, *decls.grows, *decls.admits]:
+    _chunk_rules(decls, report)
+    for rule in [*decls.holds, *decls.width_rules, *decls.grows, *decls.admits, *decls.chunk_rules]:
         _constant_condition(rule, report)
     for lint in LINTS:
         lint(decls, report)
@@ -142,7 +143,8 @@ def whole(value: float) -> bool:
 
 def _set_members(decls: Declarations, report: Report) -> None:
     """Every set literal, wherever it is (a `let` too), holds finite whole numbers only."""
-    roots = [*decls.width_rules, *decls.grows, *decls.holds, *decls.admits, *decls.orders, *decls.lets.values()]
+    roots = [*decls.width_rules, *decls.grows, *decls.holds, *decls.admits, *decls.orders, *decls.lets.values(),
+             *decls.chunk_rules]
     for node in _nodes(roots):
         bad = [v for v in node.values if not whole(v)] if isinstance(node, ast.SetLit) else []
         if bad:
@@ -163,7 +165,7 @@ def _not_whole(span: ast.Span, bad: list[float], report: Report) -> None:
 def _set_literals(decls: Declarations) -> list[ast.SetLit]:
     """Set literals that choices range over (they stand for candidate widths): written there, or
     a `let` (through any chain of lets) whose value is one; each once."""
-    found = {id(s): s for node in _nodes([*decls.width_rules, *decls.grows, *decls.lets.values()])
+    found = {id(s): s for node in _nodes([*decls.width_rules, *decls.grows, *decls.lets.values(), *decls.chunk_rules])
              if isinstance(node, ast.Choice) and (s := _let_set(node.domain)) is not None}
     return list(found.values())
 
@@ -179,10 +181,31 @@ def _let_set(node: ast.Expr) -> ast.SetLit | None:
 
 def _constant_cost_calls(decls: Declarations) -> list[ast.Call]:
     """Cost-model calls (`finish(3)`, ...) whose width is a constant."""
-    roots = [*decls.width_rules, *decls.grows, *decls.holds, *decls.admits, *decls.orders, *decls.lets.values()]
+    roots = [*decls.width_rules, *decls.grows, *decls.holds, *decls.admits, *decls.orders, *decls.lets.values(),
+             *decls.chunk_rules]
     return [node for node in _nodes(roots)
             if isinstance(node, ast.Call) and node.func in COST_FUNCTIONS and len(node.args) == 1
             and node.args[0].where is None and constant(node.args[0].value) is not _NO_CONSTANT]
+
+
+def _chunk_rules(decls: Declarations, report: Report) -> None:
+    """E313: a `chunk` rule under `chunk = all` (every task is the whole trajectory), or one whose constant
+    value is not a positive whole number; W401: a rule after an unconditional one."""
+    first_default = None
+    for rule in decls.chunk_rules:
+        if decls.chunk is None:
+            report.add("E313", rule.span, "a `chunk` rule needs `param chunk` to be a number",
+                       "with chunk = all every task is the whole trajectory")
+        value = constant(rule.expr)
+        if value is not _NO_CONSTANT and not (isinstance(value, (int, float)) and whole(value) and value >= 1):
+            report.add("E313", rule.expr.span, f"a chunk is a positive whole number of denoise steps, not {value!r}",
+                       "for example `chunk when req.class == L = 10`")
+        if first_default is not None:
+            report.add("W401", rule.span, f"this chunk rule can never match: line {first_default.span.line} "
+                       "already decides every chunk unconditionally",
+                       "move it above the unconditional rule, or remove it")
+        elif rule.cond is None:
+            first_default = rule
 
 
 def _shadowed(rules: list, kind: str, report: Report) -> None:
@@ -257,7 +280,7 @@ def _dead_under_whole_tasks(decls: Declarations, report: Report) -> None:
 
 def _all_expressions(decls: Declarations) -> list:
     return [*decls.lets.values(), *decls.admits, *decls.holds, *decls.orders, *decls.width_rules,
-            *decls.grows]
+            *decls.grows, *decls.chunk_rules]
 
 
 LINTS = (_any_without_where, _grow_never_widens, _undeclared_class, _dead_under_whole_tasks)

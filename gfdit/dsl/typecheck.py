@@ -231,4 +231,7 @@ def typecheck(decls: Declarations, report: Report) -> TypeChecker:
     for grow in decls.grows:
         checker.expect(grow.cond, (BOOL,), "E202", "a `when` condition")
         checker.expect(grow.bound, (NUM,), "E203", "an `up to` bound")
+    for rule in decls.chunk_rules:
+        checker.expect(rule.cond, (BOOL,), "E202", "a `when` condition")
+        checker.expect(rule.expr, (NUM,), "E203", "a chunk (denoise steps)")
     return checker

@@ -1,21 +1,50 @@
 """How many denoise steps the next task of a request covers (its chunk).
 
-The policy's `chunk` (None: `chunk = all`, the whole rest of the trajectory in one
-task), else, when the request's class sets one, the class's own (`class L { chunk = 10 }`).
-A class chunk is ignored under `chunk = all`: every task is then the whole rest.
+In order: the policy's `chunk_rule` (a `.gfp` file's `chunk [when C] = E` rules: the first
+that matches, asked only when the next task is a denoise one), else the request's class's
+own (`class L { chunk = 10 }`), else the policy's `chunk`. Under `chunk = all` (None) a task
+is the whole rest of the trajectory and neither rule nor class chunk applies. A policy
+without a chunk rule pays one attribute check for it.
+
+A chunk rule that raises is a rule error like any hook's (hook `chunk`): counted and logged
+by the engine, and the class's or the policy's chunk applies to that task.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .policy import Policy
+from .scheduling import hook_error
 from .tracked import Tracked
 
+if TYPE_CHECKING:
+    from .engine import Engine
 
-def chunk_of(policy: Policy, tracked: Tracked) -> int | None:
-    """Steps of `tracked`'s next task under `policy`: its class's `chunk`, else the policy's."""
+
+def chunk_of(policy: Policy, tracked: Tracked, now: float = 0.0, engine: "Engine | None" = None) -> int | None:
+    """Steps of `tracked`'s next task under `policy`: its chunk rule's, its class's, else the policy's.
+    `engine` (the one cutting the task at `now`) gives the rule its round view and takes its errors."""
     chunk = policy.chunk
-    if chunk is None or not policy.classes:
+    if chunk is None:
+        return None
+    rule = getattr(policy, "chunk_rule", None)
+    if rule is not None and engine is not None and tracked.encoded and tracked.steps_done < tracked.req.steps:
+        steps = _by_rule(rule, policy, tracked, now, engine)
+        if steps is not None:
+            return steps
+    if not policy.classes:
         return chunk
     spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
     own = getattr(spec, "chunk", None)
     return own if own is not None else chunk
+
+
+def _by_rule(rule, policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> int | None:
+    """The rule's steps on the engine's view as the task is cut (the round's earlier grants already
+    hold their ranks); None when no rule matches or the rule failed (then counted and logged)."""
+    try:
+        return rule(engine._view(now, engine.log is not None), tracked)
+    except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: fall back, count, log
+        engine._hook_error(now, hook_error(policy, tracked, "chunk", exc))
+        return None

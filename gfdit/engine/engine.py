@@ -325,7 +325,7 @@ class Engine:
         self._passed.pop(tracked.id, None)
         self._task_seq += 1
         task = cut_next_task(f"{tracked.id}/{self._task_seq}", tracked.id, tracked.encoded,
-                             tracked.steps_done, tracked.req.steps, chunk_of(self.policy, tracked))
+                             tracked.steps_done, tracked.req.steps, chunk_of(self.policy, tracked, now, self))
         task.group = grant.group
         task.start = now
         task.duration_est = tracked.task_s(task, len(grant.group))

@@ -71,12 +71,13 @@ def hook_results(policy, view, req) -> dict:
             "grow": outcome(policy.grow, view, req, lambda g: g and (g[0], g[1].rule)),
             "hold": outcome(policy.hold, view, req, lambda h: h and h.rule),
             "admit": outcome(policy.admit, view, req, lambda a: (a[0], a[1] and a[1].rule)),
-            "order": outcome(policy.order_key, view, req)}
+            "order": outcome(policy.order_key, view, req),
+            "chunk": outcome(policy.chunk_rule or (lambda view, req: None), view, req)}
 
 
 def interpreted_results(oracle, view, req) -> dict:
     return {hook: outcome(getattr(oracle, hook if hook != "order" else "order_key"), view, req)
-            for hook in ("width", "grow", "hold", "admit", "order")}
+            for hook in ("width", "grow", "hold", "admit", "order", "chunk")}
 
 
 def both(text: str, filename: str) -> tuple:
@@ -179,6 +180,7 @@ def random_policy(rng: random.Random) -> str:
         f"width denoise when {g('bool')} = {g('num')}",
         f"width * = {choice_expr(rng, 2, None)}",
         f"grow denoise when {g('bool')} up to {g('num')}",
+        f"chunk when {g('bool')} = {g('num')}",
     ]) + "\n"
 
 
@@ -187,7 +189,7 @@ def random_policy(rng: random.Random) -> str:
 def test_random_expressions_agree_with_interpreter(policy_seed, view_seed):
     text = random_policy(random.Random(policy_seed))
     errors = {d.code for d in check(text, "random.gfp").diagnostics if d.severity == "error"}
-    assert errors <= {"E302"}, text  # a generated constant width outside `widths` is rightly refused
+    assert errors <= {"E302", "E313"}, text  # a constant width outside `widths`, a constant chunk below 1
     assume(not errors)
     pair = both(text, "random.gfp")
     for offset in range(4):

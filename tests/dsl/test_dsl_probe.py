@@ -27,10 +27,11 @@ FAILS = {  # policy text -> (line, col) of the E308; each passes `check` without
     "policy t\norder by req.arrival\nwidth encode, decode = 1\n"
     "width denoise = argmin k in {1, 2, 4} by finish(k * 2)\n": (4, 1),
     'policy t\nadmit when est(gpus - 1) < 1min else "slow"\norder by req.arrival\nwidth * = 1\n': (2, 1),
+    "policy t\norder by req.arrival\nwidth * = 1\nchunk when slack(max(req.width, 1) * 3) < 0s = 1\n": (4, 1),
 }
 
 
-@pytest.mark.parametrize("text", list(FAILS), ids=["hold", "order", "let", "choice", "admit"])
+@pytest.mark.parametrize("text", list(FAILS), ids=["hold", "order", "let", "choice", "admit", "chunk"])
 def test_a_rule_that_fails_on_the_cost_model_is_reported_where_it_is(text):
     assert not check(text, "t.gfp").diagnostics  # the language alone finds nothing
     found = probe(compile_policy(text, "t.gfp"), COST, 4)
