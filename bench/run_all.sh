@@ -26,6 +26,7 @@ esac
 BENCHES=(
   "policies.py|"
   "policy_table.py|--jobs 2"
+  "round_plan.py|--jobs 2"
   "tune_speed.py|--jobs 2"
   "load_sweep.py|--processes 2"
   "saturation.py|"
