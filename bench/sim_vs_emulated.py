@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from gfdit.client import Client  # noqa: E402
 from gfdit.client.replay import replay  # noqa: E402
 from gfdit.engine.costmodel import CostModel  # noqa: E402
-from gfdit.policies import resolve_policy  # noqa: E402
+from gfdit.policies import fit_policy, resolve_policy  # noqa: E402
 from gfdit.engine import simulator  # noqa: E402
 from gfdit.engine.simulator import simulate  # noqa: E402
 from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload  # noqa: E402
@@ -106,10 +106,15 @@ def markdown(sim: dict, emu: dict, args, wall: float, control: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fitted(args, cost_model: CostModel):
+    """The policy fitted to the cluster as the server fits it (widths, pools sized by the cluster)."""
+    return fit_policy(resolve_policy(args.policy), args.policy, {}, cost_model, args.gpus)[0]
+
+
 def compare(workload: Workload, args) -> dict:
     """One trace through the simulator and the emulated server; writes args.out.{json,md}."""
     cost_model = CostModel.load(args.cost_model)
-    simulated = simulate(resolve_policy(args.policy), workload, cost_model, args.gpus)
+    simulated = simulate(fitted(args, cost_model), workload, cost_model, args.gpus)
     sim = simulated.metrics
     emulated, wall, latencies = run_server(workload, args)
     per_request = request_deltas(simulated.outcomes, latencies)
@@ -173,7 +178,8 @@ def jitter_gaps(workload: Workload, args, seeds: int = 5) -> dict:
     """Simulator against itself, perturbed by milliseconds: arrivals late by up to 5 ms, and
     (separately) every task late by up to 10 / 20 / 50 ms. A policy whose decisions flip on
     milliseconds shows gaps here of the size it shows against the server."""
-    cost_model, policy = CostModel.load(args.cost_model), resolve_policy(args.policy)
+    cost_model = CostModel.load(args.cost_model)
+    policy = fitted(args, cost_model)
     base = simulate(policy, workload, cost_model, args.gpus, time_rounds=False)
     mean = base.metrics["overall"]["mean_latency_s"]
     latency = {o.id: o.latency for o in base.outcomes}

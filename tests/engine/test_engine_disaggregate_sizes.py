@@ -12,6 +12,7 @@ from gfdit.engine import CostModel, Request, simulate
 from gfdit.engine.policy_check import PolicyError
 from gfdit.engine.workload import shipped_cost_model
 from gfdit.policies import fit_policy, fit_to, resolve_policy
+from gfdit.server.reload import compile_policy as reload_compile
 
 COST = CostModel.load(shipped_cost_model("qwen-h20"))
 REQUESTS = [Request(f"r{i}", 0.1 * i, 1024, 1024, 20) for i in range(16)]
@@ -82,3 +83,8 @@ def test_fixed_pool_ranks_a_cluster_lacks_are_dropped_with_a_note():
     policy, notes = fit_to(compile_policy(text, "p.gfp"), None, COST, 4)
     assert set(policy.pools["main"]) == {1, 2, 3}
     assert "policy p: pool main loses ranks [4, 5, 6, 7] (not on this 4-GPU cluster)" in notes
+
+
+def test_a_hot_reload_sizes_the_pools_for_the_servers_cluster():
+    policy, notes = reload_compile(SIZED, "p.gfp", {}, runs_on=(COST, 8))  # what a server's reload compiles
+    assert policy.pools_sized_for == 8 and set(policy.pools["main"]) == set(range(1, 8)), notes
