@@ -17,7 +17,7 @@ from pathlib import Path
 from gfdit.cli.params import parse_params
 from gfdit.dsl.diagnostics import PolicyError
 
-EXPLAINED_EVENTS = ("dispatch", "skip", "hold", "reserve", "reject", "error")
+EXPLAINED_EVENTS = ("dispatch", "skip", "hold", "reserve", "reject", "error", "chunk")
 # engine rules of a `skip`: why a candidate got no ranks without its width being the reason
 ENGINE_SKIPS = {
     "engine:full": "no ranks left this round",
@@ -78,6 +78,8 @@ def explain_line(record: dict, sources: "SourceLines") -> str:
                  f" on ranks {record.get('ranks')}")
     elif event == "skip":
         head += " " + _skip_text(record.get("rule") or "", values)
+    elif event == "chunk":  # written as the task is cut, just before its dispatch
+        head += f" next denoise task: {values.pop('steps', record.get('steps'))} step(s)"
     elif record.get("reason"):
         head += f" ({record['reason']})"
     rule = record.get("rule") or ""

@@ -59,13 +59,13 @@ class Interpreter:
         return None
 
     def chunk(self, view, req):
-        """Steps of the next denoise task by the first matching `chunk` rule, or None."""
+        """Steps of the next denoise task by the first matching `chunk` rule and its location, or None."""
         for rule in self.decls.chunk_rules:
             if rule.cond is None or self.evaluate(rule.cond, view, req, {}):
                 value = self.evaluate(rule.expr, view, req, {})
                 if math.isnan(value):
                     raise ValueError("NaN chunk")
-                return 1 if value < 1 else MAX_CHUNK if value >= MAX_CHUNK else int(value)
+                return 1 if value < 1 else MAX_CHUNK if value >= MAX_CHUNK else int(value), self._where(rule)
         return None
 
     def _for_stage(self, rules: list, req) -> list:

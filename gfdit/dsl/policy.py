@@ -192,9 +192,9 @@ class CompiledPolicy:
             raise RuleError(_loc(rule), exc) from exc
         return None
 
-    def _chunk_for(self, view, req) -> int | None:
+    def _chunk_for(self, view, req) -> tuple[int, Why] | None:
         """Denoise steps of the request's next task by the first `chunk` rule whose `when` holds (rounded
-        down, at least 1); None when none matches (the class's or the policy's chunk applies)."""
+        down, at least 1), and why; None when none matches (the class's or the policy's chunk applies)."""
         rule = None
         try:
             for rule in self._chunks:
@@ -203,7 +203,10 @@ class CompiledPolicy:
                     steps = rule.value(view, req, frame)
                     if steps != steps:  # NaN (infinity - infinity): no number of steps
                         raise ValueError("the chunk is not a number (NaN)")
-                    return math.floor(min(max(steps, 1), MAX_CHUNK))
+                    steps = math.floor(min(max(steps, 1), MAX_CHUNK))
+                    if not _explains(view):
+                        return steps, rule.bare
+                    return steps, Why(rule.where, {"steps": steps, **_observe(rule, view, req, frame)})
         except RuleError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule

@@ -1,7 +1,7 @@
 """How many denoise steps the next task of a request covers (its chunk).
 
 In order: the policy's `chunk_rule` (a `.gfp` file's `chunk [when C] = E` rules: the first
-that matches, asked only when the next task is a denoise one), else the request's class's
+that matches, asked only when the next task is a denoise one; it answers `(steps, Why)`), else the request's class's
 own (`class L { chunk = 10 }`), else the policy's `chunk`. Under `chunk = all` (None) a task
 is the whole rest of the trajectory and neither rule nor class chunk applies. A policy
 without a chunk rule pays one attribute check for it.
@@ -42,9 +42,16 @@ def chunk_of(policy: Policy, tracked: Tracked, now: float = 0.0, engine: "Engine
 
 def _by_rule(rule, policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> int | None:
     """The rule's steps on the engine's view as the task is cut (the round's earlier grants already
-    hold their ranks); None when no rule matches or the rule failed (then counted and logged)."""
+    hold their ranks), noted in the decision log (event `chunk`, before the task's `dispatch`); None
+    when no rule matches or the rule failed (then counted and logged)."""
     try:
-        return rule(engine._view(now, engine.log is not None), tracked)
+        answer = rule(engine._view(now, engine.log is not None), tracked)
     except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: fall back, count, log
         engine._hook_error(now, hook_error(policy, tracked, "chunk", exc))
         return None
+    if answer is None:
+        return None
+    steps, why = answer
+    if engine.log is not None:
+        engine._note(now, "chunk", tracked, rule=why.rule, steps=steps, values=dict(why.values) or None)
+    return steps

@@ -184,9 +184,10 @@ class Policy(Protocol):
                           t_single, preemptible): computed once per request.
       never_holds      -- hold always answers None: not asked.
     Optional per-task chunk (absent or None: the class's `chunk`, else `chunk`):
-      chunk_rule       -- chunk_rule(view, req) -> int | None: denoise steps of req's next denoise
-                          task as it is cut, None to leave it to the class/policy chunk; not asked
-                          under `chunk = None` (gfdit/engine/chunking.py).
+      chunk_rule       -- chunk_rule(view, req) -> (int, Why) | None: denoise steps of req's next
+                          denoise task as it is cut, and why (decision-log event `chunk`); None
+                          leaves it to the class/policy chunk; not asked under `chunk = None`
+                          (gfdit/engine/chunking.py).
     Optional budgets per round (absent or None: no limit):
       grow_budget      -- at most this many requests are widened by `grow` in one round.
       migration_budget -- at most this many (>= 1) grants of one round move a request's state to

@@ -72,7 +72,8 @@ def hook_results(policy, view, req) -> dict:
             "hold": outcome(policy.hold, view, req, lambda h: h and h.rule),
             "admit": outcome(policy.admit, view, req, lambda a: (a[0], a[1] and a[1].rule)),
             "order": outcome(policy.order_key, view, req),
-            "chunk": outcome(policy.chunk_rule or (lambda view, req: None), view, req)}
+            "chunk": outcome(policy.chunk_rule or (lambda view, req: None), view, req,
+                             lambda c: c and (c[0], c[1].rule))}
 
 
 def interpreted_results(oracle, view, req) -> dict:

@@ -4,6 +4,7 @@ rule error of hook `chunk` (counted, logged) and the class's or the policy's chu
 
 from __future__ import annotations
 
+from gfdit.cli.explain import SourceLines, explain_line
 from gfdit.dsl import compile_policy
 from gfdit.engine import CostModel, DecisionLog, Request, simulate
 from gfdit.engine.workload import shipped_cost_model
@@ -39,6 +40,17 @@ def test_rules_decide_first_then_the_class_chunk_then_the_policy_chunk():
     assert cut["S1"] == [(0, 4), (4, 8), (8, 12), (12, 16), (16, 17), (17, 18), (18, 19), (19, 20)]  # class, then rule 2
     assert cut["X2"] == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12), (12, 14), (14, 16),
                          (16, 17), (17, 18), (18, 19), (19, 20)]  # the policy's chunk, then rule 2
+
+
+def test_the_decision_log_names_the_chunk_rule_and_explain_shows_it():
+    log = DecisionLog()
+    simulate(compile_policy(TEXT, "c.gfp"), [Request("L0", 0.0, 512, 512, 20, request_class="L")], COST, 2,
+             decision_log=log, time_rounds=False)
+    noted = [r for r in log.records if r["event"] == "chunk"]
+    assert [(r["request"], r["rule"], r["steps"]) for r in noted] == [("L0", "c.gfp:6", 10)] * 2
+    assert noted[0]["values"]["steps"] == 10 and noted[0]["values"]["req.class"] == "L"
+    line = explain_line(noted[0], SourceLines())
+    assert "chunk    L0 next denoise task: 10 step(s)" in line and "rule c.gfp:6" in line
 
 
 def test_a_rule_reads_the_round_small_chunks_while_the_queue_is_longer_than_the_cluster():
