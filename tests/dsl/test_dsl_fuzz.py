@@ -19,14 +19,16 @@ from gfdit.resources import data_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = [p.read_text() for p in sorted(data_dir("policies").glob("*.gfp"))] + [
-    (Path(__file__).with_name("cases") / "ok_every_form.gfp").read_text()]
+    (Path(__file__).with_name("cases") / f"{name}.gfp").read_text()
+    for name in ("ok_every_form", "ok_pools_sized_by_cluster", "ok_chunk_rules")]
 VOCABULARY = ("policy", "param", "class", "let", "pool", "place", "admit", "hold", "order", "by",
               "width", "grow", "on", "short", "when", "else", "where", "if", "then", "min", "max",
               "argmin", "argmax", "count", "any", "sum", "in", "up", "to", "and", "or", "not",
               "req.deadline", "r.width", "widths", "free", "waiting", "finish(k)", "k", "*", "=",
               "==", "<", "(", ")", "{", "}", ",", "1", "2.5", "3s", "1.5x", '"x"', "\n", "#", "-",
               "all", "true", "encode", "denoise", "slo", "preemptible", "asc", "desc", ".", "/",
-              "1e400", "{1e400}", "1e400s", "1e400x", "{1.5, 3}")
+              "1e400", "{1e400}", "1e400s", "1e400x", "{1.5, 3}", "rest", "..", "gpus", "chunk",
+              "{0 .. gpus - 1}", "1e300")
 TIME_LIMIT_S = 5.0
 
 
@@ -52,10 +54,15 @@ def compile_or_policy_error(text: str) -> None:
             assert error.diagnostics, "a PolicyError always carries diagnostics"
             assert all(d.render() for d in error.diagnostics)
             return
+        for gpus in (1, 8, 1000):  # pools sized by the cluster stay within it
+            sized = policy.for_cluster(gpus).pools
+            assert all(isinstance(r, int) and 0 <= r < gpus for name in policy.declarations.sized_pools
+                       for r in sized[name])
         view = Round(waiting=[Req(id="a"), Req(id="b", deadline=5.0, preemptible=True)],
                      running=[Req(id="c", width=2)], free=2, busy=2)
         for req in view.waiting:
-            for hook in (policy.admit, policy.hold, policy.order_key, policy.width, policy.grow):
+            for hook in (policy.admit, policy.hold, policy.order_key, policy.width, policy.grow,
+                         policy.chunk_rule or policy.hold):
                 try:
                     hook(view, req)
                 except ValueError:  # the view's cost model refuses a width it has no layout for
