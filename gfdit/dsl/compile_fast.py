@@ -109,7 +109,7 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
             raise RuleError(loc, exc) from exc
         if shrinking is not None and isinstance(x, (int, float)):
             rems = [rem(j) for j in values]
-            until = best_until(minus, q.deadline, rems, values.index(k))
+            until = best_until(minus, q.deadline, rems, values.index(k), now)
             if not shrinking:  # a k that fails now may pass later
                 until = min([until] + [flip_time(minus, q.deadline, x, r) for r in rems])
             remember(pick, q, now, x, until, k)
@@ -145,21 +145,11 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
             return fallback(v, q, e)
         if form is not None:
             rems = [rem(k) for k in values]
-            remember(best, q, v.now, None, best_until(minus, q.deadline, rems, values.index(found)), found)
+            remember(best, q, v.now, None, best_until(minus, q.deadline, rems, values.index(found), v.now), found)
         return found
 
     best.stable = True
     return best
-
-
-def kept_until(fn, q, now: float) -> float | None:
-    """Until when the answer `fn` gave for `q` at `now` holds, for a `fn` whose `stable`
-    attribute is set (its bound is fixed for the request's life); None when none was kept."""
-    memos = q.memos
-    m = memos.get(fn) if memos else None
-    if m is None or not m[4] <= now <= m[5] or m[0] != q.steps_done or m[1] != q.encoded:
-        return None
-    return m[5]
 
 
 def _round_form(v, q, method: str) -> tuple[float, bool, object] | None:

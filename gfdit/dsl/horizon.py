@@ -14,8 +14,8 @@ A kept answer is used only when everything it was computed from is unchanged:
 the same closure (a new policy or reload compiles new ones), the same progress
 (`steps_done`, `encoded`), the same deadline and the same bound, and `now` in
 [t0, horizon]. Values are therefore exactly those a fresh evaluation gives;
-the memo changes cost, never decisions (tests/dsl/test_horizon.py compares
-both on every round of simulations).
+the memo changes cost, never decisions (tests/dsl/test_dsl_horizon.py compares
+both at every instant and over whole simulations).
 """
 
 from __future__ import annotations
@@ -72,12 +72,27 @@ def found_until(minus: bool, deadline: float, x: float, rems: list[float], index
     return min((flip_time(minus, deadline, x, rems[j]) for j in range(index)), default=math.inf)
 
 
-def best_until(minus: bool, deadline: float, rems: list[float], chosen: int) -> float:
+def best_until(minus: bool, deadline: float, rems: list[float], chosen: int, now: float) -> float:
     """How long an arg-best over `now ± rem(k)` keeps choosing `chosen` (an index of `rems`, in
-    the order ties are broken): until rounding could make an earlier value tie with it."""
-    gaps = [abs(rems[j] - rems[chosen]) for j in range(chosen)]
+    the order ties are broken): while rounding cannot make any other value tie with it (an earlier
+    one) or pass it (a later one tied with it now). Two values whose `rem` differ by `gap` keep their
+    order while their magnitude is below gap × 2^52; `_TIES` leaves a margin of 64. Values with
+    exactly equal `rem` tie forever, and the earlier one keeps winning."""
+    gaps = [abs(r - rems[chosen]) for r in rems if r != rems[chosen]]
     if not gaps:
         return math.inf
     scale = max(abs(r) for r in rems) + (abs(deadline) if minus else 0.0)
-    until = min(gaps) * _TIES - scale
-    return until if not math.isnan(until) else -math.inf
+    limit = min(gaps) * _TIES - scale  # |now| below this: no rounding can reorder two values
+    if math.isnan(limit) or not abs(now) < limit:
+        return -math.inf
+    return limit
+
+
+def kept_until(fn: object, q: object, now: float) -> float | None:
+    """Until when the answer `fn` gave for `q` holds at `now` (None: nothing kept that holds now).
+    Used for a `fn` whose bound is fixed for the request's life (its `stable` attribute)."""
+    memos = q.memos if type(q) is Tracked else None
+    m = memos.get(fn) if memos else None
+    if m is None or not m[4] <= now <= m[5] or m[0] != q.steps_done or m[1] != q.encoded:
+        return None
+    return m[5]

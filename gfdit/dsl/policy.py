@@ -19,9 +19,9 @@ from gfdit.dsl import ast
 from gfdit.dsl.check import Checked
 from gfdit.dsl.choice_terms import choice_terms
 from gfdit.dsl.compile import ExprCompiler
-from gfdit.dsl.compile_fast import kept_until
 from gfdit.dsl.declarations import expand_stages
 from gfdit.dsl.diagnostics import Diagnostic, Report
+from gfdit.dsl.horizon import kept_until
 from gfdit.dsl.names import STAGE_NAMES
 from gfdit.dsl.pool_sizes import size_pools
 from gfdit.dsl.static import is_static

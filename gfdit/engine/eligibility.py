@@ -30,24 +30,18 @@ class Eligibility:
         self.cluster = cluster
         self.pinned = 0  # active requests with their own ranks (`Request.ranks`)
         self._cache: dict[tuple, frozenset[int] | None] = {}
-        self._class_pools: tuple[Policy | None, bool] = (None, False)  # (policy, any class has a pool)
+        self._for: Policy | None = None  # the policy the cached answers are for
 
     def clear(self) -> None:
-        """The cluster's lost ranks or the policy changed: forget every cached answer."""
+        """The cluster's lost ranks changed: forget every cached answer."""
         self._cache.clear()
 
-    def of(self, policy: Policy) -> Callable[[Tracked], frozenset[int] | None] | None:
-        """This round's restriction function under `policy`, or None when nothing restricts."""
-        if policy.stage_pools or self.cluster.lost or self.pinned or self._has_class_pools(policy):
+    def of(self, policy: Policy, class_pools: bool) -> Callable[[Tracked], frozenset[int] | None] | None:
+        """This round's restriction function under `policy` (`class_pools`: whether any of its classes
+        has a pool, gfdit/engine/class_facts.py), or None when nothing restricts."""
+        if policy.stage_pools or self.cluster.lost or self.pinned or class_pools:
             return partial(self.ranks_for, policy=policy)
         return None
-
-    def _has_class_pools(self, policy: Policy) -> bool:
-        known, answer = self._class_pools
-        if known is not policy:
-            answer = any(getattr(s, "pool", None) for s in policy.classes.values())
-            self._class_pools = (policy, answer)
-        return answer
 
     def ranks_for(self, tracked: Tracked, policy: Policy) -> frozenset[int] | None:
         """Ranks the candidate's next task may use under `policy` (None: any rank)."""
@@ -61,7 +55,10 @@ class Eligibility:
         spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
         pinned = getattr(spec, "pool", None)
         own = tracked.req.ranks  # the request's own pin
-        key = (policy.revision, kind, pinned, own)
+        if policy is not self._for:  # another policy (a swap, a shadow, a copy fitted to another size)
+            self._cache.clear()
+            self._for = policy
+        key = (kind, pinned, own)
         if key in self._cache:
             return self._cache[key]
         ranks: frozenset[int] | None = frozenset(policy.pools.get(pinned, ())) if pinned else None

@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from typing import Iterable
 
 from .chunking import chunk_of
+from .class_facts import ClassFacts
 from .cluster import Cluster
 from .costmodel import CostModel
 from .decisions import DecisionLog
@@ -77,6 +78,7 @@ class Engine:
         self._keep = keep_ended
         self._pending: Policy | None = None
         self.eligibility = Eligibility(cluster)  # which ranks each candidate may use
+        self.class_facts = ClassFacts()  # whether a policy's classes have pools / shares
         self._task_seq = 0
         self._held: dict[str, Tracked] = {}  # held at the last round they competed in
         self._passed: dict[str, tuple] = {}  # request id -> (rule, wanted) of its last logged skip
@@ -269,11 +271,12 @@ class Engine:
         if not self.waiting or (not self.cluster.free and not self._held):
             return None
         candidates = list(self.waiting.values())
-        eligible = self.eligibility.of(policy)
+        class_pools, shares = self.class_facts.of(policy)
+        eligible = self.eligibility.of(policy, class_pools)
         lost = len(self.cluster.lost)
         alloc = Allocator(set(self.cluster.free), self.cluster.gpus - lost, self.cluster.ranks_per_node, lost)
         view = self._view(now, self.log is not None if explain is None else explain)
-        return run_round(policy, view, candidates, alloc, eligible), candidates
+        return run_round(policy, view, candidates, alloc, eligible, shares), candidates
 
     def _apply(self, result: RoundResult, candidates: list[Tracked], now: float) -> list[Dispatch]:
         for err in result.errors:

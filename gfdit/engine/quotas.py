@@ -34,18 +34,11 @@ class Quotas:
             if name is not None:
                 self.used[name] += running.width
 
-    _last: tuple = (None, False)  # (a policy's classes, whether one has a share): asked every round
-
-    @classmethod
-    def of(cls, policy: Policy, view: Round) -> "Quotas | None":
-        """The round's quotas, or None when no class has a share (nothing to count). Class specs
-        are fixed once a policy is built, so the answer is kept for the last `classes` seen."""
-        classes = policy.classes
-        known, shares = cls._last
-        if known is not classes:
-            shares = any(getattr(s, "share", None) is not None for s in classes.values())
-            cls._last = (classes, shares)
-        return Quotas(policy, view) if shares else None
+    @staticmethod
+    def of(policy: Policy, view: Round) -> "Quotas | None":
+        """The round's quotas, or None when no class has a share (nothing to count)."""
+        return Quotas(policy, view) if any(getattr(s, "share", None) is not None for s in policy.classes.values()) \
+            else None
 
     def class_of(self, req: RequestView) -> str | None:
         spec = self._classes.get(req.request_class) or self._classes.get("default")

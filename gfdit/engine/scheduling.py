@@ -82,13 +82,15 @@ class RoundResult:
 
 
 def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: Allocator,
-              eligible_of: Callable[[Tracked], frozenset[int] | None] | None) -> RoundResult:
+              eligible_of: Callable[[Tracked], frozenset[int] | None] | None,
+              shares: bool | None = None) -> RoundResult:
     """Decide one round. `alloc` holds the free ranks; `eligible_of` gives a candidate's usable ranks
-    (None: any rank; `eligible_of` None: every candidate may use any rank)."""
+    (None: any rank; `eligible_of` None: every candidate may use any rank). `shares` False: the
+    caller knows no class has a share (no quotas to count); None: look."""
     out = RoundResult()
     competing = _hold(policy, view, candidates, out)
     ordered = _order(policy, view, competing, out)
-    quotas = Quotas.of(policy, view)
+    quotas = None if shares is False else Quotas.of(policy, view)
     if getattr(policy, "plan", False) and quotas is None and not alloc.pooled and (eligible_of is None or all(
             eligible_of(req) is None for req in ordered)):
         ordered = _planned(policy, view, ordered, alloc, out)
@@ -105,12 +107,10 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
             if view.explain:
                 _pass_all(ordered[index:], "engine:full", alloc, out)
             break
-        if quick:
-            m = req.width_memo
-            if m is not None and m[0] is policy and left < m[5] <= usable and m[3] <= now <= m[4] \
-                    and m[1] == req.steps_done and m[2] is req.encoded:
-                continue
-        if not _allocate(policy, view, req, alloc, eligible_of(req), out, quotas):
+        answer = promised(req, policy, now) if quick else None
+        if answer is not None and left < answer[0] <= usable:
+            continue  # what it would want does not fit, and nothing else could change that
+        if not _allocate(policy, view, req, alloc, eligible_of(req), out, quotas, answer):
             if view.explain:
                 _pass_all(ordered[index + 1:], "engine:reserve", alloc, out)  # behind the reserved one
             break
@@ -217,8 +217,7 @@ def _order_static(policy: Policy, view: Round, competing: list[Tracked], out: Ro
         if memo is None or memo[1] is not policy:
             try:
                 key = order_key(view, req)
-            except Exception as exc:  # noqa: BLE001 -- contained hook error: the general path reports it
-                del exc
+            except Exception:  # noqa: BLE001 -- contained hook error: the general path reports it
                 return _order_general(policy, view, competing, out)
             req.order_memo = ((key, req.req.arrival, req.req.id), policy, key)
     try:
@@ -231,8 +230,10 @@ _SORT_KEY = attrgetter("order_memo")  # (sort key, ...): ids are unique, so only
 
 
 def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
-              eligible: frozenset[int] | None, out: RoundResult, quotas: Quotas | None = None) -> bool:
-    """Grant `req` a width if it fits; False means `reserve` stopped the round."""
+              eligible: frozenset[int] | None, out: RoundResult, quotas: Quotas | None = None,
+              answer: tuple[int, Why] | None = None) -> bool:
+    """Grant `req` a width if it fits; False means `reserve` stopped the round. `answer`: the
+    policy's promised (width, why), when the caller already looked it up."""
     capacity = alloc.capacity(eligible)
     if policy.widths[0] > capacity:
         if policy.widths[0] > capacity + alloc.lost:  # not even with every lost rank back
@@ -245,7 +246,8 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
             and not alloc.fits(eligible, policy.widths[0]):
         _pass(out, req, Why("engine:pool", {"free": alloc.left, "smallest": policy.widths[0]}))
         return True  # nothing allowed fits its pool now: whatever it wants, it waits
-    answer = None if view.explain else promised(req, policy, view.now)
+    if answer is None and not view.explain:
+        answer = promised(req, policy, view.now)
     if answer is not None:
         wanted, why = answer
     else:

@@ -37,6 +37,7 @@ RULES = [  # (rule, kept: whether an answer is kept at all)
     ("argmax k in widths by slack(k)", True),
     ("min k in widths where finish(k) <= req.deadline - 1s else 1", False),  # not one the fast path takes
     ("min k in widths where finish(k) == req.deadline else 1", False),  # == can flip back: never kept
+    ("max k in widths where slack(k) >= req.waited else 1", False),  # its bound moves with the clock
 ]
 
 
@@ -95,6 +96,42 @@ def test_progress_or_a_new_policy_voids_a_promise():
     assert promised(tracked, policy, 1.0) is None
 
 
+class NearTies:
+    """A cost model whose step times at widths 1 and 2 differ by one rounding: rem(1) = 0.1 + 0.2 =
+    0.30000000000000004, rem(2) = 0.3. `now + rem` ties at some instants and not at others."""
+
+    def parts(self, shape, width):
+        return 0.0, {1: 0.1 + 0.2, 2: 0.3, 4: 1.0}[width], 0.0
+
+    def prepare_s(self, shape, width):
+        return 0.0
+
+    def t_single(self, shape):
+        return 1.0
+
+
+@pytest.mark.parametrize("rule", ["argmin k in widths by finish(k)",
+                                  "min k in widths where finish(k) <= 0s else argmin k in widths by finish(k)",
+                                  "argmax k in widths by slack(k)"])
+def test_widths_tied_by_rounding_are_never_kept_past_the_tie(rule):
+    policy = _policy(rule)
+    clock = Clock()
+
+    def tracked():
+        t = Tracked(Request("r", 0.0, 1024, 1024, 1, deadline=3.0), None, NearTies(), clock)
+        t.encoded = True
+        return t
+
+    kept, answers = tracked(), set()
+    for i in range(400):
+        clock.now = 1.0 + i * 0.0173
+        view = Round(clock.now, 4, 4, 0, lambda: [], explain=False)
+        fresh = policy.width(view, tracked())[0]
+        assert policy.width(view, kept)[0] == fresh, clock.now
+        answers.add(fresh)
+    assert answers == {1, 2}  # the tie did flip the fresh answer: there was something to get wrong
+
+
 def _without_memos(monkeypatch) -> None:
     monkeypatch.setattr(compile_fast, "recall", lambda *args: compile_fast.MISS)
     monkeypatch.setattr(compiled_policy, "promise", lambda *args: None)
@@ -102,6 +139,7 @@ def _without_memos(monkeypatch) -> None:
 
 SIM_RULES = [
     "min k in widths where finish(k) <= req.deadline else argmin k in widths by finish(k)",
+    "max k in widths where slack(k) >= req.waited else 1",
     "min k in widths where finish(k) >= req.deadline else argmin k in widths by finish(k)",
     "max k in widths where slack(k) >= 0 else 1",
 ]
