@@ -22,7 +22,10 @@ from gfdit.dsl.diagnostics import Report, did_you_mean
 
 DECL_KEYWORDS = ("policy", "param", "class", "let", "pool", "place", "admit", "hold",
                  "order", "width", "grow", "chunk", "on")
-_DECL_START = re.compile(r"^\s*(" + "|".join(DECL_KEYWORDS) + r")(?![A-Za-z0-9_])")
+# `chunk` is also the reserved param, so a line starting with it continues an expression
+# (`hold denoise when req.steps_left <` / `    chunk`) unless `when` or `=` (not `==`) follows
+_DECL_START = re.compile(r"^\s*((" + "|".join(k for k in DECL_KEYWORDS if k != "chunk")
+                         + r")(?![A-Za-z0-9_])|chunk\s*(when(?![A-Za-z0-9_])|=(?!=)))")
 # an unindented line starting with a word that cannot continue an expression starts a new piece
 _CONTINUATION = ("else", "where", "by", "and", "or", "then", "up", "to", "not", "if", "in",
                  "asc", "desc", "min", "max", "argmin", "argmax")
