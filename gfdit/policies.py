@@ -113,9 +113,11 @@ def _fit_pools(policy: Policy, gpus: int, notes: list[str]) -> Policy:
             notes.append(f"policy {policy.name}: pool {name} loses ranks "
                          f"{sorted(set(members) - pools[name])} (not on this {gpus}-GPU cluster)")
     stage_pools = {stage: pool for stage, pool in policy.stage_pools.items() if pools.get(pool)}
+    others = sorted(set(stage_pools.values()))
     for stage in sorted(set(policy.stage_pools) - set(stage_pools)):
-        notes.append(f"policy {policy.name}: pool {policy.stage_pools[stage]} has no rank left: "
-                     f"{stage} may use every rank")
+        shared = f", those of pool{'s' * (len(others) > 1)} {', '.join(others)} too" if others else ""
+        notes.append(f"policy {policy.name}: pool {policy.stage_pools[stage]} has no rank on this {gpus}-GPU "
+                     f"cluster: {stage} may use every rank{shared}")
     classes = _fit_class_pools(policy, pools, notes)
     return _with(policy, pools=MappingProxyType({k: v for k, v in pools.items() if v}),
                  stage_pools=MappingProxyType(stage_pools), **({"classes": classes} if classes else {}))

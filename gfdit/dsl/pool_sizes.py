@@ -37,15 +37,28 @@ class SizedPool:
     span: ast.Span
     low: End | None = None
     high: End | None = None
+    ends: tuple[ast.Span, ast.Span] | None = None  # where the range's start and end are written
 
-    def bounds(self, gpus: int) -> tuple[int, int]:
-        """The range's first and last rank on `gpus` ranks, each kept within -1 .. gpus (what lies
-        beyond is cut anyway); (0, -1) when it is empty (its end below its start)."""
-        low, high = (math.floor(min(max(end(gpus), -1e18), 1e18)) if not math.isnan(end(gpus)) else None
-                     for end in (self.low, self.high))  # type: ignore[union-attr]
-        if low is None or high is None or low > high:
-            return 0, -1
-        return max(low, -1), min(high, gpus)
+    def bounds(self, gpus: int) -> tuple[float, float] | None:
+        """The range's first and last rank on `gpus` ranks as written, rounded down (not cut to the
+        cluster); None when it holds no rank there (its end below its start, or an end not a number)."""
+        low, high = _rounded(self.low(gpus)), _rounded(self.high(gpus))  # type: ignore[misc]
+        if math.isnan(low) or math.isnan(high) or low > high:
+            return None
+        return low, high
+
+    def ranks(self, gpus: int) -> frozenset[int]:
+        """The range's ranks on a cluster of `gpus` ranks: its bounds cut to 0 .. gpus - 1."""
+        bounds = self.bounds(gpus)
+        if bounds is None:
+            return frozenset()
+        low, high = bounds
+        return frozenset(range(int(min(max(low, 0), gpus)), int(min(max(high, -1), gpus - 1)) + 1))
+
+
+def _rounded(value: float) -> float:
+    """A range end rounded down to a whole number (one too large to be a rank, or not a number, as is)."""
+    return math.floor(value) if abs(value) < 1e18 else value
 
 
 def sized_pool(pool: ast.PoolDecl, params: Mapping[str, ast.ParamDecl], used: set[str],
@@ -64,7 +77,7 @@ def sized_pool(pool: ast.PoolDecl, params: Mapping[str, ast.ParamDecl], used: se
             report.add("E305", expr.span, f"pool {name}: the range's {which} is not finite on a "
                        f"{bad}-GPU cluster ({end(bad)})", RANGE_FORM)
             return None
-    return SizedPool(pool.ranks.span, low, high)
+    return SizedPool(pool.ranks.span, low, high, (pool.ranks.low.span, pool.ranks.high.span))
 
 
 def _end(expr: ast.Expr, params: Mapping[str, ast.ParamDecl], used: set[str], report: Report,
@@ -145,8 +158,7 @@ def size_pools(fixed: Mapping[str, frozenset[int]], sized: Mapping[str, SizedPoo
         if pool.low is None:
             rest.append(name)
             continue
-        low, high = pool.bounds(gpus)
-        pools[name] = frozenset(range(max(low, 0), min(high, gpus - 1) + 1))
+        pools[name] = pool.ranks(gpus)
     for name in rest:  # the first takes every rank left; a second (E310) has none
         taken = [pools[p] for p in set(stage_pools.values()) if p not in rest and p in pools]
         pools[name] = frozenset(range(gpus)).difference(*taken) if name == rest[0] else frozenset()
@@ -164,33 +176,55 @@ def check_sized_pools(fixed: Mapping[str, frozenset[int]], sized: Mapping[str, S
     for name, pool in sized.items():
         if pool.low is not None:
             _check_range(name, pool, report)
-    _check_overlaps(fixed, sized, stage_pools, report)
+    pairs = _stage_pairs(fixed, sized, stage_pools)
+    if not rests and not pairs:
+        return
+    every_size = [size_pools(fixed, sized, stage_pools, gpus) for gpus in range(1, CHECK_GPUS + 1)]
+    if rests and not any(pools[rests[0]] for pools in every_size):
+        report.add("E310", sized[rests[0]].span, f"pool {rests[0]} = rest holds no rank on any cluster of 1 to "
+                   f"{CHECK_GPUS} GPUs: the other stage pools hold every rank",
+                   "leave it some ranks: end the other stage pools before the last one, e.g. "
+                   "{0 .. gpus / 4 - 1}")
+    _check_overlaps(pairs, sized, every_size, report)
 
 
 def _check_range(name: str, pool: SizedPool, report: Report) -> None:
-    sizes = [(g, *pool.bounds(g)) for g in range(1, CHECK_GPUS + 1)]
-    held = [(g, low, high) for g, low, high in sizes if low <= high]
+    sizes = [(g, pool.bounds(g)) for g in range(1, CHECK_GPUS + 1)]
+    held = [(g, *bounds) for g, bounds in sizes if bounds is not None]
     if not held:
         report.add("E310", pool.span, f"pool {name} holds no rank on any cluster of 1 to {CHECK_GPUS} GPUs "
                    "(its end is below its start)", "ranks run from 0 to gpus - 1: {0 .. gpus - 1}")
     elif all(low < 0 or high > g - 1 for g, low, high in held):
-        g, low, high = held[0]
-        rank = high if high > g - 1 else low
-        report.add("E311", pool.span, f"pool {name} names rank {rank} on a {g}-GPU cluster, outside its "
-                   f"ranks 0 .. {g - 1} (and does so on every cluster size)",
-                   "the last rank is gpus - 1: {1 .. gpus - 1}")
+        _report_outside(name, pool, *held[0], report)
 
 
-def _check_overlaps(fixed: Mapping[str, frozenset[int]], sized: Mapping[str, SizedPool],
-                    stage_pools: Mapping[str, str], report: Report) -> None:
+def _report_outside(name: str, pool: SizedPool, gpus: int, low: float, high: float, report: Report) -> None:
+    """E311 at the range's end(s) outside a `gpus`-GPU cluster, naming each as written (rounded down)."""
+    start, end = pool.ends or (pool.span, pool.span)
+    outside = []
+    if low < 0:
+        outside.append((low, start, "the first rank is 0: start the range at 0 or above"))
+    if high > gpus - 1:
+        outside.append((high, end, "the last rank is gpus - 1: end the range there or below"))
+    ranks = " and ".join(str(rank) for rank, _, _ in outside)
+    report.add("E311", outside[0][1] if len(outside) == 1 else pool.span,
+               f"pool {name} names rank{'s' if len(outside) > 1 else ''} {ranks} on a {gpus}-GPU cluster, "
+               f"outside its ranks 0 .. {gpus - 1} (and does so on every cluster size)",
+               "; ".join(hint for _, _, hint in outside))
+
+
+def _stage_pairs(fixed: Mapping[str, frozenset[int]], sized: Mapping[str, SizedPool],
+                 stage_pools: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The pairs of stage pools, one of them sized, that must not share a rank on any size."""
     names = sorted(set(stage_pools.values()) & (set(fixed) | set(sized)),
                    key=lambda n: (sized[n].span.line if n in sized else 0, n))
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if a in sized or b in sized]
-    if not pairs:
-        return
+    return [(a, b) for i, a in enumerate(names) for b in names[i + 1:] if a in sized or b in sized]
+
+
+def _check_overlaps(pairs: list[tuple[str, str]], sized: Mapping[str, SizedPool],
+                    every_size: list[dict[str, frozenset[int]]], report: Report) -> None:
     found: dict[tuple[str, str], tuple[int, list[int]]] = {}
-    for gpus in range(1, CHECK_GPUS + 1):
-        pools = size_pools(fixed, sized, stage_pools, gpus)
+    for gpus, pools in enumerate(every_size, start=1):
         for a, b in pairs:
             shared = pools[a] & pools[b]
             if shared and (a, b) not in found:

@@ -64,7 +64,8 @@ def test_sized_pools_are_evaluated_on_the_clusters_gpu_count(gpus, aux, main, bi
     assert {k: set(v) for k, v in policy.pools.items()} == {k: v for k, v in expected.items() if v}
     assert policy.pools_sized_for == gpus
     if not main:  # rest on one GPU: empty, so denoise may use every rank
-        assert notes == ["policy p: pool main has no rank left: denoise may use every rank"]
+        assert notes == ["policy p: pool main has no rank on this 1-GPU cluster: denoise may use every rank, "
+                         "those of pool aux too"]
         assert "denoise" not in policy.stage_pools
 
 

@@ -77,7 +77,8 @@ def test_dropped_widths_and_pool_ranks_are_noted_one_line_each(tmp_path):
     policy, notes = fit_policy(resolve_policy("disaggregate"), "disaggregate", {}, cost_model, 1)
     assert notes == ["policy disaggregate: widths [2] dropped (the cluster has 1 GPU(s), the cost model "
                      "prices [1, 2]); using [1]",
-                     "policy disaggregate: pool main has no rank left: denoise may use every rank"]
+                     "policy disaggregate: pool main has no rank on this 1-GPU cluster: denoise may use every "
+                     "rank, those of pool aux too"]
     assert dict(policy.pools) == {"aux": frozenset({0})} and dict(policy.stage_pools) == {
         "encode": "aux", "decode": "aux"}
 
