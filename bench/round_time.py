@@ -62,7 +62,7 @@ def time_round(policy, cost: CostModel, batch: list[Request]) -> float:
 
 def time_hooks(policy, cost: CostModel, batch: list[Request]) -> float:
     engine = engine_with(policy, cost, batch)
-    view = engine._view(0.0, explain=False)  # the engine's own RoundView, as a round without a decision log builds it
+    view = engine.view(0.0, explain=False)  # the engine's own RoundView, as a round without a decision log builds it
     waiting = list(view.waiting)
     hold, order_key, width = policy.hold, policy.order_key, policy.width
     t0 = time.perf_counter()

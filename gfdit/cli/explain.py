@@ -79,7 +79,8 @@ def explain_line(record: dict, sources: "SourceLines") -> str:
     elif event == "skip":
         head += " " + _skip_text(record.get("rule") or "", values)
     elif event == "chunk":  # written as the task is cut, just before its dispatch
-        head += f" next denoise task: {values.pop('steps', record.get('steps'))} step(s)"
+        steps = values.pop("steps", None)  # the rule's answer; the record's is what the task covers
+        head += f" next denoise task: {record.get('steps', steps)} step(s)"
     elif record.get("reason"):
         head += f" ({record['reason']})"
     rule = record.get("rule") or ""

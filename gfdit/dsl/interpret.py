@@ -15,7 +15,7 @@ from gfdit.dsl import ast
 from gfdit.dsl.declarations import Declarations, expand_stages
 from gfdit.dsl.diagnostics import Report
 from gfdit.dsl.names import CLUSTER_NAMES, REQUEST_FIELDS, STAGE_NAMES
-from gfdit.dsl.policy import MAX_CHUNK, significant_keys
+from gfdit.dsl.policy import significant_keys
 
 
 @dataclass
@@ -59,13 +59,15 @@ class Interpreter:
         return None
 
     def chunk(self, view, req):
-        """Steps of the next denoise task by the first matching `chunk` rule and its location, or None."""
+        """Steps of the next denoise task by the first matching `chunk` rule (at least 1, at most the steps
+        left) and its location, or None."""
         for rule in self.decls.chunk_rules:
             if rule.cond is None or self.evaluate(rule.cond, view, req, {}):
                 value = self.evaluate(rule.expr, view, req, {})
                 if math.isnan(value):
                     raise ValueError("NaN chunk")
-                return 1 if value < 1 else MAX_CHUNK if value >= MAX_CHUNK else int(value), self._where(rule)
+                left = max(req.steps_left, 1)
+                return 1 if value < 1 else left if value >= left else int(value), self._where(rule)
         return None
 
     def _for_stage(self, rules: list, req) -> list:

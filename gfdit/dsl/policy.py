@@ -30,7 +30,6 @@ from gfdit.engine.promise import promise
 from gfdit.engine.tracked import Tracked
 
 MAX_OBSERVED = 6
-MAX_CHUNK = 1 << 30  # a chunk rule's +infinity: the rest of the trajectory in one task
 _NO_FRAME: list = []  # shared by hooks of policies with no choice or aggregate: nothing writes it
 
 
@@ -194,7 +193,8 @@ class CompiledPolicy:
 
     def _chunk_for(self, view, req) -> tuple[int, Why] | None:
         """Denoise steps of the request's next task by the first `chunk` rule whose `when` holds (rounded
-        down, at least 1), and why; None when none matches (the class's or the policy's chunk applies)."""
+        down, at least 1, at most the steps left: +infinity is the rest), and why; None when none matches
+        (the class's or the policy's chunk applies)."""
         rule = None
         try:
             for rule in self._chunks:
@@ -203,7 +203,7 @@ class CompiledPolicy:
                     steps = rule.value(view, req, frame)
                     if steps != steps:  # NaN (infinity - infinity): no number of steps
                         raise ValueError("the chunk is not a number (NaN)")
-                    steps = math.floor(min(max(steps, 1), MAX_CHUNK))
+                    steps = math.floor(min(max(steps, 1), max(req.steps_left, 1)))  # what the task covers
                     if not _explains(view):
                         return steps, rule.bare
                     return steps, Why(rule.where, {"steps": steps, **_observe(rule, view, req, frame)})

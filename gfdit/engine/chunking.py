@@ -29,7 +29,7 @@ def chunk_of(policy: Policy, tracked: Tracked, now: float = 0.0, engine: "Engine
     if chunk is None:
         return None
     rule = getattr(policy, "chunk_rule", None)
-    if rule is not None and engine is not None and tracked.encoded and tracked.steps_done < tracked.req.steps:
+    if rule is not None and engine is not None and tracked.stage == "denoise":
         steps = _by_rule(rule, policy, tracked, now, engine)
         if steps is not None:
             return steps
@@ -42,16 +42,16 @@ def chunk_of(policy: Policy, tracked: Tracked, now: float = 0.0, engine: "Engine
 
 def _by_rule(rule, policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> int | None:
     """The rule's steps on the engine's view as the task is cut (the round's earlier grants already
-    hold their ranks), noted in the decision log (event `chunk`, before the task's `dispatch`); None
-    when no rule matches or the rule failed (then counted and logged)."""
+    hold their ranks), at most the steps left, noted in the decision log (event `chunk`, before the
+    task's `dispatch`: the steps the task covers); None when no rule matches or the rule failed (then
+    counted and logged)."""
     try:
-        answer = rule(engine._view(now, engine.log is not None), tracked)
+        answer = rule(engine.view(now, engine.log is not None), tracked)
     except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: fall back, count, log
-        engine._hook_error(now, hook_error(policy, tracked, "chunk", exc))
+        engine.record_hook_error(now, hook_error(policy, tracked, "chunk", exc))
         return None
     if answer is None:
         return None
-    steps, why = answer
-    if engine.log is not None:
-        engine._note(now, "chunk", tracked, rule=why.rule, steps=steps, values=dict(why.values) or None)
+    steps, why = min(answer[0], tracked.steps_left), answer[1]
+    engine.note(now, "chunk", tracked, rule=why.rule, steps=steps, values=dict(why.values) or None)
     return steps

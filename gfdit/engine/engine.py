@@ -104,22 +104,22 @@ class Engine:
         if reason is not None:
             self._record(Outcome(request.id, request.request_class, REJECTED, request.arrival,
                                  tracked.deadline, None, tracked.t_single, reason))
-            self._note(now, "reject", tracked, rule=why.rule if why else None, reason=reason)
+            self.note(now, "reject", tracked, rule=why.rule if why else None, reason=reason)
             return reason
         self.active[request.id] = tracked
         self.waiting[request.id] = tracked
         self.eligibility.pinned += request.ranks is not None
         if self.log is not None:
-            self._note(now, "admit", tracked, rule=why.rule if why else None, deadline=tracked.deadline)
+            self.note(now, "admit", tracked, rule=why.rule if why else None, deadline=tracked.deadline)
         return None
 
     def _admit(self, tracked: Tracked, now: float) -> tuple[str | None, Why | None]:
         if (pin := pin_problem(tracked.req, self.policy, self.cluster.gpus)) is not None:
             return pin, Why("engine:pin", {"ranks": sorted(tracked.req.ranks or ())})
         try:
-            return self.policy.admit(self._view(now, self.log is not None), tracked)
+            return self.policy.admit(self.view(now, self.log is not None), tracked)
         except Exception as exc:  # noqa: BLE001 -- a policy hook is untrusted: admit, count, log
-            self._hook_error(now, hook_error(self.policy, tracked, "admit", exc))
+            self.record_hook_error(now, hook_error(self.policy, tracked, "admit", exc))
             return None, None
 
     def cancel(self, request_id: str, now: float, reason: str = "cancelled by client") -> str:
@@ -275,17 +275,17 @@ class Engine:
         eligible = self.eligibility.of(policy, class_pools)
         lost = len(self.cluster.lost)
         alloc = Allocator(set(self.cluster.free), self.cluster.gpus - lost, self.cluster.ranks_per_node, lost)
-        view = self._view(now, self.log is not None if explain is None else explain)
+        view = self.view(now, self.log is not None if explain is None else explain)
         return run_round(policy, view, candidates, alloc, eligible, shares), candidates
 
     def _apply(self, result: RoundResult, candidates: list[Tracked], now: float) -> list[Dispatch]:
         for err in result.errors:
-            self._hook_error(now, err)
+            self.record_hook_error(now, err)
         for tracked, why in result.held:
             self._hold(tracked, now, why)
         if result.reserved is not None and self.log is not None:
             tracked, why = result.reserved
-            self._note(now, "reserve", tracked, rule=why.rule, values=dict(why.values))
+            self.note(now, "reserve", tracked, rule=why.rule, values=dict(why.values))
         for tracked, reason in result.unplaceable:
             self._finish(tracked, State.FAILED, now, reason)
         dispatches = [self._start(grant, now, result.order_keys.get(grant.req.id))
@@ -311,7 +311,7 @@ class Engine:
         tracked.state = State.HELD
         self._held[tracked.id] = tracked
         if why is not None and self.log is not None:
-            self._note(now, "hold", tracked, rule=why.rule, values=dict(why.values))
+            self.note(now, "hold", tracked, rule=why.rule, values=dict(why.values))
 
     def _note_passed(self, result: RoundResult, now: float) -> None:
         """A `skip` record for a candidate that got no ranks: the first round it happens, and again
@@ -320,7 +320,7 @@ class Engine:
             seen = (why.rule, why.values.get("wanted"))
             if self._passed.get(tracked.id) != seen:
                 self._passed[tracked.id] = seen
-                self._note(now, "skip", tracked, rule=why.rule, values=dict(why.values),
+                self.note(now, "skip", tracked, rule=why.rule, values=dict(why.values),
                            order_key=result.order_keys.get(tracked.id))
 
     def _start(self, grant: Grant, now: float, order_key: tuple | None = None) -> Dispatch:
@@ -361,7 +361,7 @@ class Engine:
                                         not tracked.started, now - tracked.req.arrival))
         tracked.started = True
         if self.log is not None:
-            self._note(now, "dispatch", tracked, task=task.id, stage=task.stage, width=len(grant.group),
+            self.note(now, "dispatch", tracked, task=task.id, stage=task.stage, width=len(grant.group),
                        wanted=grant.wanted, action=grant.action, ranks=list(grant.group),
                        state_ranks=list(holders), rule=grant.why.rule, values=dict(grant.why.values),
                        grown=[w.rule for w in grant.grown], steps=[task.step_begin, task.step_end],
@@ -393,7 +393,7 @@ class Engine:
         if restart:
             tracked.restart()
         self._events.append(Retrying(tracked.id, tracked.stage, why))
-        self._note(now, "restart" if restart else "retry", tracked, reason=why)
+        self.note(now, "restart" if restart else "retry", tracked, reason=why)
 
     def _finish(self, tracked: Tracked, state: State, now: float, reason: str | None,
                 outputs: object = None) -> None:
@@ -414,7 +414,7 @@ class Engine:
                              tracked.t_single, reason, tracked.migrations, tracked.migration_s,
                              tracked.busy_rank_s, tracked.attempts), outputs)
         if self.log is not None:
-            self._note(now, {State.COMPLETED: "complete", State.FAILED: "fail",
+            self.note(now, {State.COMPLETED: "complete", State.FAILED: "fail",
                              State.CANCELLED: "cancel"}[state], tracked, reason=reason)
 
     def _record(self, outcome: Outcome, outputs: object = None) -> None:
@@ -423,15 +423,16 @@ class Engine:
         if self._keep is not None and len(self._ended) > self._keep:
             self._ended.popitem(last=False)
 
-    # ---- helpers --------------------------------------------------------
-    def _view(self, now: float, explain: bool) -> Round:
+    # ---- what the engine and its helpers (chunking.chunk_of) use ----------
+    def view(self, now: float, explain: bool) -> Round:
+        """The round view policy hooks read at `now` (`explain`: their answers say why)."""
         free = len(self.cluster.free)
         return Round(now, self.cluster.gpus, free, self.cluster.busy, self._active_list, explain)
 
     def _active_list(self) -> list[Tracked]:
         return list(self.active.values())
 
-    def _hook_error(self, now: float, err: HookError) -> None:
+    def record_hook_error(self, now: float, err: HookError) -> None:
         """Count a hook error by hook and by rule; log the first of each rule; note it in the decision log."""
         self.hook_errors[err.hook] = self.hook_errors.get(err.hook, 0) + 1
         self.rule_errors[err.rule] += 1
@@ -440,12 +441,13 @@ class Engine:
             _log.warning("policy %s: rule %s failed in the %s hook (request %s): %s; the hook's "
                          "fallback applies (further errors of this rule are only counted)",
                          self.policy.name, err.rule, err.hook, err.req.id, err.message)
-        self._note(now, "error", err.req, hook=err.hook, rule=err.rule, reason=err.message)
+        self.note(now, "error", err.req, hook=err.hook, rule=err.rule, reason=err.message)
 
     def _base(self, now: float, event: str) -> dict:
         return {"t": now, "event": event, "policy": self.policy.name, "revision": self.policy.revision}
 
-    def _note(self, now: float, event: str, tracked: Tracked, **fields: object) -> None:
+    def note(self, now: float, event: str, tracked: Tracked, **fields: object) -> None:
+        """Write a decision-log record about `tracked` (nothing without a log; None fields left out)."""
         if self.log is None:
             return
         record = self._base(now, event)

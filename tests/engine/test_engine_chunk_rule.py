@@ -4,9 +4,14 @@ rule error of hook `chunk` (counted, logged) and the class's or the policy's chu
 
 from __future__ import annotations
 
+import copy
+
+import pytest
+
 from gfdit.cli.explain import SourceLines, explain_line
 from gfdit.dsl import compile_policy
 from gfdit.engine import CostModel, DecisionLog, Request, simulate
+from gfdit.engine.policy import Why
 from gfdit.engine.workload import shipped_cost_model
 
 COST = CostModel.load(shipped_cost_model("qwen-h20"))
@@ -74,3 +79,27 @@ def test_a_failing_chunk_rule_is_a_counted_rule_error_and_the_policy_chunk_appli
 
 def test_a_policy_without_chunk_rules_has_none():
     assert compile_policy(TEXT.replace("chunk when", "# chunk when"), "c.gfp").chunk_rule is None
+
+
+@pytest.mark.parametrize("value", ["1e300 * req.steps", "100 / count(running where r.width > 8)"])
+def test_a_rule_asking_for_more_steps_than_are_left_logs_and_explains_the_steps_the_task_covers(value):
+    text = ("policy c\nparam chunk = 2\nparam widths = {1, 2}\nclass S { chunk = 4 }\n"
+            f"chunk when req.steps_done >= 6 = {value}\norder by req.arrival\nwidth * = 1\n")
+    log = DecisionLog()
+    simulate(compile_policy(text, "c.gfp"), [Request("S0", 0.0, 512, 512, 20, request_class="S")], COST, 2,
+             decision_log=log, time_rounds=False)
+    cut = [tuple(r["steps"]) for r in log.records if r["event"] == "dispatch" and r["stage"] == "denoise"]
+    assert cut == [(0, 4), (4, 8), (8, 20)]  # the class chunk twice, then the rule: the rest (12 steps)
+    noted = [r for r in log.records if r["event"] == "chunk"]
+    assert [(r["steps"], r["values"]["steps"]) for r in noted] == [(12, 12)]
+    assert "chunk    S0 next denoise task: 12 step(s)" in explain_line(noted[0], SourceLines())
+
+
+def test_the_engine_logs_at_most_the_steps_left_whatever_a_python_chunk_rule_answers():
+    policy = copy.copy(compile_policy(TEXT, "c.gfp"))
+    policy.chunk_rule = lambda view, req: (10**9, Why("python:huge_chunk", {"steps": 10**9}))
+    log = DecisionLog()
+    simulate(policy, [Request("X0", 0.0, 512, 512, 20)], COST, 2, decision_log=log, time_rounds=False)
+    assert [(r["rule"], r["steps"]) for r in log.records if r["event"] == "chunk"] == [("python:huge_chunk", 20)]
+    assert "next denoise task: 20 step(s)" in explain_line(
+        next(r for r in log.records if r["event"] == "chunk"), SourceLines())
