@@ -125,10 +125,10 @@ def main() -> int:
     parser.add_argument("--sizes", default="64,128,256,512,1024")  # a 2048² tiny step takes minutes on CPU
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--no-grow", action="store_true", help="skip the 1 -> 3 grow (2 workers only)")
-    parser.add_argument("--quick", action="store_true", help="sizes 64,256,1024, 3 repeats, no grow (migration_quick.*)")
+    parser.add_argument("--quick", action="store_true", help="sizes 64,256,512, 3 repeats, no grow (migration_quick.*)")
     args = parser.parse_args()
     if args.quick:
-        args.sizes, args.repeats, args.no_grow = "64,256,1024", min(args.repeats, 3), True
+        args.sizes, args.repeats, args.no_grow = "64,256,512", min(args.repeats, 3), True
     args.stem = "migration_quick" if args.quick else "migration"
     result = measure([int(s) for s in args.sizes.split(",")], args.repeats, not args.no_grow)
     write(result, args)
