@@ -23,8 +23,9 @@ cd "$WORK"
 export -n PYTHONPATH 2>/dev/null || true
 unset PYTHONPATH
 G="$WORK/venv/bin/gfdit"
-"$G" --version | tee /dev/stderr | grep -q "$WORK/venv/" \
-    || { echo "wheel smoke: gfdit was not imported from the wheel" >&2; exit 1; }
+version=$("$G" --version)  # (not `tee /dev/stderr`: reopening a log file given as stderr truncates it)
+echo "$version"
+grep -q "$WORK/venv/" <<< "$version" || { echo "wheel smoke: gfdit was not imported from the wheel" >&2; exit 1; }
 "$G" simulate --policy slo_grow --workload short-4gpu --gpus 4 --cost-model qwen-h20 > simulate.txt
 grep -q "policy slo_grow" simulate.txt && head -n 3 simulate.txt
 "$G" policy explain --policy load_adaptive --workload short-4gpu.json --gpus 4 --limit 2 > explain.txt
