@@ -35,12 +35,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import control_plane  # noqa: E402  (per-task overhead on a live emulated server)
 import round_time  # noqa: E402  (one Engine.schedule() with N waiting)
-import sim_speed  # noqa: E402  (its GPU count)
+import sim_speed  # noqa: E402  (its GPU count and trace stretcher)
 
 from gfdit.engine.costmodel import CostModel  # noqa: E402
 from gfdit.engine.simulator import simulate  # noqa: E402
 from gfdit.engine.workload import Workload, shipped_cost_model  # noqa: E402
-from gfdit.engine.workload_gen import generate, load_profile  # noqa: E402
+from gfdit.engine.workload_gen import load_profile  # noqa: E402
 from gfdit.policies import resolve_policy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,15 +55,7 @@ def steady_trace(n: int, cost: CostModel) -> Workload:
     profile = load_profile("short")
     mix = next(p["mix"] for p in profile["phases"] if p["name"] == "midload")
     profile["phases"] = [{"name": "steady", "start_s": 0.0, "end_s": 600.0, "weight": 1.0, "mix": mix}]
-    scale = 1.0
-    while True:
-        data = generate(profile, cost, sim_speed.GPUS, STEADY_LOAD, 11, duration_scale=scale)
-        if len(data["requests"]) >= n:
-            break
-        scale *= 1.1 * n / max(1, len(data["requests"]))
-    workload = Workload.from_json(data)
-    workload.requests = workload.requests[:n]
-    return workload
+    return sim_speed.stretched(profile, cost, STEADY_LOAD, 11, n, grow=1.1)
 
 
 def sim_child(n: int, queue) -> None:

@@ -39,13 +39,18 @@ LOAD, GPUS, SEED = 0.9, 4, 11
 
 
 def trace(n: int, cost_model: CostModel) -> Workload:
-    profile = load_profile("short")
+    return stretched(load_profile("short"), cost_model, LOAD, SEED, n, grow=1.25)
+
+
+def stretched(profile: dict, cost_model: CostModel, load: float, seed: int, n: int, grow: float) -> Workload:
+    """The first `n` requests of `profile` on GPUS GPUs, its phases stretched (by `grow` times the
+    shortfall each try) until it holds that many."""
     scale = 1.0
     while True:
-        data = generate(profile, cost_model, GPUS, LOAD, SEED, duration_scale=scale)
+        data = generate(profile, cost_model, GPUS, load, seed, duration_scale=scale)
         if len(data["requests"]) >= n:
             break
-        scale *= 1.25 * n / max(1, len(data["requests"]))
+        scale *= grow * n / max(1, len(data["requests"]))
     workload = Workload.from_json(data)
     workload.requests = workload.requests[:n]
     return workload

@@ -10,6 +10,16 @@ from gfdit import costmodel_file
 from gfdit.engine.policy import ClassSpec, Why
 from gfdit.engine.request import Request
 
+PINNED_CLASS = """policy pin
+param chunk = 5
+param widths = {1, 2, 4}
+pool big = {4, 5, 6, 7}
+class L { pool = big }
+order by req.arrival
+width * = 2
+grow denoise
+"""  # class L pinned to ranks 4-7 of 8 (tests of class pools and request pins)
+
 
 def write_cost_model(directory: Path, step_ms: Mapping[int, float], encode_ms: float = 1000.0,
                      decode_ms: float = 1000.0, migration: dict | None = None, prepare_ms: float = 0.0) -> Path:

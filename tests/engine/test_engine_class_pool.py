@@ -7,6 +7,7 @@ import copy
 import dataclasses
 
 import pytest
+from engine_support import PINNED_CLASS
 
 from gfdit.dsl import compile_policy
 from gfdit.dsl.check import check
@@ -16,15 +17,7 @@ from gfdit.engine.workload import shipped_cost_model
 from gfdit.policies import fit_to
 
 COST = CostModel.load(shipped_cost_model("qwen-h20"))
-TEXT = """policy pin
-param chunk = 5
-param widths = {1, 2, 4}
-pool big = {4, 5, 6, 7}
-class L { pool = big }
-order by req.arrival
-width * = 2
-grow denoise
-"""
+TEXT = PINNED_CLASS
 
 
 def test_a_pinned_class_runs_only_on_its_pool():

@@ -4,6 +4,7 @@ class's pool and its stages' pools; a pin that can never run is rejected at inta
 from __future__ import annotations
 
 import pytest
+from engine_support import PINNED_CLASS
 
 from gfdit.dsl import compile_policy
 from gfdit.engine import CostModel, Request, simulate
@@ -11,15 +12,7 @@ from gfdit.engine.request import RequestError
 from gfdit.engine.workload import shipped_cost_model
 
 COST = CostModel.load(shipped_cost_model("qwen-h20"))
-TEXT = """policy pin
-param chunk = 5
-param widths = {1, 2, 4}
-pool big = {4, 5, 6, 7}
-class L { pool = big }
-order by req.arrival
-width * = 2
-grow denoise
-"""
+TEXT = PINNED_CLASS
 
 
 def _run(requests, text=TEXT, gpus=8):

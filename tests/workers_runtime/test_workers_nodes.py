@@ -36,6 +36,12 @@ def _agent(address: str, token: str, join_timeout: int, capture: bool = False) -
                             env=dict(os.environ, PYTHONPATH=str(ROOT), GFDIT_TOKEN=token), **out)
 
 
+def _stop(agent: subprocess.Popen) -> None:
+    if agent.poll() is None:
+        agent.terminate()
+        agent.wait(timeout=30)
+
+
 def _head(address: str, token: str, **options) -> WorkerPool:
     """The head's pool: rank 0 here, rank 1 on the node agent, emulated workers."""
     return WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token), **options)
@@ -93,9 +99,7 @@ def test_a_proven_node_joins_a_wrong_proof_is_dropped_and_a_lost_node_leaves(tmp
         assert agent.wait(timeout=30) == 1  # told its node is out
     finally:
         pool.close()
-        if agent.poll() is None:
-            agent.terminate()
-            agent.wait(timeout=30)
+        _stop(agent)
 
 
 def test_a_killed_node_agent_is_noticed_without_waiting_for_heartbeats(tmp_path):
@@ -132,9 +136,7 @@ def test_a_head_that_dies_without_a_word_gets_the_node_back_when_it_restarts(tmp
             second.close()
         assert agent.wait(timeout=30) == 0  # the second head's close told it to stop
     finally:
-        if agent.poll() is None:
-            agent.terminate()
-            agent.wait(timeout=30)
+        _stop(agent)
 
 
 def test_a_restart_after_a_failed_re_form_forms_the_world_again_with_the_waiting_agents(tmp_path):
@@ -151,9 +153,7 @@ def test_a_restart_after_a_failed_re_form_forms_the_world_again_with_the_waiting
         assert pool.run(task("encode", (0, 1), emulate_s=0.01, task_id=3), timeout=30).ok
     finally:
         pool.close()
-        if agent.poll() is None:
-            agent.terminate()
-            agent.wait(timeout=30)
+        _stop(agent)
 
 
 def test_the_agent_never_imports_the_adapter_a_welcome_names(tmp_path):
