@@ -37,10 +37,14 @@ def recall(fn: object, q: object, now: float, x: object) -> object:
     if not memos:
         return MISS
     m = memos.get(fn)
-    if m is None or m[0] != q.steps_done or m[1] != q.encoded or m[2] != q.deadline or m[3] != x \
-            or not m[4] <= now <= m[5]:
+    if not _holds(m, q, now) or m[2] != q.deadline or m[3] != x:
         return MISS
     return m[6]
+
+
+def _holds(m: tuple | None, q: Tracked, now: float) -> bool:
+    """A kept answer `m` was made at `q`'s present progress and `now` is within its horizon."""
+    return m is not None and m[0] == q.steps_done and m[1] == q.encoded and m[4] <= now <= m[5]
 
 
 def remember(fn: object, q: object, now: float, x: object, until: float, answer: object) -> None:
@@ -93,6 +97,4 @@ def kept_until(fn: object, q: object, now: float) -> float | None:
     Used for a `fn` whose bound is fixed for the request's life (its `stable` attribute)."""
     memos = q.memos if type(q) is Tracked else None
     m = memos.get(fn) if memos else None
-    if m is None or not m[4] <= now <= m[5] or m[0] != q.steps_done or m[1] != q.encoded:
-        return None
-    return m[5]
+    return m[5] if _holds(m, q, now) else None

@@ -107,8 +107,8 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
             if view.explain:
                 _pass_all(ordered[index:], "engine:full", alloc, out)
             break
-        answer = promised(req, policy, now) if quick else None
-        if answer is not None and left < answer[0] <= usable:
+        answer = None if view.explain else promised(req, policy, now)
+        if quick and answer is not None and left < answer[0] <= usable:
             continue  # what it would want does not fit, and nothing else could change that
         if not _allocate(policy, view, req, alloc, eligible_of(req), out, quotas, answer):
             if view.explain:
@@ -230,10 +230,10 @@ _SORT_KEY = attrgetter("order_memo")  # (sort key, ...): ids are unique, so only
 
 
 def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
-              eligible: frozenset[int] | None, out: RoundResult, quotas: Quotas | None = None,
-              answer: tuple[int, Why] | None = None) -> bool:
+              eligible: frozenset[int] | None, out: RoundResult, quotas: Quotas | None,
+              answer: tuple[int, Why] | None) -> bool:
     """Grant `req` a width if it fits; False means `reserve` stopped the round. `answer`: the
-    policy's promised (width, why), when the caller already looked it up."""
+    policy's promised (width, why), if any (None: ask its width hook)."""
     capacity = alloc.capacity(eligible)
     if policy.widths[0] > capacity:
         if policy.widths[0] > capacity + alloc.lost:  # not even with every lost rank back
@@ -246,8 +246,6 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
             and not alloc.fits(eligible, policy.widths[0]):
         _pass(out, req, Why("engine:pool", {"free": alloc.left, "smallest": policy.widths[0]}))
         return True  # nothing allowed fits its pool now: whatever it wants, it waits
-    if answer is None and not view.explain:
-        answer = promised(req, policy, view.now)
     if answer is not None:
         wanted, why = answer
     else:
