@@ -38,6 +38,15 @@ def test_each_setting_is_what_simulate_gives_and_processes_change_nothing():
         assert s.metrics["slo_attainment"] == pytest.approx(direct["slo_attainment"])
 
 
+def test_attainment_counts_rejected_requests_as_simulate_does():
+    """With a queue cap that turns arrivals away, attainment is over every request, not the completed."""
+    serial = tune("default", {"queue_cap": ["2"]}, [TRACE], COST_DIR, 4, jobs=1)
+    direct = simulate(resolve_policy("default", {"queue_cap": "2"}), Workload.load(TRACE),
+                      CostModel.load(COST_DIR), 4, time_rounds=False).metrics["overall"]
+    assert direct["rejected"] > 0
+    assert serial[0].metrics["slo_attainment"] == pytest.approx(direct["slo_attainment"])
+
+
 def test_the_pareto_front_and_the_objective():
     def setting(name, slo, mean, p99):
         return Setting({"x": name}, {"slo_attainment": slo, "mean_latency_s": mean, "p99_latency_s": p99,
