@@ -22,14 +22,14 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
-def chunk_of(policy: Policy, tracked: Tracked, now: float = 0.0, engine: "Engine | None" = None) -> int | None:
+def chunk_of(policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> int | None:
     """Steps of `tracked`'s next task under `policy`: its chunk rule's, its class's, else the policy's.
     `engine` (the one cutting the task at `now`) gives the rule its round view and takes its errors."""
     chunk = policy.chunk
     if chunk is None:
         return None
     rule = getattr(policy, "chunk_rule", None)
-    if rule is not None and engine is not None and tracked.stage == "denoise":
+    if rule is not None and tracked.stage == "denoise":
         steps = _by_rule(rule, policy, tracked, now, engine)
         if steps is not None:
             return steps

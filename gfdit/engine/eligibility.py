@@ -39,9 +39,12 @@ class Eligibility:
     def of(self, policy: Policy, class_pools: bool) -> Callable[[Tracked], frozenset[int] | None] | None:
         """This round's restriction function under `policy` (`class_pools`: whether any of its classes
         has a pool, gfdit/engine/class_facts.py), or None when nothing restricts."""
-        if policy.stage_pools or self.cluster.lost or self.pinned or class_pools:
-            return partial(self.ranks_for, policy=policy)
-        return None
+        if not (policy.stage_pools or self.cluster.lost or self.pinned or class_pools):
+            return None
+        if policy is not self._for:  # another policy (a swap, a shadow, a copy fitted to another size)
+            self._cache.clear()
+            self._for = policy
+        return partial(self.ranks_for, policy=policy)
 
     def ranks_for(self, tracked: Tracked, policy: Policy) -> frozenset[int] | None:
         """Ranks the candidate's next task may use under `policy` (None: any rank)."""
@@ -55,10 +58,7 @@ class Eligibility:
         spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
         pinned = getattr(spec, "pool", None)
         own = tracked.req.ranks  # the request's own pin
-        if policy is not self._for:  # another policy (a swap, a shadow, a copy fitted to another size)
-            self._cache.clear()
-            self._for = policy
-        key = (kind, pinned, own)
+        key = (kind, pinned, own)  # for the policy `of` last set up (`_for`)
         if key in self._cache:
             return self._cache[key]
         ranks: frozenset[int] | None = frozenset(policy.pools.get(pinned, ())) if pinned else None

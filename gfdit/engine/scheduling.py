@@ -90,7 +90,7 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
     out = RoundResult()
     competing = _hold(policy, view, candidates, out)
     ordered = _order(policy, view, competing, out)
-    quotas = None if shares is False else Quotas.of(policy, view)
+    quotas = Quotas.of(policy, view) if shares is None else Quotas(policy, view) if shares else None
     if getattr(policy, "plan", False) and quotas is None and not alloc.pooled and (eligible_of is None or all(
             eligible_of(req) is None for req in ordered)):
         ordered = _planned(policy, view, ordered, alloc, out)
@@ -183,12 +183,12 @@ def _order_general(policy: Policy, view: Round, competing: list[Tracked], out: R
     for index, req in enumerate(competing):
         memo = req.order_memo
         if static and memo is not None and memo[1] is policy:
-            key = memo[2]  # the same every round: computed once for this policy
+            key = memo[0][0]  # the same every round: computed once for this policy
         else:
             try:
                 key = order_key(view, req)
                 if static:
-                    req.order_memo = ((key, req.req.arrival, req.req.id), policy, key)
+                    req.order_memo = ((key, req.req.arrival, req.req.id), policy)
             except Exception as exc:  # noqa: BLE001 -- contained hook error
                 _error(policy, req, "order", exc, out)
                 key, failed = (), True
@@ -219,7 +219,7 @@ def _order_static(policy: Policy, view: Round, competing: list[Tracked], out: Ro
                 key = order_key(view, req)
             except Exception:  # noqa: BLE001 -- contained hook error: the general path reports it
                 return _order_general(policy, view, competing, out)
-            req.order_memo = ((key, req.req.arrival, req.req.id), policy, key)
+            req.order_memo = ((key, req.req.arrival, req.req.id), policy)
     try:
         return sorted(competing, key=_SORT_KEY)
     except TypeError:  # keys of different types: the general path reports it

@@ -66,7 +66,7 @@ class Tracked:
         self.run_s = 0.0  # time its ended tasks ran (migration included)
         self.reason: str | None = None
         self.finish: float | None = None
-        self.order_memo: tuple | None = None  # (sort key, policy, key) of a static order key
+        self.order_memo: tuple | None = None  # ((key, arrival, id), policy) of a static order key
         self.memos: dict | None = None  # answers of width choices with their horizon (gfdit.dsl.horizon)
         self.width_memo: tuple | None = None  # a policy's width promise (gfdit.engine.promise)
 
