@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from gfdit.cli.explain import SourceLines, explain_line
 from gfdit.cli.params import add_param_option, parse_params
@@ -37,13 +36,12 @@ def add_diff_arguments(sub) -> None:
 
 def run_diff(args: argparse.Namespace) -> int:
     from gfdit.engine.costmodel import CostModel
-    from gfdit.engine.workload import Workload, shipped_cost_model, shipped_workload
+    from gfdit.engine.workload import Workload, shipped_cost_model, workload_path
 
     try:
         params = parse_params(args.param)
-        path = Path(args.workload)
-        workload = Workload.load(path if path.suffix == ".json" or path.exists() else shipped_workload(args.workload))
-        cost = CostModel.load(args.cost_model or shipped_cost_model("qwen-h20"))
+        workload = Workload.load(workload_path(args.workload))
+        cost = CostModel.load(shipped_cost_model(args.cost_model or "qwen-h20"))
         runs = [_run(spec, params, workload, cost, args.gpus) for spec in (args.a, args.b)]
     except (ValueError, OSError) as error:  # PolicyError, RequestError, CostModelError are ValueErrors
         print(f"gfdit policy diff: {error}", file=sys.stderr)

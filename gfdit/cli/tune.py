@@ -25,7 +25,7 @@ from gfdit.dsl.diagnostics import PolicyError
 from gfdit.dsl.load import compile_policy
 from gfdit.engine.costmodel import CostModelError
 from gfdit.engine.request import RequestError
-from gfdit.engine.workload import shipped_cost_model, shipped_workload
+from gfdit.engine.workload import shipped_cost_model, workload_path
 from gfdit.policies import POLICY_DIR
 from gfdit.tuning import OBJECTIVES, Setting, best, tune, with_params
 
@@ -69,8 +69,8 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
 def run_tune(args: argparse.Namespace) -> int:
     grid, fixed = parse_grid(args.grid), parse_params(args.param)
     try:
-        workloads = [_workload_path(w) for w in args.workload]
-        cost_dir = args.cost_model or str(shipped_cost_model("qwen-h20"))
+        workloads = [str(workload_path(w)) for w in args.workload]
+        cost_dir = str(shipped_cost_model(args.cost_model or "qwen-h20"))
         t0 = time.perf_counter()
         settings = tune(args.policy, grid, workloads, cost_dir, args.gpus, fixed, args.random, args.seed,
                         max(1, args.jobs))
@@ -86,11 +86,6 @@ def run_tune(args: argparse.Namespace) -> int:
           f"{time.perf_counter() - t0:.1f} s ({max(1, args.jobs)} processes); chosen by {args.objective}: "
           + " ".join(f"{k}={v}" for k, v in chosen.params.items()))
     return _write(args, settings, chosen)
-
-
-def _workload_path(spec: str) -> str:
-    path = Path(spec)
-    return str(path if path.suffix == ".json" or path.exists() else shipped_workload(spec))
 
 
 def _table(settings: list[Setting], chosen: Setting, names: list[str]) -> str:

@@ -54,3 +54,10 @@ def test_a_policy_that_does_not_compile(tmp_path, capsys):
     (tmp_path / "bad.gfp").write_text("policy bad\norder by req.dedline\nwidth * = 1\n")
     code = main(["policy", "diff", str(tmp_path / "bad.gfp"), "fcfs", "--workload", str(trace(tmp_path))])
     assert code == 1 and "dedline" in capsys.readouterr().err
+
+
+def test_shipped_names_work_as_in_simulate(capsys):
+    """A shipped trace named with .json and a shipped cost model named `synthetic`, as simulate takes them."""
+    code = main(["policy", "diff", "edf_best_fit", "fcfs", "--workload", "short-8gpu-synthetic.json",
+                 "--gpus", "8", "--cost-model", "synthetic"])
+    assert code == 0, capsys.readouterr().err

@@ -85,3 +85,10 @@ def test_the_command_prints_marks_and_writes_the_choice(tmp_path, capsys):
 def test_a_bad_param_is_a_clear_error(capsys):
     code = main(["policy", "tune", "default", "--workload", str(TRACE), "--gpus", "4", "--grid", "nope=1,2"])
     assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_shipped_names_work_as_in_simulate(capsys):
+    """A shipped trace named with .json and a shipped cost model named `synthetic`, as simulate takes them."""
+    code = main(["policy", "tune", "fcfs", "--workload", "short-8gpu-synthetic.json", "--gpus", "8",
+                 "--cost-model", "synthetic", "--grid", "chunk=2,5", "--jobs", "1"])
+    assert code == 0, capsys.readouterr().err
