@@ -221,9 +221,6 @@ class NodeStop(Message, tag="node_stop"):
     rejoin: bool = False
 
 
-WorkerMessage = Union[RunTask, DropState, Shutdown, WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError]
-
-
 # ---------------------------------------------------------------------------
 # Client plane: owned by the server module; defined below.
 # ---------------------------------------------------------------------------

@@ -75,7 +75,6 @@ def router(gateway: Gateway, auth) -> APIRouter:
     async def create(body: VideoRequest) -> dict:
         model = await check_model(gateway, body)
         (feed,), seed = await submit_all(gateway, body, 1, frames=body.frame_count() or 1)
-        width, height = body.shape()
         job = {"id": feed.request_id, "object": "video", "model": model, "status": "queued", "progress": 0,
                "created_at": int(time.time()), "size": body.size, "seconds": body.seconds, "seed": seed,
                "frames": feed.handle.params.frames if feed.handle.params else None, "fps": body.fps}

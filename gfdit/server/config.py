@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gfdit.protocol import DEFAULT_ADDRESS, normalize_address
 
-EXECUTORS = ("real", "emulated")
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}  # config name -> torch name
 _DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 

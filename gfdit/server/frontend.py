@@ -73,7 +73,6 @@ class Frontend:
         self._push_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gfdit-frontend", daemon=True)
-        self.errors_answered = 0
         self.on_error: Callable[[str], None] = _ignore  # every ErrorReply sent, by code (the server's metric)
         # kinds answered off the engine loop: the handler returns the reply (sent at once) or None
         self.routes: dict[type, Callable[[ClientCall], ServerMessage | None]] = {}
@@ -160,7 +159,6 @@ class Frontend:
             log.warning("client %r not reachable; dropped a %s", peer[:16], type(msg).__name__)
 
     def _refuse(self, peer: bytes, call_id: int, code: str, message: str) -> None:
-        self.errors_answered += 1
         self.on_error(code)
         log.info("refused a client message (%s): %s", code, message[:200])
         reply = ErrorReply(call_id=call_id, code=code, message=message, instance=self.instance)

@@ -12,7 +12,6 @@ worker died is out: it is told to stop and the world is re-formed without it
 from __future__ import annotations
 
 import logging
-import socket
 from dataclasses import dataclass
 from typing import Callable
 
@@ -170,6 +169,3 @@ def rendezvous_store(host: str, timeout_s: float):
     return dist.TCPStore(host, 0, 1, is_master=True, timeout=timedelta(seconds=timeout_s),
                          wait_for_workers=False)
 
-
-def host_name() -> str:
-    return socket.gethostname()
