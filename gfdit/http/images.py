@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
 
@@ -22,10 +23,10 @@ def router(gateway: Gateway, auth) -> APIRouter:
         model = await check_model(gateway, body)
         feeds, seed = await submit_all(gateway, body, body.n)
         outputs = await results(gateway, feeds, request)
-        data = []
-        for images in outputs:
-            for image in images:
-                png = image.to_png()
+        pngs = await asyncio.to_thread(lambda: [[image.to_png() for image in images] for images in outputs])
+        data = []  # (encoding off the event loop: other requests are served meanwhile)
+        for images in pngs:
+            for png in images:
                 if body.response_format == "url":
                     url = str(request.url_for("get_file", file_id=gateway.files.put(png, "image/png")))
                     data.append({"url": url, "revised_prompt": body.prompt})
