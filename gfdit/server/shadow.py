@@ -109,9 +109,10 @@ class Shadow:
             done, arrivals = self._seen, list(self._arrivals)
             t0 = time.perf_counter()
             try:
-                predicted = self.predict(policy, arrivals) | {"arrivals": len(arrivals)}
+                requests = _from_start(arrivals)  # once, for both policies
+                predicted = self.predict(policy, requests) | {"arrivals": len(arrivals)}
                 if live is not None:
-                    predicted["live"] = self.predict(live, arrivals)
+                    predicted["live"] = self.predict(live, requests)
                 took = time.perf_counter() - t0
                 every = max(PREDICT_EVERY_S, took / PREDICT_SHARE)  # at most this share of a core
                 self.predicted = predicted | {"took_s": round(took, 4)}
@@ -130,9 +131,13 @@ class Shadow:
             policy, diagnostics = None, [f"{type(exc).__name__}: {exc}"]
         return policy, "; ".join(diagnostics)[:1000]
 
-    def predict(self, policy, arrivals: list[Request]) -> dict:
-        """The candidate's overall metrics on `arrivals` (times from the first)."""
-        start = arrivals[0].arrival
-        requests = [Request.from_record(shifted_record(r, start)) for r in arrivals]
+    def predict(self, policy, requests: list[Request]) -> dict:
+        """`policy`'s overall metrics on `requests` (times from the first arrival: `_from_start`)."""
         metrics = simulate(policy, requests, self._cost_model, self._gpus).metrics["overall"]
         return {k: metrics.get(k) for k in PREDICTED}
+
+
+def _from_start(arrivals: list[Request]) -> list[Request]:
+    """The arrivals with their times counted from the first one's."""
+    start = arrivals[0].arrival
+    return [Request.from_record(shifted_record(r, start)) for r in arrivals]
