@@ -27,6 +27,7 @@ from gfdit.dsl.compile import ExprCompiler
 from gfdit.dsl.declarations import Declarations, expand_stages
 from gfdit.dsl.diagnostics import Diagnostic, Report, compile_error
 from gfdit.engine.costmodel import CostModel
+from gfdit.engine.policy import class_spec
 from gfdit.engine.request import Request
 from gfdit.engine.task import Task
 from gfdit.engine.tracked import Clock, Tracked
@@ -240,7 +241,7 @@ def _progress_points(policy) -> list[tuple[int, int, bool]]:
 def _tracked(rid: str, cm: CostModel, clock: Clock, policy, cls: str, size: tuple[int, int],
              cfg: bool, point: tuple[int, int, bool]) -> Tracked:
     request = Request(rid, 0.0, size[0], size[1], STEPS, request_class=cls, cfg=cfg, t_single=T_SINGLE)
-    spec = policy.classes.get(cls) or policy.classes.get("default")
+    spec = class_spec(policy.classes, cls)
     tracked = Tracked(request, spec, cm, clock)
     tracked.last_width, tracked.steps_done, tracked.encoded = point
     tracked.holders = tuple(range(point[0]))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .policy import Policy
+from .policy import Policy, class_spec
 from .scheduling import hook_error
 from .tracked import Tracked
 
@@ -35,7 +35,7 @@ def chunk_of(policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> 
             return steps
     if not policy.classes:
         return chunk
-    spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
+    spec = class_spec(policy.classes, tracked.req.request_class)
     own = getattr(spec, "chunk", None)
     return own if own is not None else chunk
 

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Callable
 
 from .cluster import Cluster
-from .policy import STAGES, Policy, Stage
+from .policy import STAGES, Policy, Stage, class_spec
 from .tracked import Tracked
 
 NEXT_STAGES: dict[str, tuple[Stage, ...]] = {  # the kinds of next task, and the stages each covers
@@ -55,7 +55,7 @@ class Eligibility:
             kind = "rest" if whole else "denoise"
         else:
             kind = "decode"
-        spec = policy.classes.get(tracked.req.request_class) or policy.classes.get("default")
+        spec = class_spec(policy.classes, tracked.req.request_class)
         pinned = getattr(spec, "pool", None)
         own = tracked.req.ranks  # the request's own pin
         key = (kind, pinned, own)  # for the policy `of` last set up (`_for`)

@@ -35,7 +35,7 @@ from .events import Advanced, EngineEvent, Finished, Held, Retrying, TaskStarted
 from .eligibility import Eligibility
 from .pinning import pin_problem
 from .placement import Allocator
-from .policy import Policy, Why
+from .policy import Policy, Why, class_spec
 from .policy_check import check_policy
 from .request import REJECTED, TERMINAL, Outcome, Request, State
 from .scheduling import Grant, HookError, RoundResult, hook_error, run_round
@@ -89,7 +89,7 @@ class Engine:
         self.clock.now = now
         if request.id in self.active or request.id in self._ended:
             return f"duplicate request id {request.id!r}"
-        spec = self.policy.classes.get(request.request_class) or self.policy.classes.get("default")
+        spec = class_spec(self.policy.classes, request.request_class)
         try:
             tracked = Tracked(request, spec, self.cost_model, self.clock)
         except ValueError as exc:  # e.g. no width-1 layout: its deadline and t_single are unknown

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from .policy import STAGES, Policy
+from .policy import STAGES, Policy, class_spec
 from .request import Request
 
 
@@ -26,7 +26,7 @@ def pin_problem(request: Request, policy: Policy, gpus: int) -> str | None:
     outside = sorted(r for r in own if r >= gpus)
     if outside:
         return f"pinned ranks {outside} are outside the cluster (ranks 0..{gpus - 1})"
-    spec = policy.classes.get(request.request_class) or policy.classes.get("default")
+    spec = class_spec(policy.classes, request.request_class)
     pool = getattr(spec, "pool", None)
     allowed = own & frozenset(policy.pools.get(pool, ())) if pool else own
     for stages, ranks, pools in task_ranks(policy, allowed, [f"class pool {pool}"] if pool else []):

@@ -88,6 +88,11 @@ class ClassSpec:
     pool: str | None = None  # its requests run only on this pool's ranks (pinned), with any stage pool
 
 
+def class_spec(classes: Mapping[str, "ClassSpec"], name: str) -> "ClassSpec | None":
+    """The spec of class `name`: its own, else the policy's `default` class, else None."""
+    return classes.get(name) or classes.get("default")
+
+
 class RequestView(Protocol):
     """What a hook may read of one request. Times are seconds on the engine clock."""
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from .policy import Policy, RequestView
+from .policy import Policy, RequestView, class_spec
 from .view import Round
 
 
@@ -41,7 +41,7 @@ class Quotas:
             else None
 
     def class_of(self, req: RequestView) -> str | None:
-        spec = self._classes.get(req.request_class) or self._classes.get("default")
+        spec = class_spec(self._classes, req.request_class)
         return spec.name if spec is not None and spec.name in self.limits else None
 
     def limit(self, req: RequestView) -> int | None:
