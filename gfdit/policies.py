@@ -54,7 +54,7 @@ def resolve_policy(spec: str, params: Mapping[str, object] | None = None) -> Pol
     params = dict(params or {})
     if spec.startswith(BUILTIN_PREFIX):
         return builtin_policy(spec.removeprefix(BUILTIN_PREFIX), params)
-    gfp = _gfp(spec)
+    gfp = policy_path(spec)
     if gfp is not None and gfp.is_file():
         return load_policy(str(gfp), params)
     if spec.endswith(".gfp"):
@@ -93,7 +93,7 @@ def fit_to(policy: Policy, with_widths: Callable[[str], Policy] | None, cost_mod
     return _fit_pools(policy, gpus, notes), notes
 
 
-def _gfp(spec: str) -> Path | None:
+def policy_path(spec: str) -> Path | None:
     """The .gfp file `spec` names (a path that may not exist, or a shipped policy), or None."""
     return Path(spec) if spec.endswith(".gfp") else policy_file(spec)
 

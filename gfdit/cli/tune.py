@@ -26,7 +26,7 @@ from gfdit.dsl.load import compile_policy
 from gfdit.engine.costmodel import CostModelError
 from gfdit.engine.request import RequestError
 from gfdit.engine.workload import shipped_cost_model, workload_path
-from gfdit.policies import POLICY_DIR
+from gfdit.policies import policy_path
 from gfdit.tuning import OBJECTIVES, Setting, best, tune, with_params
 
 
@@ -106,7 +106,11 @@ def _write(args: argparse.Namespace, settings: list[Setting], chosen: Setting) -
         Path(args.write_params).write_text("".join(f"--param {k}={v}\n" for k, v in chosen.params.items()))
         print(f"wrote {args.write_params}")
     if args.write_gfp:
-        source = Path(args.policy) if args.policy.endswith(".gfp") else POLICY_DIR / f"{args.policy}.gfp"
+        source = policy_path(args.policy)
+        if source is None:
+            print(f"gfdit policy tune: {args.policy} is a built-in policy: there is no .gfp to write",
+                  file=sys.stderr)
+            return 2
         note = "# tuned: gfdit policy tune " + " ".join(f"{k}={v}" for k, v in chosen.params.items()) + "\n"
         text = note + with_params(source.read_text(), chosen.params)
         try:

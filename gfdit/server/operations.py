@@ -154,9 +154,9 @@ class Operations:
 
 def _policy_text(spec: str) -> str | None:
     """The source of a `--policy` spec (a .gfp file or a shipped name); None for a built-in (py:NAME)."""
-    from gfdit.resources import policy_file
+    from gfdit.policies import policy_path
 
-    path = Path(spec) if spec.endswith(".gfp") else policy_file(spec)
+    path = policy_path(spec)
     try:
         return path.read_text(encoding="utf-8-sig") if path is not None else None
     except (OSError, UnicodeDecodeError):
