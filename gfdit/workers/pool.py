@@ -245,7 +245,9 @@ class WorkerPool:
         """Tear every worker down and start a fresh world; every state is lost. Several hosts: re-formed without
         the nodes that lost a worker (heard for `SETTLE_S` first) or that do not rejoin within heartbeat_timeout_s."""
         if self._remote is not None and self._router is not None:  # None: an earlier try failed and closed
-            self._receive(SETTLE_S)  # every node's report of the same failure
+            settle = time.monotonic() + SETTLE_S  # every node's report of the same failure
+            while (left := settle - time.monotonic()) > 0:  # (_receive returns after the first burst)
+                self._receive(left)
             self._check_liveness()
         while True:
             self.close(rejoin=True)
