@@ -57,8 +57,7 @@ from gfdit.protocol import (
     RunTask,
     Shutdown,
     TaskDone,
-    WorkerError,
-    WorkerHello,
+    WorkerError, WorkerHello,
     WorkerReady,
 )
 from gfdit.workers import auth, transport
