@@ -10,6 +10,7 @@ receiver answers with an error reply (clients) or logs (workers) and goes on.
 Two planes share this module:
   * client <-> server (ROUTER frontend): the "Client plane" section;
   * server (controller) <-> workers: the "Worker plane" section.
+The head <-> node agent messages of several hosts are in `gfdit.protocol_nodes`.
 """
 
 from __future__ import annotations
@@ -172,53 +173,6 @@ class WorkerError(Message, tag="worker_error"):
     rank: int
     message: str
     fatal: bool = False
-
-
-class NodeHello(Message, tag="node_hello"):
-    """A node agent (`gfdit worker --head`) asks to join: `proof` is
-    HMAC-SHA256(token, "node|node_rank|identity") (see `gfdit.workers.nodes`)."""
-
-    node_rank: int
-    proof: str
-    host: str = ""
-
-
-class NodeWelcome(Message, tag="node_welcome"):
-    """The head's answer to a proven `NodeHello`: what to start and how to join the world.
-
-    The node starts ranks ``slot * nproc_per_node ...`` (+nproc_per_node); their
-    worker-plane secret is HMAC-SHA256(token, nonce): it never crosses the wire."""
-
-    node_rank: int
-    slot: int
-    nproc_per_node: int
-    world_size: int
-    model: str
-    init_method: str
-    nonce: str
-    backend: str = "p2p"
-    device: str = "cpu"
-    dtype: str = "float32"
-    adapter: str = ""
-    emulate: bool = False
-    heartbeat_s: float = 1.0
-    timeout_s: float = 120.0
-
-
-class NodeLost(Message, tag="node_lost"):
-    """A node agent saw one of its workers exit."""
-
-    node_rank: int
-    rank: int
-    reason: str
-
-
-class NodeStop(Message, tag="node_stop"):
-    """The head stops a node's workers: `rejoin` asks the agent to say hello again
-    (the world is being re-formed), else the agent exits."""
-
-    reason: str = ""
-    rejoin: bool = False
 
 
 # ---------------------------------------------------------------------------

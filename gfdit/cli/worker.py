@@ -5,7 +5,7 @@
 
 The head (`gfdit serve MODEL --nnodes N --nproc-per-node K --worker-address
 tcp://HOST:PORT`) says what to run: the model, the world size and the
-rendezvous come in the authenticated handshake. The token is the head's
+rendezvous come in the handshake, where head and agent prove the token to each other. The token is the head's
 (--token-file or $GFDIT_TOKEN on both sides; never on the command line).
 See docs/deploy.md, "Several hosts".
 """
@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="give up when the head has not answered after S seconds (default 600)")
     parser.add_argument("--adapter", default="", metavar="MODULE:CALLABLE",
                         help="the model adapter this host's workers load (default: the built-in one for the model); "
-                             "the head's choice is never taken (the head is not authenticated to this agent)")
+                             "the head's choice is never taken (no code is named over the network)")
     add_token_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true")
 

@@ -43,6 +43,11 @@ def new_identity(rank: int, channel: str) -> bytes:
     return f"w{rank}.{channel}.{secrets.token_hex(8)}".encode()
 
 
+def same_digest(expected: str, given: str) -> bool:
+    """Constant-time equality; `given` comes off the wire, so compare bytes (any text, no TypeError)."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
 def proof(secret: str, rank: int, channel: str, identity: bytes) -> str:
     text = f"{rank}|{channel}|{identity.hex()}".encode()
     return hmac.new(bytes.fromhex(secret), text, hashlib.sha256).hexdigest()
@@ -61,7 +66,7 @@ class PeerBook:
         """Bind `identity` to `rank` if the proof is right; False (refused) otherwise."""
         if identity in self.ranks:
             return self.refuse(identity, "a second hello on a bound connection")
-        if not hmac.compare_digest(proof(self.secret, rank, channel, identity), given):
+        if not same_digest(proof(self.secret, rank, channel, identity), given):
             return self.refuse(identity, f"hello for rank {rank} with a wrong proof")
         if channel == "main" and rank in self.main:
             return self.refuse(identity, f"rank {rank} already has its task socket")

@@ -1,9 +1,14 @@
 """A node agent: `gfdit worker --head tcp://HOST:PORT --node-rank R` on a host other than the head's.
 
-It connects to the head's worker plane, proves the shared token (`NodeHello`),
-and starts the worker processes the head's `NodeWelcome` asks for (model,
+It connects to the head's worker plane, and the two prove the shared token to
+each other (`gfdit.workers.node_auth`: hello with the agent's nonce, the head's
+challenge, the agent's proof, then a welcome sealed with the session key). It
+starts the worker processes only for a welcome that opens with that key (model,
 world size, rendezvous and the nonce come from the head; nothing else is
-configured here). Then it watches them:
+configured here); a welcome that does not is refused and logged, and the agent
+exits 1 at `join_timeout_s` if no proven one came. Every later message from the
+head must open too: a forged or replayed `NodeStop` is dropped and logged. Then
+it watches its workers:
   * a worker exits: the agent reports `NodeLost` (the head re-forms the world
     without this node), stops the others and exits 1 once the head answers
     `NodeStop` (or after `lost_wait_s`);
@@ -33,9 +38,11 @@ from pathlib import Path
 import msgspec
 import zmq
 
-from gfdit.protocol import NodeHello, NodeLost, NodeStop, NodeWelcome, ProtocolError
+from gfdit.protocol import ProtocolError
+from gfdit.protocol_nodes import NodeChallenge, NodeHello, NodeLost, NodeProof, NodeStop, NodeWelcome
 from gfdit.workers import auth, transport
-from gfdit.workers.nodes import gloo_env, node_proof, pool_secret, tcp_host_port, worker_argv
+from gfdit.workers.node_auth import NodeSession, new_nonce
+from gfdit.workers.nodes import gloo_env, pool_secret, tcp_host_port, worker_argv
 
 log = logging.getLogger("gfdit.worker")
 HELLO_EVERY_S = 2.0
@@ -55,6 +62,7 @@ class NodeAgent:
         self.context = zmq.Context()
         self.dir = Path(tempfile.mkdtemp(prefix="gfdit-node-"))
         self.children: dict[int, subprocess.Popen] = {}
+        self.session: NodeSession | None = None  # this connection's handshake with the head
 
     def run(self) -> int:
         """Join, serve, rejoin when asked; the exit code of the command."""
@@ -88,33 +96,56 @@ class NodeAgent:
         socket.connect(self.head)
         return socket
 
-    def _hello(self, socket: zmq.Socket) -> None:
-        proof = node_proof(self.token, self.node_rank, socket.getsockopt(zmq.IDENTITY))
-        socket.send_multipart(transport.encode(NodeHello(node_rank=self.node_rank, proof=proof,
-                                                         host=os.uname().nodename)))
+    def _send(self, socket: zmq.Socket, msg) -> None:
+        socket.send_multipart(transport.encode(msg))
 
     def _join(self, socket: zmq.Socket) -> NodeWelcome | int:
-        """Say hello (again every `HELLO_EVERY_S`: a hello sent while the head re-binds is lost)."""
+        """Say hello (again every `HELLO_EVERY_S`: a hello sent while the head re-binds is lost),
+        answer the head's challenge, and wait for a welcome that proves the token."""
         deadline = time.monotonic() + self.join_timeout_s
-        next_hello = 0.0
+        nonce, next_hello, refused = new_nonce(), 0.0, 0
+        self.session = None
         while not self.stopping.is_set() and time.monotonic() < deadline:
             if time.monotonic() >= next_hello:
-                self._hello(socket)
+                self._send(socket, NodeHello(node_rank=self.node_rank, nonce=nonce, host=os.uname().nodename[:256]))
                 next_hello = time.monotonic() + HELLO_EVERY_S
             msg = self._receive(socket, 0.5)
-            if isinstance(msg, NodeWelcome):
-                log.info("node %d joined %s as ranks %d..%d of %d (%s)", self.node_rank, self.head,
-                         msg.slot * msg.nproc_per_node, (msg.slot + 1) * msg.nproc_per_node - 1,
-                         msg.world_size, msg.model)
-                return msg
-            if isinstance(msg, NodeStop):
-                log.error("the head refused node %d: %s", self.node_rank, msg.reason)
-                return 2
+            if isinstance(msg, NodeChallenge):
+                while self.monitor.poll(0):  # a disconnect before this answer was the previous head's, not this one's
+                    self.monitor.recv_multipart()
+                if self.session is None or self.session.head_nonce != msg.nonce:
+                    self.session = NodeSession(self.token, self.node_rank, socket.getsockopt(zmq.IDENTITY),
+                                               nonce, msg.nonce, "node")
+                self._send(socket, NodeProof(node_rank=self.node_rank, proof=self.session.proof))
+            elif isinstance(msg, (NodeWelcome, NodeStop)):
+                if not self._proven(msg, "during the handshake"):
+                    refused += 1
+                elif isinstance(msg, NodeWelcome):
+                    log.info("node %d joined %s as ranks %d..%d of %d (%s)", self.node_rank, self.head,
+                             msg.slot * msg.nproc_per_node, (msg.slot + 1) * msg.nproc_per_node - 1,
+                             msg.world_size, msg.model)
+                    return msg
+                else:
+                    log.error("the head refused node %d: %s", self.node_rank, msg.reason)
+                    return 2
         if self.stopping.is_set():
             return 0
-        log.error("no answer from %s within %.0f s (wrong address or token? the head drops an unproven hello)",
-                  self.head, self.join_timeout_s)
+        if refused:
+            log.error("no proven welcome from %s within %.0f s: refused %d message(s) that did not prove the "
+                      "token (the head has another node token, or this is not the head)",
+                      self.head, self.join_timeout_s, refused)
+        else:
+            log.error("no answer from %s within %.0f s (wrong address or token? the head drops an unproven "
+                      "hello)", self.head, self.join_timeout_s)
         return 1
+
+    def _proven(self, msg, when: str) -> bool:
+        """True if `msg` opens with this session's key and is new; else it is logged and dropped."""
+        why = "no challenge answered yet" if self.session is None else self.session.opens(msg)
+        if why is not None:
+            log.error("node %d refused a %s from %s %s: %s; ignored", self.node_rank, type(msg).__name__,
+                      self.head, when, why)
+        return why is None
 
     def _start(self, welcome: NodeWelcome) -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TORCHELASTIC_USE_AGENT_STORE="True")
@@ -136,7 +167,7 @@ class NodeAgent:
         """Until the head says stop (None: rejoin) or a worker is lost (exit code)."""
         while not self.stopping.is_set():
             msg = self._receive(socket, 0.2)
-            if isinstance(msg, NodeStop):
+            if isinstance(msg, NodeStop) and self._proven(msg, "while serving"):
                 log.info("the head stops node %d: %s", self.node_rank, msg.reason)
                 return None if msg.rejoin else 0
             for rank, child in self.children.items():
@@ -152,11 +183,12 @@ class NodeAgent:
     def _lost(self, socket: zmq.Socket, rank: int, code: int) -> int:
         reason = f"worker {rank} exited with code {code}: {self._tail(rank)}"
         log.error("node %d: %s", self.node_rank, reason)
-        socket.send_multipart(transport.encode(NodeLost(node_rank=self.node_rank, rank=rank, reason=reason)))
+        self._send(socket, self.session.seal(NodeLost(node_rank=self.node_rank, rank=rank, reason=reason)))
         self._stop_children()
         deadline = time.monotonic() + self.lost_wait_s
         while not self.stopping.is_set() and time.monotonic() < deadline:
-            if isinstance(self._receive(socket, 0.2), NodeStop):
+            msg = self._receive(socket, 0.2)
+            if isinstance(msg, NodeStop) and self._proven(msg, "after a loss"):
                 break
         return 1
 

@@ -1,12 +1,12 @@
-"""Several hosts: what the head and a node agent agree on, and how they prove it.
+"""Several hosts: what the head and a node agent agree on.
 
 A server started with ``--nnodes N --nproc-per-node K`` runs ranks ``0..K-1`` on
 its own host (node 0, the head) and waits for N-1 node agents (``gfdit worker
---head tcp://HOST:PORT --node-rank R``). Each agent proves the shared token
-(``--token-file`` or ``$GFDIT_TOKEN`` on both sides, never argv) with
-``HMAC(token, "node|R|identity")`` and receives a `NodeWelcome`: the model, the
-world size, the rendezvous (a TCPStore the head hosts: ``tcp://HOST:PORT2``) and
-a fresh nonce. Every worker's worker-plane secret is ``HMAC(token, nonce)``:
+--head tcp://HOST:PORT --node-rank R``). The head and each agent prove the
+shared node token to each other (`gfdit.workers.node_auth`: a challenge each
+way, then sealed messages); the agent receives a `NodeWelcome`: the model, the
+world size, the rendezvous (a TCPStore the head hosts: ``tcp://HOST:PORT2``)
+and a fresh nonce. Every worker's worker-plane secret is ``HMAC(token, nonce)``:
 the agent derives it, so the secret itself never crosses the network, and a new
 nonce at every (re)start makes an old secret useless.
 
@@ -17,13 +17,13 @@ this host uses to reach the head, unless the environment sets it already.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import socket
 import struct
 import sys
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from gfdit.workers.node_auth import mac
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,9 @@ class NodeSpec:
             raise ValueError("several nodes need a shared token (--token-file or $GFDIT_TOKEN on every host)")
 
 
-def _mac(token: str, text: str) -> str:
-    return hmac.new(token.encode(), text.encode(), hashlib.sha256).hexdigest()
-
-
-def node_proof(token: str, node_rank: int, identity: bytes) -> str:
-    return _mac(token, f"node|{node_rank}|{identity.hex()}")
-
-
-def check_node_proof(token: str, node_rank: int, identity: bytes, given: str) -> bool:
-    return hmac.compare_digest(node_proof(token, node_rank, identity), given)
-
-
 def pool_secret(token: str, nonce: str) -> str:
     """The worker-plane secret of one world (hex, as `auth.new_secret`)."""
-    return _mac(token, f"pool|{nonce}")
+    return mac(token, f"pool|{nonce}")
 
 
 def tcp_host_port(address: str) -> tuple[str, int]:

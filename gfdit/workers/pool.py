@@ -50,9 +50,6 @@ from gfdit.comm.errors import PoolError as PoolError  # the one pool error; re-e
 from gfdit.protocol import (
     DropState,
     Heartbeat,
-    NodeHello,
-    NodeLost,
-    NodeWelcome,
     ProtocolError,
     RunTask,
     Shutdown,
@@ -60,6 +57,7 @@ from gfdit.protocol import (
     WorkerError, WorkerHello,
     WorkerReady,
 )
+from gfdit.protocol_nodes import NodeWelcome
 from gfdit.workers import auth, transport
 from gfdit.workers.emulated import task_seconds
 from gfdit.workers.migration import task_ranks
@@ -388,7 +386,7 @@ class WorkerPool:
             else:
                 self._peers.refuse(identity, f"undecodable: {exc}")
             return
-        if isinstance(msg, (NodeHello, NodeLost)):
+        if isinstance(msg, transport.FROM_NODE):
             self._node_message(identity, msg)
             return
         child = self._children.get(msg.rank)

@@ -1,8 +1,9 @@
 """The head's side of the other hosts: node agents joining, their ranks, their losses.
 
 `RemoteNodes` belongs to a `WorkerPool` with a `NodeSpec` of several nodes.
-It answers each node agent's proven `NodeHello` with a `NodeWelcome` (slot,
-world size, rendezvous, nonce) and gives the pool one `RemoteProcess` per rank
+It challenges each node agent's `NodeHello`, answers a proven `NodeProof` with
+a sealed `NodeWelcome` (slot, world size, rendezvous, nonce; see
+`gfdit.workers.node_auth`) and gives the pool one `RemoteProcess` per rank
 that node starts: a stand-in for a process the head cannot see, alive until
 the agent reports it gone (`NodeLost`) or its heartbeats stop. A node whose
 worker died is out: it is told to stop and the world is re-formed without it
@@ -18,12 +19,14 @@ from typing import Callable
 import zmq
 
 from gfdit.comm.errors import PoolError
-from gfdit.protocol import NodeHello, NodeLost, NodeStop, NodeWelcome
+from gfdit.protocol_nodes import NodeChallenge, NodeHello, NodeLost, NodeProof, NodeStop, NodeWelcome
 from gfdit.workers import transport
 from gfdit.workers.auth import LOGGED_REFUSALS
-from gfdit.workers.nodes import NodeSpec, check_node_proof
+from gfdit.workers.node_auth import NodeSession, new_nonce
+from gfdit.workers.nodes import NodeSpec
 
 log = logging.getLogger("gfdit.workers.remote")
+MAX_CHALLENGES = 64  # hellos waiting for their proof; a flood evicts the oldest (its agent says hello again)
 
 
 class NodesMissing(PoolError):
@@ -62,6 +65,13 @@ class _Link:
     identity: bytes
     slot: int
     host: str
+    session: NodeSession
+
+
+@dataclass
+class _Challenge:
+    hello: NodeHello
+    nonce: str  # the head's
 
 
 class RemoteNodes:
@@ -74,6 +84,7 @@ class RemoteNodes:
         self.processes: dict[int, RemoteProcess] = {}  # world rank -> stand-in
         self.refused = 0
         self._welcome = welcome  # (node_rank, slot) -> the NodeWelcome to send
+        self._challenges: dict[bytes, _Challenge] = {}  # identity -> the hello it answers
 
     @property
     def world_size(self) -> int:
@@ -88,36 +99,59 @@ class RemoteNodes:
     def handle(self, router: zmq.Socket, identity: bytes, msg) -> list[tuple[int, RemoteProcess]]:
         """A node message; returns the (rank, stand-in) pairs of a node just welcomed."""
         if isinstance(msg, NodeHello):
-            return self._hello(router, identity, msg)
-        if isinstance(msg, NodeLost):
-            link = self.links.get(msg.node_rank)
-            if link is None or link.identity != identity:
-                self._refuse(identity, f"NodeLost for node {msg.node_rank} from another connection")
-            elif msg.rank in self.processes and self.processes[msg.rank].node_rank == msg.node_rank:
-                self.processes[msg.rank].exited(1, f"on node {msg.node_rank} ({link.host}): {msg.reason}")
+            self._challenge(router, identity, msg)
+        elif isinstance(msg, NodeProof):
+            return self._proof(router, identity, msg)
+        elif isinstance(msg, NodeLost):
+            self._lost(identity, msg)
         return []
 
-    def _hello(self, router: zmq.Socket, identity: bytes, msg: NodeHello) -> list[tuple[int, RemoteProcess]]:
-        if not check_node_proof(self.spec.token, msg.node_rank, identity, msg.proof):
-            self._refuse(identity, f"node hello for node {msg.node_rank} with a wrong proof")
+    def _challenge(self, router: zmq.Socket, identity: bytes, msg: NodeHello) -> None:
+        """Any hello gets a challenge (the same one while its nonce is the same); nothing is decided yet."""
+        if any(link.identity == identity for link in self.links.values()):
+            return  # the agent says hello again until it hears back: already welcomed
+        waiting = self._challenges.get(identity)
+        if waiting is None or waiting.hello != msg:
+            if len(self._challenges) >= MAX_CHALLENGES:
+                self._challenges.pop(next(iter(self._challenges)))
+            waiting = self._challenges[identity] = _Challenge(msg, new_nonce())
+        self._send(router, identity, NodeChallenge(nonce=waiting.nonce))
+
+    def _proof(self, router: zmq.Socket, identity: bytes, msg: NodeProof) -> list[tuple[int, RemoteProcess]]:
+        waiting = self._challenges.get(identity)
+        if waiting is None or waiting.hello.node_rank != msg.node_rank:
+            if not any(link.identity == identity for link in self.links.values()):  # else: a repeat, answered
+                self._refuse(identity, f"proof for node {msg.node_rank} without a challenge for it")
             return []
-        link = self.links.get(msg.node_rank)
-        if link is not None and link.identity == identity:
-            return []  # the agent says hello again until it hears back: already answered
-        if msg.node_rank not in self.expected or link is not None:
-            why = ("already joined" if msg.node_rank in self.links
+        hello = waiting.hello
+        session = NodeSession(self.spec.token, hello.node_rank, identity, hello.nonce, waiting.nonce, "head")
+        if not session.proven(msg.proof):
+            self._refuse(identity, f"node hello for node {hello.node_rank} with a wrong proof")
+            return []
+        del self._challenges[identity]
+        if hello.node_rank not in self.expected or hello.node_rank in self.links:
+            why = ("already joined" if hello.node_rank in self.links
                    else f"not expected (expected nodes: {sorted(self.expected) or 'none'})")
-            self._send(router, identity, NodeStop(reason=f"node {msg.node_rank} {why}"))
-            self._refuse(identity, f"node {msg.node_rank} {why}")
+            self._send(router, identity, session.seal(NodeStop(reason=f"node {hello.node_rank} {why}")))
+            self._refuse(identity, f"node {hello.node_rank} {why}")
             return []
-        slot = self.slot_of(msg.node_rank)
-        self.links[msg.node_rank] = _Link(identity, slot, msg.host)
-        self._send(router, identity, self._welcome(msg.node_rank, slot))
+        slot = self.slot_of(hello.node_rank)
+        self.links[hello.node_rank] = _Link(identity, slot, hello.host, session)
+        self._send(router, identity, session.seal(self._welcome(hello.node_rank, slot)))
         k = self.spec.nproc_per_node
-        joined = [(rank, RemoteProcess(msg.node_rank)) for rank in range(slot * k, (slot + 1) * k)]
+        joined = [(rank, RemoteProcess(hello.node_rank)) for rank in range(slot * k, (slot + 1) * k)]
         self.processes.update(joined)
-        log.info("node %d (%s) joined as ranks %d..%d", msg.node_rank, msg.host, slot * k, slot * k + k - 1)
+        log.info("node %d (%s) joined as ranks %d..%d", hello.node_rank, hello.host, slot * k, slot * k + k - 1)
         return joined
+
+    def _lost(self, identity: bytes, msg: NodeLost) -> None:
+        link = self.links.get(msg.node_rank)
+        if link is None or link.identity != identity:
+            self._refuse(identity, f"NodeLost for node {msg.node_rank} from another connection")
+        elif (why := link.session.opens(msg)) is not None:
+            self._refuse(identity, f"NodeLost for node {msg.node_rank}: {why}")
+        elif msg.rank in self.processes and self.processes[msg.rank].node_rank == msg.node_rank:
+            self.processes[msg.rank].exited(1, f"on node {msg.node_rank} ({link.host}): {msg.reason}")
 
     def check_joined(self, seconds: float) -> None:
         missing = sorted(set(self.expected) - set(self.links))
@@ -142,9 +176,9 @@ class RemoteNodes:
         expected) or to exit."""
         for node, link in self.links.items():
             again = rejoin and node in self.expected
-            self._send(router, link.identity, NodeStop(reason=reason if again else f"{reason}; node {node} is out",
-                                                       rejoin=again))
-        self.links, self.processes = {}, {}
+            stop = NodeStop(reason=reason if again else f"{reason}; node {node} is out", rejoin=again)
+            self._send(router, link.identity, link.session.seal(stop))
+        self.links, self.processes, self._challenges = {}, {}, {}
 
     def _send(self, router: zmq.Socket, identity: bytes, msg) -> None:
         try:

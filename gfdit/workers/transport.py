@@ -18,10 +18,6 @@ from gfdit.protocol import (
     DropState,
     Heartbeat,
     Message,
-    NodeHello,
-    NodeLost,
-    NodeStop,
-    NodeWelcome,
     ProtocolError,
     RunTask,
     Shutdown,
@@ -33,6 +29,7 @@ from gfdit.protocol import (
     encode_frames,
     kind_table,
 )
+from gfdit.protocol_nodes import NodeChallenge, NodeHello, NodeLost, NodeProof, NodeStop, NodeWelcome
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,8 +42,9 @@ MAX_MESSAGE_BYTES = 1 << 30
 RECEIVE_BATCH = 1000  # messages handled per receive call: a flood cannot keep `poll` from returning
 
 TO_WORKER = kind_table((RunTask, DropState, Shutdown))
-TO_CONTROLLER = kind_table((WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError, NodeHello, NodeLost))
-TO_NODE = kind_table((NodeWelcome, NodeStop))  # head -> node agent (gfdit worker --head)
+FROM_NODE = (NodeHello, NodeProof, NodeLost)  # node agent -> head (gfdit worker --head), on the worker plane
+TO_CONTROLLER = kind_table((WorkerHello, WorkerReady, TaskDone, Heartbeat, WorkerError, *FROM_NODE))
+TO_NODE = kind_table((NodeChallenge, NodeWelcome, NodeStop))  # head -> node agent
 
 
 def encode(msg: Message, payload: Sequence[bytes] = ()) -> list[bytes]:
