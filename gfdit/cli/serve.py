@@ -19,7 +19,8 @@ import sys
 from gfdit.cli.params import add_param_option
 from gfdit.cli.serve_config import add_config_arguments, overrides_from
 from gfdit.cli.token import ENV as TOKEN_ENV
-from gfdit.cli.token import TokenError, add_token_arguments, read_token_file, resolve_token
+from gfdit.cli.token import (NODE_ENV, TokenError, add_node_token_argument, add_token_arguments, read_token_file,
+                             resolve_node_token, resolve_token)
 from gfdit.server.config import ConfigError, ServerConfig
 from gfdit.server.config_file import build_config
 
@@ -30,6 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser)  # one flag per ServerConfig field, help from its description
     add_param_option(parser)
     add_token_arguments(parser)  # --token-file FILE, $GFDIT_TOKEN, or --token (warned: `ps` shows it)
+    add_node_token_argument(parser)  # --node-token-file FILE or $GFDIT_NODE_TOKEN (several hosts)
     parser.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -40,6 +42,11 @@ def build(args: argparse.Namespace) -> ServerConfig:
         config.token = read_token_file(config.token_file, "gfdit serve")
     else:
         config.token = resolve_token(args, "gfdit serve")
+    config.node_token = resolve_node_token(args, "gfdit serve", config.node_token_file)
+    if config.nnodes > 1 and not config.node_token:
+        print(f"gfdit serve: warning: no node token (--node-token-file FILE or ${NODE_ENV}): the node agents "
+              f"prove the client token, so every host running `gfdit worker` holds a token that also submits "
+              f"requests", file=sys.stderr)
     return config
 
 
@@ -58,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gfdit serve: {exc}", file=sys.stderr)
         return 2
     os.environ.pop(TOKEN_ENV, None)  # the workers do not need it
+    os.environ.pop(NODE_ENV, None)
     try:
         server = Server(config).start()
     except PolicyError as exc:

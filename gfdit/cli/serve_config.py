@@ -28,6 +28,8 @@ SPECIAL = {
     "policy_params": "`--param NAME=VALUE`",
     "token_file": "`--token-file`",
     "token": "`--token`, `$GFDIT_TOKEN`",
+    "node_token_file": "`--node-token-file`",
+    "node_token": "`$GFDIT_NODE_TOKEN`",
     "calibrate_shape": "(file only)",
 }
 ALIASES = {"heartbeat_timeout_s": ["--heartbeat-timeout"]}

@@ -4,7 +4,9 @@
     $GFDIT_TOKEN        the environment (readable only by the same user, unlike argv)
     --token T           still accepted, with a warning: every local user sees it in `ps`
 
-Used by `gfdit serve` and by every client command.
+Used by `gfdit serve` and by every client command. Several hosts have a node token of
+their own (`--node-token-file` or `$GFDIT_NODE_TOKEN`, on `gfdit serve` and `gfdit worker`;
+never on the command line): without one the node agents prove the client token.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from gfdit.regular_file import FileRefused, read_regular_file
 
 ENV = "GFDIT_TOKEN"
+NODE_ENV = "GFDIT_NODE_TOKEN"
 MAX_TOKEN_FILE_BYTES = 4096
 
 
@@ -43,6 +46,20 @@ def resolve_token(args: argparse.Namespace, prog: str) -> str:
               f"use --token-file FILE or ${ENV}", file=sys.stderr)
         return given
     return os.environ.get(ENV, "")
+
+
+def add_node_token_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--node-token-file", default=None, metavar="FILE",
+                        help=f"several hosts: read the node token (what the head and its node agents prove to "
+                             f"each other) from FILE; or set ${NODE_ENV}; else the client token is used")
+
+
+def resolve_node_token(args: argparse.Namespace, prog: str, config_path: str | None = None) -> str:
+    """The node token from --node-token-file, else `config_path`, else $GFDIT_NODE_TOKEN ("" when none)."""
+    path = getattr(args, "node_token_file", None) or config_path
+    if path is not None:
+        return read_token_file(path, prog)
+    return os.environ.get(NODE_ENV, "")
 
 
 def read_token_file(path: str, prog: str) -> str:

@@ -92,6 +92,12 @@ class ServerConfig(BaseModel):
     worker_address: str | None = Field(None, description="where the workers connect: tcp://HOST:PORT (needed "
                                        "with nnodes > 1, the other hosts' agents connect there; the port must "
                                        "be fixed); unset: a private ipc:// socket")
+    node_token_file: str | None = Field(None, description="several hosts: a file (mode 0600) holding the node "
+                                        "token the head and its node agents prove to each other; or set "
+                                        "$GFDIT_NODE_TOKEN. Unset: the client token (warned: every node agent "
+                                        "then holds a token that also submits requests)")
+    node_token: str = Field("", repr=False, exclude=True, description="the node token (from node_token_file "
+                            "or $GFDIT_NODE_TOKEN; never read from a config file); empty: the client token")
 
     @field_validator("address")
     @classmethod
@@ -127,10 +133,15 @@ class ServerConfig(BaseModel):
                               f"{self.num_gpus} use device cuda (rank r on GPU r) and CUDA_VISIBLE_DEVICES")
 
     def check_token(self) -> None:
-        """After the token is resolved (not in a config file): several hosts need one."""
-        if self.nnodes > 1 and not self.token:
-            raise ConfigError("nnodes > 1 needs a token (--token-file FILE or $GFDIT_TOKEN, the same on every "
-                              "host): it proves the other hosts' agents")
+        """After the tokens are resolved (not in a config file): several hosts need one."""
+        if self.nnodes > 1 and not self.cluster_token():
+            raise ConfigError("nnodes > 1 needs a node token (--node-token-file FILE or $GFDIT_NODE_TOKEN, the "
+                              "same on every host; else the client token: --token-file or $GFDIT_TOKEN): "
+                              "the head and the other hosts' agents prove it to each other")
+
+    def cluster_token(self) -> str:
+        """What the head and its node agents prove: the node token, else the client token."""
+        return self.node_token or self.token
 
     def _check_nodes(self) -> None:
         """Several hosts: a fixed tcp:// worker address, whole nodes."""

@@ -23,7 +23,8 @@ from pydantic import ValidationError
 
 from gfdit.server.config import ConfigError, ServerConfig
 
-NOT_IN_FILES = {"token": "a config file never holds the token: use token_file or $GFDIT_TOKEN"}
+NOT_IN_FILES = {"token": "a config file never holds the token: use token_file or $GFDIT_TOKEN",
+                "node_token": "a config file never holds the node token: use node_token_file or $GFDIT_NODE_TOKEN"}
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -249,4 +249,4 @@ def _nodes(cfg: ServerConfig):
         return None
     from gfdit.workers.nodes import NodeSpec
 
-    return NodeSpec(cfg.nnodes, cfg.nproc_per_node, cfg.token)
+    return NodeSpec(cfg.nnodes, cfg.nproc_per_node, cfg.cluster_token())

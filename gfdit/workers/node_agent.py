@@ -149,7 +149,8 @@ class NodeAgent:
 
     def _start(self, welcome: NodeWelcome) -> None:
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", TORCHELASTIC_USE_AGENT_STORE="True")
-        env.pop("GFDIT_TOKEN", None)  # the workers need only their world's secret
+        for name in ("GFDIT_TOKEN", "GFDIT_NODE_TOKEN"):  # the workers need only their world's secret
+            env.pop(name, None)
         env[auth.SECRET_ENV] = pool_secret(self.token, welcome.nonce)
         env.update(gloo_env(env, self.host, self.port))
         if welcome.adapter != self.adapter:

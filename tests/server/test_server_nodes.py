@@ -33,7 +33,7 @@ def test_several_hosts_need_a_token():
     from gfdit.server import Server
 
     config = ServerConfig(nnodes=2, nproc_per_node=1, worker_address="tcp://127.0.0.1:7700")
-    with pytest.raises(ConfigError, match="nnodes > 1 needs a token"):
+    with pytest.raises(ConfigError, match="nnodes > 1 needs a node token"):
         Server(config)
 
 
