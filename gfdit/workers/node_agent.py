@@ -135,8 +135,8 @@ class NodeAgent:
                       "token (the head has another node token, or this is not the head)",
                       self.head, self.join_timeout_s, refused)
         else:
-            log.error("no answer from %s within %.0f s (wrong address or token? the head drops an unproven "
-                      "hello)", self.head, self.join_timeout_s)
+            log.error("no answer from %s within %.0f s (wrong address or node token? the head drops a wrong "
+                      "proof without a word)", self.head, self.join_timeout_s)
         return 1
 
     def _proven(self, msg, when: str) -> bool:

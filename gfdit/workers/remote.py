@@ -108,7 +108,7 @@ class RemoteNodes:
 
     def _challenge(self, router: zmq.Socket, identity: bytes, msg: NodeHello) -> None:
         """Any hello gets a challenge (the same one while its nonce is the same); nothing is decided yet."""
-        if any(link.identity == identity for link in self.links.values()):
+        if self._linked(identity):
             return  # the agent says hello again until it hears back: already welcomed
         waiting = self._challenges.get(identity)
         if waiting is None or waiting.hello != msg:
@@ -120,13 +120,13 @@ class RemoteNodes:
     def _proof(self, router: zmq.Socket, identity: bytes, msg: NodeProof) -> list[tuple[int, RemoteProcess]]:
         waiting = self._challenges.get(identity)
         if waiting is None or waiting.hello.node_rank != msg.node_rank:
-            if not any(link.identity == identity for link in self.links.values()):  # else: a repeat, answered
+            if not self._linked(identity):  # else: a repeat, already answered
                 self._refuse(identity, f"proof for node {msg.node_rank} without a challenge for it")
             return []
         hello = waiting.hello
         session = NodeSession(self.spec.token, hello.node_rank, identity, hello.nonce, waiting.nonce, "head")
         if not session.proven(msg.proof):
-            self._refuse(identity, f"node hello for node {hello.node_rank} with a wrong proof")
+            self._refuse(identity, f"wrong proof for node {hello.node_rank}")
             return []
         del self._challenges[identity]
         if hello.node_rank not in self.expected or hello.node_rank in self.links:
@@ -143,6 +143,9 @@ class RemoteNodes:
         self.processes.update(joined)
         log.info("node %d (%s) joined as ranks %d..%d", hello.node_rank, hello.host, slot * k, slot * k + k - 1)
         return joined
+
+    def _linked(self, identity: bytes) -> bool:
+        return any(link.identity == identity for link in self.links.values())
 
     def _lost(self, identity: bytes, msg: NodeLost) -> None:
         link = self.links.get(msg.node_rank)
