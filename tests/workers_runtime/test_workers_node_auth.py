@@ -227,3 +227,48 @@ def _replay(address: str, identity: bytes, hello: NodeHello, proof: NodeProof, r
                 sock.send_multipart(transport.encode(proof))
     finally:
         sock.close(linger=0)
+
+
+def test_a_flood_of_hellos_keeps_the_challenge_table_bounded_and_a_real_agent_still_joins():
+    """Hellos from many connections (anyone can send one) hold at most MAX_CHALLENGES challenges."""
+    from gfdit.workers.nodes import NodeSpec
+    from gfdit.workers.remote import MAX_CHALLENGES, RemoteNodes
+
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    head = RemoteNodes(NodeSpec(2, 1, TOKEN), lambda node, slot: _welcome())
+    sockets = []
+
+    def dealer(identity: bytes) -> zmq.Socket:
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, identity)
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        sockets.append(sock)
+        return sock
+
+    def serve(count: int) -> None:
+        for _ in range(count):
+            assert router.poll(10000)
+            identity, *frames = router.recv_multipart()
+            head.handle(router, identity, transport.decode(frames, transport.TO_CONTROLLER)[0])
+
+    try:
+        for i in range(MAX_CHALLENGES + 10):
+            dealer(b"rogue%d" % i).send_multipart(transport.encode(NodeHello(node_rank=1, nonce=new_nonce())))
+        serve(MAX_CHALLENGES + 10)
+        assert len(head._challenges) == MAX_CHALLENGES
+        agent, nonce = dealer(b"agent"), new_nonce()
+        agent.send_multipart(transport.encode(NodeHello(node_rank=1, nonce=nonce)))
+        serve(1)
+        challenge, _ = transport.decode(agent.recv_multipart(), transport.TO_NODE)
+        session = NodeSession(TOKEN, 1, b"agent", nonce, challenge.nonce, "node")
+        agent.send_multipart(transport.encode(NodeProof(node_rank=1, proof=session.proof)))
+        serve(1)
+        welcome, _ = transport.decode(agent.recv_multipart(), transport.TO_NODE)
+        assert isinstance(welcome, NodeWelcome) and session.opens(welcome) is None
+        assert len(head._challenges) == MAX_CHALLENGES - 1 and 1 in head.links
+    finally:
+        for sock in [*sockets, router]:
+            sock.close(linger=0)
+        context.term()
