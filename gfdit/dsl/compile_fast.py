@@ -70,6 +70,8 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
     increasing = method == "finish"  # finish(k) grows with now, slack(k) shrinks
     shrinking = None if op in ("==", "!=") else (op in ("<", "<=")) == increasing  # passing set over time
 
+    keeps = shrinking is not None
+
     def pick(v, q, e):
         x = bound(v, q, e)
         form = _round_form(v, q, method)
@@ -85,18 +87,20 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
                 raise RuleError(loc, exc) from exc
             return fallback(v, q, e)
         now = v.now
-        kept = recall(pick, q, now, x) if shrinking is not None else MISS
-        if kept is not MISS:
-            return kept
+        if keeps:
+            kept = recall(pick, q, now, x)
+            if kept is not MISS:
+                return kept
         base, minus, rem = form
         try:
-            seen = []
-            for index, k in enumerate(ordered):
-                value = base - rem(k) if minus else base + rem(k)
+            seen, rems = [], []
+            for k in ordered:
+                r = rem(k)
+                value = base - r if minus else base + r
+                rems.append(r)
                 if test(value, x):
-                    if shrinking is not None and isinstance(x, (int, float)):
-                        rems = [rem(j) for j in ordered[:index + 1]]
-                        remember(pick, q, now, x, found_until(minus, q.deadline, x, rems, index, shrinking), k)
+                    if keeps and isinstance(x, (int, float)):
+                        remember(pick, q, now, x, found_until(minus, q.deadline, x, rems, len(seen), shrinking), k)
                     return k
                 seen.append(value)
             if lower is None:
@@ -107,8 +111,9 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
             raise
         except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
             raise RuleError(loc, exc) from exc
-        if shrinking is not None and isinstance(x, (int, float)):
-            rems = [rem(j) for j in values]
+        if keeps and isinstance(x, (int, float)):
+            if back:
+                rems.reverse()  # now in the order of `values`
             until = best_until(minus, q.deadline, rems, values.index(k), now)
             if not shrinking:  # a k that fails now may pass later
                 until = min([until] + [flip_time(minus, q.deadline, x, r) for r in rems])

@@ -49,7 +49,8 @@ def _holds(m: tuple | None, q: Tracked, now: float) -> bool:
 
 def remember(fn: object, q: object, now: float, x: object, until: float, answer: object) -> None:
     """Keep `answer` for `q` until `until` (nothing is kept when that is already past)."""
-    until = min(until, _FINITE)  # at now = inf every value is ±inf: nothing kept holds there
+    if until > _FINITE:  # at now = inf every value is ±inf: nothing kept holds there
+        until = _FINITE
     if type(q) is not Tracked or not until >= now:
         return
     if q.memos is None:
@@ -61,9 +62,9 @@ def flip_time(minus: bool, deadline: float, x: float, rem: float) -> float:
     """A conservative time at which `k`'s test can first change: `now + rem` reaching x (finish),
     or `deadline - now - rem` reaching x (slack); -inf when it cannot be bounded."""
     t = deadline - rem - x if minus else x - rem
-    if math.isnan(t):
+    if t != t:  # NaN
         return -math.inf
-    if math.isinf(t):
+    if t == math.inf or t == -math.inf:
         return t
     return t - _MARGIN * (1.0 + abs(x) + abs(rem) + abs(t) + (abs(deadline) if minus else 0.0))
 

@@ -133,28 +133,35 @@ class CompiledPolicy:
         rule = None
         try:
             rules = self._widths[req.stage]
+            quiet = not _explains(view)
             for rule in rules:
                 frame = [None] * rule.frame if rule.frame else _NO_FRAME
                 if rule.cond is None or rule.cond(view, req, frame):
-                    answer = self._width_of(rule, view, req, frame)
-                    if rule is rules[0] and rule.cond is None and type(req) is Tracked and not _explains(view):
-                        self._promise(rule, view, req, answer)
-                    return answer
+                    if not quiet:
+                        return self._width_of(rule, view, req, frame)
+                    width = rule.fixed
+                    if width is None:  # nothing reads the values: the width alone
+                        width = rule.value(view, req, frame)
+                        if type(width) is not int or width not in self._width_set:
+                            width = self._allowed(width)
+                    if rule is rules[0] and rule.cond is None and type(req) is Tracked:
+                        self._promise(rule, view, req, width)
+                    return width, rule.bare
         except RuleError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
             raise RuleError(_loc(rule), exc) from exc
         raise AssertionError("the checker guarantees a default width rule per stage")
 
-    def _promise(self, rule: Rule, view, req, answer: tuple[int, Why]) -> None:
+    def _promise(self, rule: Rule, view, req, width: int) -> None:
         """Promise the engine this answer for as long as it provably holds (gfdit.engine.promise):
         forever for a constant width, a stable choice's horizon (gfdit.dsl.horizon) otherwise."""
         if rule.fixed is not None:
-            promise(req, self, view.now, math.inf, *answer)
+            promise(req, self, view.now, math.inf, width, rule.bare)
         elif getattr(rule.value, "stable", False):
             until = kept_until(rule.value, req, view.now)
             if until is not None:
-                promise(req, self, view.now, until, *answer)
+                promise(req, self, view.now, until, width, rule.bare)
 
     def _width_of(self, rule: Rule, view, req, frame: list) -> tuple[int, Why]:
         if not _explains(view):  # nothing reads the values: the width alone

@@ -33,6 +33,7 @@ from .costmodel import CostModel
 from .decisions import DecisionLog
 from .events import Advanced, EngineEvent, Finished, Held, Retrying, TaskStarted
 from .eligibility import Eligibility
+from .lean import LeanCheck, LeanQueue, lean_round
 from .pinning import pin_problem
 from .placement import Allocator
 from .policy import Policy, Why, class_spec
@@ -79,9 +80,12 @@ class Engine:
         self._pending: Policy | None = None
         self.eligibility = Eligibility(cluster)  # which ranks each candidate may use
         self.class_facts = ClassFacts()  # whether a policy's classes have pools / shares
+        self.lean = LeanCheck()  # whether a policy's rounds can skip the general machinery (lean.py)
+        self.queue = LeanQueue()  # `waiting` in the lean policy's order, kept across rounds (lean.py)
         self._task_seq = 0
         self._held: dict[str, Tracked] = {}  # held at the last round they competed in
         self._passed: dict[str, tuple] = {}  # request id -> (rule, wanted) of its last logged skip
+        self.progress_events = True  # False: no TaskStarted / Advanced (a driver that reads only endings)
 
     # ---- inputs ---------------------------------------------------------
     def submit(self, request: Request, now: float) -> str | None:
@@ -108,6 +112,7 @@ class Engine:
             return reason
         self.active[request.id] = tracked
         self.waiting[request.id] = tracked
+        self.queue.add(tracked)
         self.eligibility.pinned += request.ranks is not None
         if self.log is not None:
             self.note(now, "admit", tracked, rule=why.rule if why else None, deadline=tracked.deadline)
@@ -158,7 +163,7 @@ class Engine:
             return "unknown task"
         self.clock.now = now
         task = tracked.task
-        if ok:
+        if ok and self.progress_events:
             self._events.append(Advanced(tracked.dispatch))  # type: ignore[arg-type]
         self._end_task(tracked, task, now)
         return self._after_task(tracked, task, now, ok, error, state_intact, outputs)
@@ -238,6 +243,11 @@ class Engine:
             self._finish(self.waiting[rid], State.FAILED, now, reason)
         return ids
 
+    @property
+    def has_events(self) -> bool:
+        """Events wait to be taken."""
+        return bool(self._events)
+
     def take_events(self) -> list[EngineEvent]:
         """What happened since the last call (see `gfdit.engine.events`), in order."""
         events, self._events = self._events, []
@@ -260,6 +270,15 @@ class Engine:
         self.last_round = now
         if self._pending is not None:
             self._swap(now)
+        policy, cluster = self.policy, self.cluster
+        if self.waiting and cluster.free and self.log is None and not self._held and not cluster.lost \
+                and not self.eligibility.pinned and self.lean.of(policy, self.class_facts):
+            self.clock.now = now
+            free = len(cluster.free)  # and no rank is lost: busy = gpus - free
+            view = Round(now, cluster.gpus, free, cluster.gpus - free, self._active_list, False)
+            grants = lean_round(policy, view, self.waiting, self.queue, cluster)
+            if grants is not None:
+                return [self._start(grant, now) for grant in grants]
         decided = self.decide(self.policy, now)
         return [] if decided is None else self._apply(*decided, now)
 
@@ -324,41 +343,47 @@ class Engine:
                            order_key=result.order_keys.get(tracked.id))
 
     def _start(self, grant: Grant, now: float, order_key: tuple | None = None) -> Dispatch:
-        tracked = grant.req
-        self._passed.pop(tracked.id, None)
+        tracked, group, cluster = grant.req, grant.group, self.cluster
+        rid, req = tracked.id, tracked.req
+        if self._passed:
+            self._passed.pop(rid, None)
         self._task_seq += 1
-        task = cut_next_task(f"{tracked.id}/{self._task_seq}", tracked.id, tracked.encoded,
-                             tracked.steps_done, tracked.req.steps, chunk_of(self.policy, tracked, now, self))
-        task.group = grant.group
+        task = cut_next_task(f"{rid}/{self._task_seq}", rid, tracked.encoded, tracked.steps_done, req.steps,
+                             chunk_of(self.policy, tracked, now, self))
+        task.group = group
         task.start = now
-        task.duration_est = tracked.task_s(task, len(grant.group))
-        if self.cluster.spans_nodes(grant.group):
-            task.duration_est *= self.cost_model.cross_node.group_factor
+        duration = tracked.task_s(task, len(group))
+        if cluster.spans_nodes(group):
+            duration *= self.cost_model.cross_node.group_factor
+        task.duration_est = duration
         holders = tracked.holders
         nbytes, mig_s = 0, 0.0
-        if holders and holders != grant.group and (receivers := sum(1 for r in grant.group if r not in holders)):
+        if holders and holders != group and (receivers := sum(1 for r in group if r not in holders)):
             migration = self.cost_model.migration
-            nbytes = migration.state_bytes(tracked.req.shape)
-            if self.cluster.reaches_new_node(grant.group, holders):
+            nbytes = migration.state_bytes(req.shape)
+            if cluster.reaches_new_node(group, holders):
                 migration = self.cost_model.cross_migration
             mig_s = migration.seconds(nbytes, len(holders), receivers)
             tracked.migrations += 1
             tracked.migration_s += mig_s
         task.migration_s = mig_s
-        self.cluster.take(grant.group)
+        cluster.take(group)
         if tracked.held_since is not None:
             tracked.paused_total += now - tracked.held_since
             tracked.held_since = None
-            self._held.pop(tracked.id, None)
+            self._held.pop(rid, None)
         tracked.state = State.RUNNING
         tracked.task = task
         self.tasks[task.id] = tracked
-        del self.waiting[tracked.id]
-        dispatch = Dispatch(task.id, tracked.id, task.stage, task.stages, (task.step_begin, task.step_end),
-                            grant.group, holders, nbytes, mig_s, task.duration_est, tracked.req)
+        del self.waiting[rid]
+        self.queue.discard(tracked)
+        stages = task.stages
+        dispatch = Dispatch(task.id, rid, stages[0], stages, (task.step_begin, task.step_end), group, holders,
+                            nbytes, mig_s, duration, req)
         tracked.dispatch = dispatch
-        self._events.append(TaskStarted(dispatch, tracked.req.request_class, tracked.req.steps,
-                                        not tracked.started, now - tracked.req.arrival))
+        if self.progress_events:
+            self._events.append(TaskStarted(dispatch, tracked.req.request_class, tracked.req.steps,
+                                            not tracked.started, now - tracked.req.arrival))
         tracked.started = True
         if self.log is not None:
             self.note(now, "dispatch", tracked, task=task.id, stage=task.stage, width=len(grant.group),
@@ -381,9 +406,11 @@ class Engine:
         tracked.run_s += now - task.start
         tracked.task = None
         tracked.dispatch = None
+        tracked.width_memo = None  # its progress changes now: a promise made before no longer holds
         tracked.last_end = now
         tracked.state = State.QUEUED
         self.waiting[tracked.id] = tracked
+        self.queue.add(tracked)
 
     def _retry(self, tracked: Tracked, now: float, why: str, restart: bool) -> None:
         if tracked.attempts >= self.max_attempts:  # that was its last try
@@ -408,7 +435,8 @@ class Engine:
         self._passed.pop(tracked.id, None)
         if self.active.pop(tracked.id, None) is not None:
             self.eligibility.pinned -= tracked.req.ranks is not None
-        self.waiting.pop(tracked.id, None)
+        if self.waiting.pop(tracked.id, None) is not None:
+            self.queue.discard(tracked)
         req = tracked.req
         self._record(Outcome(req.id, req.request_class, state.value, req.arrival, tracked.deadline, now,
                              tracked.t_single, reason, tracked.migrations, tracked.migration_s,

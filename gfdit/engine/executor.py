@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import random
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from .task import Dispatch
 
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 
-@dataclass(frozen=True, slots=True)
-class TaskEnd:
-    """A dispatched task finished (ok) or failed (ok=False, with an error) at engine time `at`.
+class TaskEnd(NamedTuple):
+    """A dispatched task finished (ok) or failed (ok=False, with an error) at engine time `at`
+    (immutable: a named tuple, built several times faster than a frozen dataclass).
 
     `state_intact=False`: the executor cannot vouch for the request's state (a
     failed denoise may have half-updated it), so a retry starts from encode.
@@ -161,6 +161,15 @@ class SimExecutor:
                 out.append(TaskEnd(task_id, end, False, "simulated failure"))
             else:
                 out.append(TaskEnd(task_id, end))
+        return out
+
+    def ended(self, now: float) -> list[tuple[str, float]]:
+        """(task id, end) of the tasks that ended by `now`, all well (`poll` without events or
+        failures: what the simulator uses when `fail_rate` is 0)."""
+        heap, out = self._heap, []
+        while heap and heap[0][0] <= now:
+            end, _, task_id = heapq.heappop(heap)
+            out.append((task_id, end))
         return out
 
     def next_end(self) -> float | None:

@@ -93,7 +93,7 @@ def place(grants: "list[Grant]", alloc: Allocator, prefs: Sequence[str]) -> None
     """Give every grant concrete ranks (sets `grant.group`)."""
     if not grants:
         return
-    if len(grants) == 1 and "sticky" in prefs and _stays(grants[0], alloc):
+    if len(grants) == 1 and "sticky" in prefs and stays(grants[0], alloc.free):
         return
     if "sticky" in prefs and _place(grants, alloc, prefs, sticky=True):
         return
@@ -101,14 +101,14 @@ def place(grants: "list[Grant]", alloc: Allocator, prefs: Sequence[str]) -> None
         raise AssertionError("placement failed after a feasible allocation")  # an engine bug
 
 
-def _stays(grant: "Grant", alloc: Allocator) -> bool:
+def stays(grant: "Grant", free: set[int]) -> bool:
     """A lone sticky grant whose request's state sits on exactly `width` free, eligible ranks keeps
     them: what `_place` would choose (all its holders, nothing else needed), without its work."""
     holders = grant.req.holders
-    if len(holders) != grant.width or not alloc.free.issuperset(holders) or \
+    if len(holders) != grant.width or not free.issuperset(holders) or \
             (grant.eligible is not None and not grant.eligible.issuperset(holders)):
         return False
-    grant.group = tuple(sorted(holders))
+    grant.group = holders if len(holders) == 1 else tuple(sorted(holders))
     return True
 
 

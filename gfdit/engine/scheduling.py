@@ -55,7 +55,7 @@ class Grant:
     why: Why
     action: str  # "fit", "shrink" or "cap+fit"/"cap+shrink"
     wanted: int
-    grown: list[Why] = field(default_factory=list)
+    grown: tuple[Why, ...] = ()  # the grow rules that widened it, in order
     group: tuple[int, ...] = ()
 
 
@@ -349,7 +349,7 @@ def _grow_one(policy: Policy, view: Round, index: int, grant: Grant, alloc: Allo
                 quotas.take(req, w - grant.width)
             alloc.grow(index, w)
             grant.width = w
-            grant.grown.append(why)
+            grant.grown += (why,)
             return True
     return False
 

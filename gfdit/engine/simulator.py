@@ -53,6 +53,7 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
     requests = workload.requests if isinstance(workload, Workload) else sorted(
         workload, key=lambda r: (r.arrival, r.id))
     engine = Engine(policy, cost_model, Cluster(gpus, ranks_per_node), decision_log, keep_ended=None)
+    engine.progress_events = False  # the report reads only the requests' endings
     executor = SimExecutor(record=record_spans, fail_rate=fail_rate, seed=seed)
     outcomes: list[Outcome] = []  # from the engine's Finished events: every request, for the report
     costs: list[float] = []
@@ -60,43 +61,48 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
     wall0 = time.perf_counter()
     now, i, n = 0.0, 0, len(requests)
     idle_since: float | None = None
+    next_end, schedule, start, task_done = executor.next_end, engine.schedule, executor.start, engine.task_done
     while True:
-        upcoming = _next_event(engine, executor, requests, i, now)
-        if math.isinf(upcoming):
+        upcoming = requests[i].arrival if i < n else math.inf
+        end = next_end()
+        if end is not None and end < upcoming:
+            upcoming = end
+        if engine.active:
+            tick = engine.next_tick(now)
+            if tick is not None and tick < upcoming:
+                upcoming = tick
+        if upcoming == math.inf:
             break
-        now = max(now, upcoming)
-        for event in executor.poll(now):  # take inputs
-            feed(engine, event, now)
+        if upcoming > now:
+            now = upcoming
+        if end is not None and end <= now:  # take inputs
+            if fail_rate:
+                for event in executor.poll(now):
+                    feed(engine, event, now)
+            else:  # every task ends well: what `feed` does with a `TaskEnd`, without building one
+                for task_id, at in executor.ended(now):
+                    task_done(task_id, at)
         while i < n and requests[i].arrival <= now:
             engine.submit(requests[i], now)
             i += 1
         if time_rounds:
             queues.append(len(engine.waiting))
             t0 = time.perf_counter()
-        dispatches = engine.schedule(now)  # one round
+        dispatches = schedule(now)  # one round
         if time_rounds:
             costs.append(time.perf_counter() - t0)
         for dispatch in dispatches:  # dispatch
-            executor.start(dispatch, now)
-        idle_since = _check_stall(engine, executor, i == n, now, idle_since)
-        outcomes.extend([e.outcome for e in engine.take_events() if type(e) is Finished])  # record
+            start(dispatch, now)
+        if not executor.running:
+            idle_since = _check_stall(engine, executor, i == n, now, idle_since)
+        else:
+            idle_since = None
+        if engine.has_events:
+            outcomes.extend([e.outcome for e in engine.take_events() if type(e) is Finished])  # record
     metrics = compute_metrics(outcomes, gpus, costs if time_rounds else None, queues if time_rounds else None)
     return Result(metrics, outcomes, executor.spans, gpus, engine.rounds, dict(engine.hook_errors),
                   costs, now, time.perf_counter() - wall0, dict(engine.rule_errors),
                   dict(engine.rule_error_messages), list(engine.active))
-
-
-def _next_event(engine: Engine, executor: SimExecutor, requests: Sequence[Request], i: int,
-                now: float) -> float:
-    t = requests[i].arrival if i < len(requests) else math.inf
-    end = executor.next_end()
-    if end is not None:
-        t = min(t, end)
-    if engine.active:
-        tick = engine.next_tick(now)
-        if tick is not None:
-            t = min(t, tick)
-    return t
 
 
 def _check_stall(engine: Engine, executor: SimExecutor, arrivals_done: bool, now: float,

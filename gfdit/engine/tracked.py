@@ -31,7 +31,7 @@ class Tracked:
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
-                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "memos", "width_memo",
+                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "memos", "width_memo", "queue_key",
                  "_rem_steps", "_rem_encoded", "_rem")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
@@ -69,6 +69,7 @@ class Tracked:
         self.order_memo: tuple | None = None  # ((key, arrival, id), policy) of a static order key
         self.memos: dict | None = None  # answers of width choices with their horizon (gfdit.dsl.horizon)
         self.width_memo: tuple | None = None  # a policy's width promise (gfdit.engine.promise)
+        self.queue_key: tuple | None = None  # its sort key in the engine's LeanQueue (gfdit.engine.lean)
 
     # ---- cost-model parts at a width (cached per request) ---------------
     def parts(self, width: int) -> tuple[float, float, float]:
@@ -112,6 +113,7 @@ class Tracked:
         self.steps_done = 0
         self.holders = ()
         self.last_width = 0
+        self.width_memo = None  # made for the progress it had
 
     # ---- RequestView ----------------------------------------------------
     @property

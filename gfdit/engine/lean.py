@@ -1,0 +1,188 @@
+"""The round of the common case, without the general round's machinery (same decisions).
+
+Most rounds of most policies need little of `run_round`: no holds, an order
+key fixed for each request's life, no pools, no pinned or lost ranks, no
+quotas, `skip` on short, no plan, no budgets, and nobody reading a decision
+log. For such a round `lean_round` decides what `run_round` would — the same
+order, the same hooks asked in the same order, the same grants, growth and
+placement — with none of the objects the general round builds for the cases
+it handles (result lists, allocator, eligibility, quota and plan checks).
+
+It gives up, returning None before it has changed anything but the hooks'
+own caches, whenever the general round would do something it does not:
+a hook that raises (the general round records the error and applies the
+hook's fallback), an order key that cannot be compared, a smallest width
+larger than the cluster. The engine then runs the general round, which asks
+the same pure hooks again and gets the same answers.
+
+Whether a policy qualifies is worked out once per policy (`LeanCheck`); the
+round's own conditions (no log, no lost or pinned ranks, nobody held) are
+checked by the engine each round. tests/engine/test_engine_lean.py compares
+whole simulations with and without it.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, insort
+from math import isnan
+from typing import TYPE_CHECKING
+
+from .placement import Allocator, place, stays
+from .policy import Policy, Why
+from .scheduling import Grant, RoundResult, _grow
+from .tracked import Tracked
+from .view import Round
+
+if TYPE_CHECKING:
+    from .class_facts import ClassFacts
+    from .cluster import Cluster
+
+class LeanCheck:
+    """Whether a policy's rounds can be lean, for the last two policies asked (live and shadow)."""
+
+    def __init__(self) -> None:
+        self._known: list[tuple[Policy, bool]] = []
+
+    def of(self, policy: Policy, class_facts: "ClassFacts") -> bool:
+        """Whether `policy`'s rounds qualify (`class_facts`: the engine's, for its classes' pools and shares)."""
+        known = self._known
+        if known and known[0][0] is policy:
+            return known[0][1]
+        for other, lean in known:
+            if other is policy:
+                return lean
+        class_pools, shares = class_facts.of(policy)
+        lean = bool(getattr(policy, "static_order", False) and getattr(policy, "never_holds", False)
+                    and policy.on_short == "skip" and not getattr(policy, "plan", False)
+                    and getattr(policy, "grow_budget", None) is None
+                    and getattr(policy, "migration_budget", None) is None
+                    and not policy.stage_pools and not class_pools and not shares)
+        self._known = [(policy, lean), *known[:1]]
+        return lean
+
+
+class LeanQueue:
+    """The waiting requests in one static-order policy's order, kept across rounds.
+
+    `items` holds (sort key, request) pairs sorted by the key `_order_static` sorts on ((order key,
+    arrival, id): unique, so the sequence is the one `sorted` gives); the engine reports every
+    request that starts or stops waiting (`add`, `discard`), and a new request is keyed and filed
+    at the next lean round. Kept for one policy at a time; another policy rebuilds it.
+    """
+
+    __slots__ = ("policy", "items", "fresh")
+
+    def __init__(self) -> None:
+        self.policy: Policy | None = None  # whose order `items` holds; None: nothing kept
+        self.items: list[tuple[tuple, Tracked]] = []
+        self.fresh: list[Tracked] = []  # waiting, not yet keyed
+
+    def add(self, req: Tracked) -> None:
+        """`req` waits again (it arrived, or its task ended)."""
+        if self.policy is not None:
+            self.fresh.append(req)
+
+    def discard(self, req: Tracked) -> None:
+        """`req` stopped waiting (its task started, or it ended)."""
+        if self.policy is None:
+            return
+        key = req.queue_key
+        if key is None:
+            self.fresh.remove(req)
+            return
+        items = self.items
+        if items[0][1] is req:  # the most urgent: usually the one that starts
+            del items[0]
+        else:
+            del items[bisect_left(items, (key,))]  # (key,) sorts just before (key, req)
+        req.queue_key = None
+
+    def reset(self) -> None:
+        for _, req in self.items:
+            req.queue_key = None
+        self.policy, self.items, self.fresh = None, [], []
+
+    def ordered(self, policy: Policy, view: Round, waiting: dict[str, Tracked]) -> list | None:
+        """The waiting requests in `policy`'s order, as (key, request) pairs; None when a key cannot
+        be computed or compared (the general round reports it) or is not a number (NaN)."""
+        if self.policy is not policy:
+            self.reset()
+            self.policy, self.fresh = policy, list(waiting.values())
+        fresh, items, order_key = self.fresh, self.items, policy.order_key
+        while fresh:
+            req = fresh[-1]
+            try:
+                memo = req.order_memo  # the key is the same all its life: computed once per policy
+                if memo is None or memo[1] is not policy:
+                    req.order_memo = memo = ((order_key(view, req), req.req.arrival, req.req.id), policy)
+                key = memo[0]
+                if _has_nan(key[0]) or key[1] != key[1]:  # NaN: `sorted` would not be total
+                    raise TypeError("NaN order key")
+                insort(items, (key, req))
+            except Exception:  # noqa: BLE001 -- the general round reports it (or sorts the NaN)
+                self.reset()
+                return None
+            req.queue_key = key
+            fresh.pop()
+        return items
+
+
+def _has_nan(values: tuple) -> bool:
+    try:
+        return any(map(isnan, values))  # numbers (the usual key): in C
+    except (TypeError, OverflowError):  # a string, an int too large for a float
+        return any(v != v for v in values)
+
+
+def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: LeanQueue,
+               cluster: "Cluster") -> list[Grant] | None:
+    """The grants of `run_round` for a lean policy on a lean round over the `waiting` requests
+    (the engine's, in arrival order), placed; None: run the general round."""
+    ordered = queue.ordered(policy, view, waiting)
+    if ordered is None:
+        return None
+    widths, usable, now = policy.widths, cluster.gpus, view.now
+    smallest = widths[0]
+    if smallest > usable:
+        return None
+    left = len(cluster.free)
+    grants: list[Grant] = []
+    width_of = policy.width
+    for _, req in ordered:
+        if left < smallest:
+            break
+        m = req.width_memo  # a promise (gfdit/engine/promise.py), inlined; a waiting request's progress
+        # cannot change, and the engine drops its promise when a task of it ends or it restarts
+        if m is not None and m[0] is policy and m[3] <= now <= m[4]:
+            wanted, why = m[5], m[6]
+            if left < wanted <= usable:
+                continue  # what it wants does not fit, and nothing else could change that
+        else:
+            try:
+                wanted, why = width_of(view, req)
+            except Exception:  # noqa: BLE001 -- the general round reports it
+                return None
+            if type(wanted) is not int or wanted not in widths:
+                return None
+        width, action = wanted, "fit"
+        if width > usable:
+            width, action = [w for w in widths if w <= usable][-1], "cap+fit"
+        if width > left:
+            continue  # skip: nothing is logged when nobody reads the decision log
+        left -= width
+        grants.append(Grant(req, width, None, why if isinstance(why, Why) else Why(f"{policy.name}.width"),
+                            action, wanted))
+    if not grants:
+        return grants
+    if left == 0 and len(grants) == 1 and "sticky" in policy.placement and stays(grants[0], cluster.free):
+        return grants  # nothing left to grow into, and it keeps the ranks it holds: what `place` does
+    alloc = Allocator(cluster.free, usable, cluster.ranks_per_node)
+    for grant in grants:
+        alloc.add(grant.req, None, grant.width)
+    if left > 0:  # the general round asks every grant's grow hook while ranks are left
+        out = RoundResult()
+        _grow(policy, view, grants, alloc, out)
+        if out.errors:
+            return None
+    place(grants, alloc, policy.placement)
+    return grants
