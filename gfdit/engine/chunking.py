@@ -29,15 +29,20 @@ def chunk_of(policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> 
     if chunk is None:
         return None
     rule = getattr(policy, "chunk_rule", None)
-    if rule is not None and tracked.stage == "denoise":
-        steps = _by_rule(rule, policy, tracked, now, engine)
-        if steps is not None:
-            return steps
-    if not policy.classes:
-        return chunk
-    spec = class_spec(policy.classes, tracked.req.request_class)
-    own = getattr(spec, "chunk", None)
-    return own if own is not None else chunk
+    if rule is not None:
+        if tracked.stage == "denoise":
+            steps = _by_rule(rule, policy, tracked, now, engine)
+            if steps is not None:
+                return steps
+    elif (memo := tracked.chunk_memo) is not None and memo[0] is policy:
+        return memo[1]  # no rule: the class's or the policy's chunk, the same for all its tasks
+    if policy.classes:
+        own = getattr(class_spec(policy.classes, tracked.req.request_class), "chunk", None)
+        if own is not None:
+            chunk = own
+    if rule is None:
+        tracked.chunk_memo = (policy, chunk)
+    return chunk
 
 
 def _by_rule(rule, policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> int | None:

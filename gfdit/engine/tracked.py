@@ -31,7 +31,7 @@ class Tracked:
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
-                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "memos", "width_memo", "queue_key",
+                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "memos", "width_memo", "queue_key", "chunk_memo",
                  "_rem_steps", "_rem_encoded", "_rem")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
@@ -70,6 +70,7 @@ class Tracked:
         self.memos: dict | None = None  # answers of width choices with their horizon (gfdit.dsl.horizon)
         self.width_memo: tuple | None = None  # a policy's width promise (gfdit.engine.promise)
         self.queue_key: tuple | None = None  # its sort key in the engine's LeanQueue (gfdit.engine.lean)
+        self.chunk_memo: tuple | None = None  # (policy, chunk) when no chunk rule applies (engine.chunking)
 
     # ---- cost-model parts at a width (cached per request) ---------------
     def parts(self, width: int) -> tuple[float, float, float]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,7 +45,7 @@ REQ = Request(id="r1", arrival=0.0, height=1024, width=1024, steps=6, payload=PA
 
 def test_a_whole_trajectory_task_runs_as_ordered_stages(executor):
     d = Dispatch("r1/1", "r1", "encode", ("encode", "denoise", "decode"), (0, 6), (0, 1), (), 0, 0.0, 1.0)
-    executor.start(replace(d, request=REQ), 0.0)
+    executor.start(d._replace(request=REQ), 0.0)
     events = wait_end(executor, "r1/1")
     stages = [e.stage for e in events if isinstance(e, StageEnd)]
     assert stages == ["encode", "denoise"]
@@ -69,7 +68,7 @@ def test_emulated_time_is_the_engines_estimate_plus_migration_on_the_first_stage
 
 def test_a_task_the_pool_refuses_ends_failed_instead_of_raising(executor):
     d = Dispatch("r3/1", "r3", "denoise", ("denoise",), (0, 2), (0, 9), (0,), 0, 0.0, 0.1)  # rank 9: no such worker
-    executor.start(replace(d, request=REQ), 0.0)
+    executor.start(d._replace(request=REQ), 0.0)
     events = executor.poll(0.0)
     assert len(events) == 1 and not events[0].ok and "outside the pool" in events[0].error
     assert executor.running == 0
