@@ -10,15 +10,20 @@ it handles (result lists, allocator, eligibility, quota and plan checks).
 
 It gives up, returning None before it has changed anything but the hooks'
 own caches, whenever the general round would do something it does not:
-a hook that raises (the general round records the error and applies the
-hook's fallback), an order key that cannot be compared, a smallest width
-larger than the cluster. The engine then runs the general round, which asks
-the same pure hooks again and gets the same answers.
+a hook that raises or answers a width that is not an allowed `int` (the
+general round records the error and applies the hook's fallback), an order
+key that cannot be compared or is NaN, a smallest width larger than the
+cluster. The engine then runs the general round, which asks the same pure
+hooks again and gets the same answers. Keys must be totally ordered (the
+`Policy.order_key` contract): for keys that are not (sets, a NaN nested in a
+key's element), the kept queue and a fresh sort may disagree.
 
 Whether a policy qualifies is worked out once per policy (`LeanCheck`); the
 round's own conditions (no log, no lost or pinned ranks, nobody held) are
 checked by the engine each round. tests/engine/test_engine_lean.py compares
-whole simulations with and without it.
+whole simulations with and without it, tests/engine/test_engine_lean_inputs.py
+the engine's other inputs (pins, lost ranks, restarts, cancels, swaps, a
+shadow's rounds).
 """
 
 from __future__ import annotations
@@ -38,7 +43,8 @@ if TYPE_CHECKING:
     from .cluster import Cluster
 
 class LeanCheck:
-    """Whether a policy's rounds can be lean, for the last two policies asked (live and shadow)."""
+    """Whether a policy's rounds can be lean, for the last two policies asked (the live one and the
+    one before it: a shadow's rounds are general, `Engine.decide`)."""
 
     def __init__(self) -> None:
         self._known: list[tuple[Policy, bool]] = []

@@ -218,7 +218,9 @@ class Policy(Protocol):
         """A `Why` holds the candidate for this round; None lets it compete."""
 
     def order_key(self, view: RoundView, req: RequestView) -> tuple:
-        """Sort key, ascending; the engine breaks ties by arrival, then id."""
+        """Sort key, ascending; the engine breaks ties by arrival, then id. Keys should be totally
+        ordered: keys that cannot be compared are a hook error, and with keys that are sets or hold
+        a NaN inside one of their elements the order is unspecified."""
 
     def width(self, view: RoundView, req: RequestView) -> tuple[int, Why]:
         """Wanted width for the candidate's next task (a member of `widths`)."""

@@ -8,8 +8,10 @@ width hook, and passes over a candidate whose promised width is more than the
 free ranks without any call (scheduling.py). A promise holds only for the
 policy object that made it, the request's progress when it was made
 (`steps_done`, `encoded`: its next stage and its remaining work), and `now`
-within [made, until]; anything else asks the hook again. Decisions are the
-same with or without promises; only their cost changes.
+within [made, until]; anything else asks the hook again. The engine also drops a
+request's promise when a task of it ends or it restarts (its progress changes
+then), which lets the lean round (lean.py) check only the policy and the time.
+Decisions are the same with or without promises; only their cost changes.
 """
 
 from __future__ import annotations
