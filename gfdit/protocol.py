@@ -81,6 +81,9 @@ class RunTask(Message, tag="run_task"):
     seq          -- the controller's sequence number for this task; every member
                     receives a group's tasks in the same order.
     emulate_s    -- emulated mode: take this long instead of computing.
+    after        -- the task id of the previous stage of the same dispatch (0: none):
+                    a rank on which that one failed fails this one at once, without
+                    computing or communicating ("skipped"), and so on down the chain.
     """
 
     task_id: int
@@ -93,6 +96,7 @@ class RunTask(Message, tag="run_task"):
     params: GenParams
     seq: int = 0
     emulate_s: float | None = None
+    after: int = 0
 
 
 class DropState(Message, tag="drop_state"):

@@ -118,6 +118,7 @@ class ProcessExecutor:
         params = request.payload
         state_ranks = dispatch.state_ranks
         begin, end = dispatch.steps
+        after = 0  # the previous stage's wire id: a worker on which it failed skips this one
         for index, stage in enumerate(dispatch.stages):
             wire_id = next(self._wire)
             steps = (begin, end) if stage == "denoise" else ((begin, begin) if stage == "encode" else (end, end))
@@ -125,12 +126,12 @@ class ProcessExecutor:
                 task_id=wire_id, request_id=dispatch.request_id, stage=stage,
                 step_begin=steps[0], step_end=steps[1], group=dispatch.group,
                 state_ranks=state_ranks, params=params,
-                emulate_s=self._emulate_s(dispatch, request, stage, first=index == 0),
+                emulate_s=self._emulate_s(dispatch, request, stage, first=index == 0), after=after,
             )
             self.pool.submit(task)
             flight.wire_ids.append(wire_id)
             self._wire_to_task[wire_id] = dispatch.task_id
-            state_ranks = dispatch.group
+            state_ranks, after = dispatch.group, wire_id
 
     def _emulate_s(self, dispatch: Dispatch, request: Request, stage: str, first: bool) -> float | None:
         if not self.emulated:

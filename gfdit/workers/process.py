@@ -15,7 +15,9 @@ Then, strictly in the order received:
     (``migrate``, ``compute``, ``total`` seconds; ``migrate_wait``: of which
     waiting for the sender; ``compute_cpu``: the computing thread's CPU seconds in
     compute; ``recv_bytes``/``sent_bytes``)
-    or with ``ok=False`` and the error; the worker goes on. An empty denoise
+    or with ``ok=False`` and the error; the worker goes on. A task whose
+    previous stage of the same dispatch (``after``) failed on this rank fails at
+    once ("skipped": nothing computed, no collective entered). An empty denoise
     chunk (``step_begin == step_end``) only moves the state. The group's index-0
     member of a decode task attaches the images as payload frames.
   * `DropState`: forget a request's state.
@@ -38,6 +40,7 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
 
 import zmq
 
@@ -58,6 +61,11 @@ from gfdit.workers.migration import PendingSends, plan_migration, post_send, rec
 from gfdit.workers.profile import StageClock
 
 POLL_MS = 500
+FAILED_KEPT = 64  # failed task ids a worker remembers, for the stages queued after them
+
+
+class SkippedStage(RuntimeError):
+    """A stage not run because its dispatch's previous stage failed on this rank."""
 
 
 class StateMissing(LookupError):
@@ -174,6 +182,7 @@ class Worker:
         self.socket = _dealer(self.context, args, "main")
         self.current_task: int | None = None
         self.last_seq = 0  # the controller's sequence numbers only grow (0: not numbered)
+        self.failed: deque[int] = deque(maxlen=FAILED_KEPT)  # ids of the last tasks that failed here
         self.exit_code = 0
         self.stopping = threading.Event()
         self.parent = os.getppid()
@@ -228,12 +237,16 @@ class Worker:
         outputs, payload, error, broken = [], [], None, False
         try:
             outputs, payload = self._execute(task, timings, start)
+        except SkippedStage as exc:
+            error = str(exc)
         except Exception as exc:  # the task's top level: report, keep serving
             error, broken = f"{type(exc).__name__}: {exc}", self.runtime.breaks_world(exc)
             _log(self.rank, f"task {task.task_id} ({task.stage} of {task.request_id}) failed:\n"
                  + traceback.format_exc())
         timings["total"] = time.perf_counter() - start
         self.current_task = None
+        if error is not None:
+            self.failed.append(task.task_id)
         done = TaskDone(task_id=task.task_id, request_id=task.request_id, rank=self.rank,
                         ok=error is None, timings=timings, error=error, outputs=outputs)
         self._send(done, payload)
@@ -249,6 +262,8 @@ class Worker:
             raise ValueError(f"unknown stage {task.stage!r}; known: {', '.join(STAGES)}")
         if self.rank not in task.group and self.rank not in task.state_ranks:
             raise ValueError(f"rank {self.rank} is neither in group {task.group} nor holds the state")
+        if task.after and task.after in self.failed:  # its previous stage failed here: nothing to build on
+            raise SkippedStage(f"skipped: the previous stage of this dispatch (task {task.after}) failed")
         if task.seq and task.seq <= self.last_seq:
             raise ValueError(f"task seq {task.seq} after seq {self.last_seq}: the controller must "
                              "send every rank its tasks in one increasing order")

@@ -72,3 +72,21 @@ def test_a_task_the_pool_refuses_ends_failed_instead_of_raising(executor):
     events = executor.poll(0.0)
     assert len(events) == 1 and not events[0].ok and "outside the pool" in events[0].error
     assert executor.running == 0
+
+
+def test_each_stage_of_a_dispatch_names_the_one_before_it():
+    """Workers skip the stages queued after one that failed (tests/workers_runtime): the executor
+    chains them."""
+    class Recorder:  # stands in for the pool: what the executor submits
+        def __init__(self):
+            self.sent = []
+
+        def submit(self, task):
+            self.sent.append(task)
+
+    recorder = Recorder()
+    ex = ProcessExecutor(recorder, CostModel.load(QWEN), emulated=True, time_scale=SCALE)
+    d = Dispatch("r4/1", "r4", "encode", ("encode", "denoise", "decode"), (0, 6), (0, 1), (), 0, 0.0, 1.0)
+    ex.start(d._replace(request=REQ), 0.0)
+    encode, denoise, decode = recorder.sent
+    assert (encode.after, denoise.after, decode.after) == (0, encode.task_id, denoise.task_id)

@@ -1,11 +1,12 @@
 """Emulated mode: task durations from the engine's cost model, no torch in workers."""
 
+import msgspec
 import pytest
 
 from gfdit.engine.costmodel import CostModel, Curve, Migration
 from gfdit.protocol import GenParams, RunTask
 from gfdit.workers.emulated import task_seconds
-from gfdit.workers.pool import WorkerPool
+from gfdit.workers.pool import TaskFinished, WorkerPool
 
 PARAMS = GenParams(prompt="p", height=1024, width=1024, steps=20, seed=0)  # 4096 latent tokens
 
@@ -48,3 +49,22 @@ def test_emulated_pool_fills_durations_and_imports_no_torch():
         for pid in pool.pids.values():
             with open(f"/proc/{pid}/maps") as maps:
                 assert "libtorch" not in maps.read()
+
+
+@pytest.mark.slow
+def test_the_stages_queued_after_a_failed_stage_are_skipped_not_run():
+    """A dispatch's stages go out back to back (`chunk = all`): when one fails on a rank, the ones
+    queued after it there (`after`) fail at once, computing nothing; unrelated work goes on."""
+    with WorkerPool(2, emulate=cost_model()) as pool:
+        pool.submit(task("encode", (0, 1), emulate_s=-1.0, task_id=11))  # a bad duration: it fails
+        pool.submit(msgspec.structs.replace(task("denoise", (0, 1), (0, 1), 0, 3, task_id=12), after=11))
+        pool.submit(msgspec.structs.replace(task("decode", (0, 1), (0, 1), 3, 3, task_id=13), after=12))
+        pool.submit(task("encode", (0, 1), task_id=14))  # another request's: nothing to do with it
+        done = {}
+        while len(done) < 4:
+            done.update((event.task_id, event) for event in pool.poll(5.0) if isinstance(event, TaskFinished))
+    assert not done[11].ok and "needs emulate_s >= 0" in done[11].error
+    for skipped in (12, 13):
+        assert not done[skipped].ok and done[skipped].error.count("skipped: the previous stage") == 2  # both ranks
+        assert all("compute" not in t for t in done[skipped].timings.values())
+    assert done[14].ok
