@@ -54,7 +54,8 @@ class Engine:
 
     def __init__(self, policy: Policy, cost_model: CostModel, cluster: Cluster,
                  decision_log: DecisionLog | None = None, max_attempts: int = 3,
-                 keep_ended: int | None = 10_000, hold_recheck_s: float = HOLD_RECHECK_S):
+                 keep_ended: int | None = 10_000, hold_recheck_s: float = HOLD_RECHECK_S,
+                 progress_events: bool = True):
         """`keep_ended`: how many ended requests the engine remembers (their outcomes, for
         `outcomes`, `cancel`'s "already ..." and duplicate ids); None keeps all (the
         simulator). A live server keeps a bounded window: its memory must not grow."""
@@ -85,7 +86,7 @@ class Engine:
         self._task_seq = 0
         self._held: dict[str, Tracked] = {}  # held at the last round they competed in
         self._passed: dict[str, tuple] = {}  # request id -> (rule, wanted) of its last logged skip
-        self.progress_events = True  # False: no TaskStarted / Advanced (a driver that reads only endings)
+        self.progress_events = progress_events  # False: no TaskStarted / Advanced (a driver reading endings only)
 
     # ---- inputs ---------------------------------------------------------
     def submit(self, request: Request, now: float) -> str | None:

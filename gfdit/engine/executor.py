@@ -153,15 +153,9 @@ class SimExecutor:
                                    dispatch.group, now, end, dispatch.migration_s))
 
     def poll(self, now: float, timeout: float = 0.0) -> list[ExecutorEvent]:
-        out: list[ExecutorEvent] = []
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            end, _, task_id = heapq.heappop(heap)
-            if self.fail_rate and self._rng.random() < self.fail_rate:
-                out.append(TaskEnd(task_id, end, False, "simulated failure"))
-            else:
-                out.append(TaskEnd(task_id, end))
-        return out
+        fails = self.fail_rate
+        return [TaskEnd(task_id, end, False, "simulated failure") if fails and self._rng.random() < fails
+                else TaskEnd(task_id, end) for task_id, end in self.ended(now)]
 
     def ended(self, now: float) -> list[tuple[str, float]]:
         """(task id, end) of the tasks that ended by `now`, all well (`poll` without events or

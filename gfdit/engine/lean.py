@@ -34,13 +34,14 @@ from typing import TYPE_CHECKING
 
 from .placement import Allocator, place, stays
 from .policy import Policy, Why
-from .scheduling import Grant, RoundResult, _grow
+from .scheduling import Grant, RoundResult, grow_grants
 from .tracked import Tracked
 from .view import Round
 
 if TYPE_CHECKING:
     from .class_facts import ClassFacts
     from .cluster import Cluster
+
 
 class LeanCheck:
     """Whether a policy's rounds can be lean, for the last two policies asked (the live one and the
@@ -49,11 +50,9 @@ class LeanCheck:
     def __init__(self) -> None:
         self._known: list[tuple[Policy, bool]] = []
 
-    def of(self, policy: Policy, class_facts: "ClassFacts") -> bool:
+    def of(self, policy: Policy, class_facts: ClassFacts) -> bool:
         """Whether `policy`'s rounds qualify (`class_facts`: the engine's, for its classes' pools and shares)."""
         known = self._known
-        if known and known[0][0] is policy:
-            return known[0][1]
         for other, lean in known:
             if other is policy:
                 return lean
@@ -141,7 +140,7 @@ def _has_nan(values: tuple) -> bool:
 
 
 def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: LeanQueue,
-               cluster: "Cluster") -> list[Grant] | None:
+               cluster: Cluster) -> list[Grant] | None:
     """The grants of `run_round` for a lean policy on a lean round over the `waiting` requests
     (the engine's, in arrival order), placed; None: run the general round."""
     ordered = queue.ordered(policy, view, waiting)
@@ -182,12 +181,12 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
         return grants
     if left == 0 and len(grants) == 1 and "sticky" in policy.placement and stays(grants[0], cluster.free):
         return grants  # nothing left to grow into, and it keeps the ranks it holds: what `place` does
-    alloc = Allocator(cluster.free, usable, cluster.ranks_per_node)
+    alloc = Allocator(set(cluster.free), usable, cluster.ranks_per_node)
     for grant in grants:
         alloc.add(grant.req, None, grant.width)
     if left > 0:  # the general round asks every grant's grow hook while ranks are left
         out = RoundResult()
-        _grow(policy, view, grants, alloc, out)
+        grow_grants(policy, view, grants, alloc, out)
         if out.errors:
             return None
     place(grants, alloc, policy.placement)

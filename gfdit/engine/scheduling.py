@@ -115,7 +115,7 @@ def run_round(policy: Policy, view: Round, candidates: list[Tracked], alloc: All
                 _pass_all(ordered[index + 1:], "engine:reserve", alloc, out)  # behind the reserved one
             break
     if out.reserved is None:
-        _grow(policy, view, out.grants, alloc, out, quotas)
+        grow_grants(policy, view, out.grants, alloc, out, quotas)
     place(out.grants, alloc, policy.placement)
     budget = getattr(policy, "migration_budget", None)
     if budget is not None:
@@ -310,7 +310,7 @@ def _short(out: RoundResult, req: Tracked, why: object, wanted: int, width: int,
     _pass(out, req, Why(rule, values))
 
 
-def _grow(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, out: RoundResult,
+def grow_grants(policy: Policy, view: Round, grants: list[Grant], alloc: Allocator, out: RoundResult,
           quotas: Quotas | None = None) -> None:
     failed: set[int] = set()  # grants whose grow hook raised: asked no more
     budget = getattr(policy, "grow_budget", None)

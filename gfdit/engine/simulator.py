@@ -52,8 +52,8 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
     """Run `policy` over `workload` on `gpus` simulated ranks; returns metrics and outcomes."""
     requests = workload.requests if isinstance(workload, Workload) else sorted(
         workload, key=lambda r: (r.arrival, r.id))
-    engine = Engine(policy, cost_model, Cluster(gpus, ranks_per_node), decision_log, keep_ended=None)
-    engine.progress_events = False  # the report reads only the requests' endings
+    engine = Engine(policy, cost_model, Cluster(gpus, ranks_per_node), decision_log, keep_ended=None,
+                    progress_events=False)  # the report reads only the requests' endings
     executor = SimExecutor(record=record_spans, fail_rate=fail_rate, seed=seed)
     outcomes: list[Outcome] = []  # from the engine's Finished events: every request, for the report
     costs: list[float] = []

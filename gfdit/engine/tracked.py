@@ -31,7 +31,8 @@ class Tracked:
                  "preemptible", "t_single", "encoded", "steps_done", "last_width",
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
-                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "memos", "width_memo", "queue_key", "chunk_memo",
+                 "busy_rank_s", "run_s", "reason", "finish", "order_memo", "memos", "width_memo", "queue_key",
+                 "chunk_memo",
                  "_rem_steps", "_rem_encoded", "_rem")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
