@@ -30,9 +30,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; a caller in the same process (a test, an embedding) gets its SIGPIPE back."""
+    if not hasattr(signal, "SIGPIPE"):
+        return _main(argv)
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `gfdit simulate | head` ends quietly
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGPIPE, previous)
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if hasattr(signal, "SIGPIPE"):  # `gfdit simulate | head` ends quietly, like other shell tools
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = argparse.ArgumentParser(prog="gfdit", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():

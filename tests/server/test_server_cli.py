@@ -137,3 +137,15 @@ def test_serve_refuses_a_policy_whose_rule_would_fail_on_the_cost_model(tmp_path
                 "--address", f"tcp://127.0.0.1:{free_port()}")
     assert run.returncode == 2, run.stderr
     assert f"{policy}:3:" in run.stderr and "error[E308]" in run.stderr and "no layout of width 3" in run.stderr
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="no SIGPIPE on this platform")
+def test_the_cli_in_process_gives_its_caller_sigpipe_back(capsys):
+    """`gfdit ... | head` ends quietly because the CLI takes SIGPIPE's default action while it runs;
+    a caller in the same process (these tests) must get its own handler back, or a later write to a
+    dead child's pipe kills it."""
+    from gfdit.cli import main
+
+    before = signal.getsignal(signal.SIGPIPE)
+    assert main(["--version"]) == 0 and "gfdit" in capsys.readouterr().out
+    assert signal.getsignal(signal.SIGPIPE) == before != signal.SIG_DFL
