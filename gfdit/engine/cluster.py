@@ -34,7 +34,8 @@ class Cluster:
 
     def spans_nodes(self, group: tuple[int, ...]) -> bool:
         """True when `group`'s ranks are on more than one node."""
-        return self.ranks_per_node < self.gpus and len(group) > 1 and len({r // self.ranks_per_node for r in group}) > 1
+        per_node = self.ranks_per_node
+        return per_node < self.gpus and len(group) > 1 and len({r // per_node for r in group}) > 1
 
     def reaches_new_node(self, group: tuple[int, ...], holders: tuple[int, ...]) -> bool:
         """True when a rank of `group` lacking the state is on a node where no holder is."""

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from .placement import Allocator, place, stays
 from .policy import Policy, Why
-from .scheduling import Grant, RoundResult, grow_grants
+from .scheduling import Grant, RoundResult, grow_grants, static_sort_key, widest_within
 from .tracked import Tracked
 from .view import Round
 
@@ -113,14 +113,11 @@ class LeanQueue:
         if self.policy is not policy:
             self.reset()
             self.policy, self.fresh = policy, list(waiting.values())
-        fresh, items, order_key = self.fresh, self.items, policy.order_key
+        fresh, items = self.fresh, self.items
         while fresh:
             req = fresh[-1]
             try:
-                memo = req.order_memo  # the key is the same all its life: computed once per policy
-                if memo is None or memo[1] is not policy:
-                    req.order_memo = memo = ((order_key(view, req), req.req.arrival, req.req.id), policy)
-                key = memo[0]
+                key = static_sort_key(policy, view, req)  # the same all its life: computed once per policy
                 if _has_nan(key[0]) or key[1] != key[1]:  # NaN: `sorted` would not be total
                     raise TypeError("NaN order key")
                 insort(items, (key, req))
@@ -171,7 +168,7 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
                 return None
         width, action = wanted, "fit"
         if width > usable:
-            width, action = [w for w in widths if w <= usable][-1], "cap+fit"
+            width, action = widest_within(widths, usable), "cap+fit"
         if width > left:
             continue  # skip: nothing is logged when nobody reads the decision log
         left -= width

@@ -181,17 +181,11 @@ def _order_general(policy: Policy, view: Round, competing: list[Tracked], out: R
     static = getattr(policy, "static_order", False)
     failed = False
     for index, req in enumerate(competing):
-        memo = req.order_memo
-        if static and memo is not None and memo[1] is policy:
-            key = memo[0][0]  # the same every round: computed once for this policy
-        else:
-            try:
-                key = order_key(view, req)
-                if static:
-                    req.order_memo = ((key, req.req.arrival, req.req.id), policy)
-            except Exception as exc:  # noqa: BLE001 -- contained hook error
-                _error(policy, req, "order", exc, out)
-                key, failed = (), True
+        try:
+            key = static_sort_key(policy, view, req)[0] if static else order_key(view, req)
+        except Exception as exc:  # noqa: BLE001 -- contained hook error
+            _error(policy, req, "order", exc, out)
+            key, failed = (), True
         keyed.append((key, req.req.arrival, req.req.id, index))
     if view.explain:
         out.order_keys.update((item[2], item[0]) for item in keyed)
@@ -211,19 +205,26 @@ def _order_general(policy: Policy, view: Round, competing: list[Tracked], out: R
 def _order_static(policy: Policy, view: Round, competing: list[Tracked], out: RoundResult) -> list[Tracked]:
     """`_order` for a key that never changes while a request lives (`static_order`): each request's
     sort key (key, arrival, id) is computed once and kept (`order_memo`), then the round sorts on it."""
-    order_key = policy.order_key
-    for req in competing:
-        memo = req.order_memo
-        if memo is None or memo[1] is not policy:
-            try:
-                key = order_key(view, req)
-            except Exception:  # noqa: BLE001 -- contained hook error: the general path reports it
-                return _order_general(policy, view, competing, out)
-            req.order_memo = ((key, req.req.arrival, req.req.id), policy)
     try:
+        for req in competing:
+            static_sort_key(policy, view, req)
         return sorted(competing, key=_SORT_KEY)
-    except TypeError:  # keys of different types: the general path reports it
+    except Exception:  # noqa: BLE001 -- a key that fails or cannot be compared: the general path reports it
         return _order_general(policy, view, competing, out)
+
+
+def static_sort_key(policy: Policy, view: Round, req: Tracked) -> tuple:
+    """`req`'s (order key, arrival, id) under a `static_order` policy: computed once per policy and
+    kept in `req.order_memo` (a failing key hook raises, and nothing is kept)."""
+    memo = req.order_memo
+    if memo is None or memo[1] is not policy:
+        req.order_memo = memo = ((policy.order_key(view, req), req.req.arrival, req.req.id), policy)
+    return memo[0]
+
+
+def widest_within(widths: tuple[int, ...], ranks: int) -> int:
+    """The largest of the (ascending) allowed widths that is at most `ranks` (the smallest fits)."""
+    return [w for w in widths if w <= ranks][-1]
 
 
 _SORT_KEY = attrgetter("order_memo")  # (sort key, ...): ids are unique, so only the sort key is compared
@@ -258,10 +259,10 @@ def _allocate(policy: Policy, view: Round, req: Tracked, alloc: Allocator,
             wanted, why = policy.widths[0], Why("engine:fallback", {"failed": rule, "width": policy.widths[0]})
     width, action = wanted, "fit"
     if width > capacity:
-        width, action = [w for w in policy.widths if w <= capacity][-1], "cap+fit"
+        width, action = widest_within(policy.widths, capacity), "cap+fit"
     limit = quotas.limit(req) if quotas is not None else None
     if limit is not None and width > limit:  # more than its class may ever hold: capped, never waited for
-        width, action = [w for w in policy.widths if w <= limit][-1], "cap+fit"
+        width, action = widest_within(policy.widths, limit), "cap+fit"
     room = quotas.room(req) if quotas is not None else None
     if room is not None and width > room:  # its class's share is spent: shrink into it or wait
         within = [w for w in policy.widths if w <= room]

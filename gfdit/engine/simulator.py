@@ -93,10 +93,7 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
             costs.append(time.perf_counter() - t0)
         for dispatch in dispatches:  # dispatch
             start(dispatch, now)
-        if not executor.running:
-            idle_since = _check_stall(engine, executor, i == n, now, idle_since)
-        else:
-            idle_since = None
+        idle_since = None if executor.running else _check_stall(engine, i == n, now, idle_since)
         if engine.has_events:
             outcomes.extend([e.outcome for e in engine.take_events() if type(e) is Finished])  # record
     metrics = compute_metrics(outcomes, gpus, costs if time_rounds else None, queues if time_rounds else None)
@@ -105,10 +102,9 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
                   dict(engine.rule_error_messages), list(engine.active))
 
 
-def _check_stall(engine: Engine, executor: SimExecutor, arrivals_done: bool, now: float,
-                 idle_since: float | None) -> float | None:
-    """Fail waiting requests when nothing runs, nothing arrives, and no round can help."""
-    if executor.running or not arrivals_done or engine.idle:
+def _check_stall(engine: Engine, arrivals_done: bool, now: float, idle_since: float | None) -> float | None:
+    """With nothing running: fail waiting requests when nothing arrives either and no round can help."""
+    if not arrivals_done or engine.idle:
         return None
     since = now if idle_since is None else idle_since
     if engine.next_tick(now) is None or now - since >= STALL_LIMIT_S:

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 from typing import Literal
 
 import msgspec
 
 from gfdit.protocol import Message
-from gfdit.workers.auth import same_digest
+from gfdit.workers.auth import new_secret, same_digest
 
 Side = Literal["head", "node"]
 _OTHER: dict[str, Side] = {"head": "node", "node": "head"}
@@ -32,7 +31,8 @@ def mac(token: str, text: str) -> str:
 
 
 def new_nonce() -> str:
-    return secrets.token_hex(32)
+    """A fresh handshake nonce: 32 random bytes in hex, made like a world's secret."""
+    return new_secret()
 
 
 class NodeSession:
