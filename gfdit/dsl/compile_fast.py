@@ -19,7 +19,7 @@ from __future__ import annotations
 import operator
 
 from gfdit.dsl import ast
-from gfdit.dsl.horizon import MISS, best_until, flip_time, found_until, recall, remember
+from gfdit.dsl.horizon import MISS, asked_before, best_until, flip_time, found_until, recall, remember
 from gfdit.dsl.names import COST_FUNCTIONS
 from gfdit.dsl.static import is_static
 from gfdit.engine.policy import RuleError
@@ -72,10 +72,11 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
 
     keeps = shrinking is not None
 
+    on_round, minus = method in _ROUND_FORMS, method == "slack"  # `_round_form`, decided once
+
     def pick(v, q, e):
         x = bound(v, q, e)
-        form = _round_form(v, q, method)
-        if form is None:
+        if not on_round or type(v) is not Round:
             try:
                 cost = getattr(v, method)
                 for k in ordered:
@@ -91,7 +92,7 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
             kept = recall(pick, q, now, x)
             if kept is not MISS:
                 return kept
-        base, minus, rem = form
+        base, rem = (q.deadline - now if minus else now), q.remaining_s
         try:
             seen, rems = [], []
             for k in ordered:
@@ -99,8 +100,10 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
                 value = base - r if minus else base + r
                 rems.append(r)
                 if test(value, x):
-                    if keeps and isinstance(x, (int, float)):
-                        remember(pick, q, now, x, found_until(minus, q.deadline, x, rems, len(seen), shrinking), k)
+                    if keeps and isinstance(x, (int, float)) and asked_before(pick, q):
+                        until = flip_time(minus, q.deadline, x, r) if shrinking else \
+                            found_until(minus, q.deadline, x, rems, len(seen), False)  # (the same when shrinking)
+                        remember(pick, q, now, x, until, k)
                     return k
                 seen.append(value)
             if lower is None:
@@ -111,7 +114,7 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
             raise
         except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
             raise RuleError(loc, exc) from exc
-        if keeps and isinstance(x, (int, float)):
+        if keeps and isinstance(x, (int, float)) and asked_before(pick, q):
             if back:
                 rems.reverse()  # now in the order of `values`
             until = best_until(minus, q.deadline, rems, values.index(k), now)
@@ -148,13 +151,16 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
             raise RuleError(loc, exc) from exc
         if found is None:
             return fallback(v, q, e)
-        if form is not None:
+        if form is not None and asked_before(best, q):
             rems = [rem(k) for k in values]
             remember(best, q, v.now, None, best_until(minus, q.deadline, rems, values.index(found), v.now), found)
         return found
 
     best.stable = True
     return best
+
+
+_ROUND_FORMS = ("finish", "slack")  # the methods `_round_form` computes in the loop
 
 
 def _round_form(v, q, method: str) -> tuple[float, bool, object] | None:

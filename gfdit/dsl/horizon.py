@@ -37,14 +37,30 @@ def recall(fn: object, q: object, now: float, x: object) -> object:
     if not memos:
         return MISS
     m = memos.get(fn)
-    if not _holds(m, q, now) or m[2] != q.deadline or m[3] != x:
+    if m is None or m[0] != q.steps_done or m[1] != q.encoded or not m[4] <= now <= m[5] \
+            or m[2] != q.deadline or m[3] != x:  # another progress, time, deadline or bound
         return MISS
     return m[6]
 
 
-def _holds(m: tuple | None, q: Tracked, now: float) -> bool:
-    """A kept answer `m` was made at `q`'s present progress and `now` is within its horizon."""
-    return m is not None and m[0] == q.steps_done and m[1] == q.encoded and m[4] <= now <= m[5]
+def asked_before(fn: object, q: object) -> bool:
+    """Whether `fn` answered for `q` at its present progress before (and note that it has now).
+
+    A horizon is worth computing only for a request asked again at the same progress: nearly
+    every request asked just after a task of it ended is dispatched at once, and a task's end
+    voids what was kept. So the first answer at a progress keeps nothing (a note that never
+    holds: `now` is never in [inf, -inf]) and the second keeps its horizon."""
+    if type(q) is not Tracked:
+        return False  # nothing is kept for it anyway
+    memos = q.memos
+    if memos is None:
+        memos = q.memos = {}
+    m = memos.get(fn)
+    steps, encoded = q.steps_done, q.encoded
+    if m is not None and m[0] == steps and m[1] == encoded:
+        return True
+    memos[fn] = (steps, encoded, None, None, math.inf, -math.inf, None)
+    return False
 
 
 def remember(fn: object, q: object, now: float, x: object, until: float, answer: object) -> None:
@@ -98,4 +114,6 @@ def kept_until(fn: object, q: object, now: float) -> float | None:
     Used for a `fn` whose bound is fixed for the request's life (its `stable` attribute)."""
     memos = q.memos if type(q) is Tracked else None
     m = memos.get(fn) if memos else None
-    return m[5] if _holds(m, q, now) else None
+    if m is None or m[0] != q.steps_done or m[1] != q.encoded or not m[4] <= now <= m[5]:
+        return None  # made at another progress, or `now` is outside its horizon
+    return m[5]

@@ -50,6 +50,7 @@ class Rule:
     fixed: int | None = None
     loc: str = ""
     bare: Why | None = None  # Why(where) without values: what a round that does not explain gets
+    stable: bool = False  # its value keeps a horizon for the request's life (gfdit.dsl.horizon.kept_until)
 
 
 class CompiledPolicy:
@@ -133,7 +134,7 @@ class CompiledPolicy:
         rule = None
         try:
             rules = self._widths[req.stage]
-            quiet = not _explains(view)
+            quiet = not getattr(view, "explain", True)  # not _explains(view): asked every round
             for rule in rules:
                 frame = [None] * rule.frame if rule.frame else _NO_FRAME
                 if rule.cond is None or rule.cond(view, req, frame):
@@ -145,23 +146,19 @@ class CompiledPolicy:
                         if type(width) is not int or width not in self._width_set:
                             width = self._allowed(width)
                     if rule is rules[0] and rule.cond is None and type(req) is Tracked:
-                        self._promise(rule, view, req, width)
+                        # promise the engine this answer for as long as it provably holds
+                        # (gfdit.engine.promise): forever for a constant width, a stable
+                        # choice's horizon (gfdit.dsl.horizon) otherwise
+                        if rule.fixed is not None:
+                            promise(req, self, view.now, math.inf, width, rule.bare)
+                        elif rule.stable and (until := kept_until(rule.value, req, view.now)) is not None:
+                            promise(req, self, view.now, until, width, rule.bare)
                     return width, rule.bare
         except RuleError:
             raise
         except Exception as exc:  # noqa: BLE001 -- any failure of a rule is located at the rule
             raise RuleError(_loc(rule), exc) from exc
         raise AssertionError("the checker guarantees a default width rule per stage")
-
-    def _promise(self, rule: Rule, view, req, width: int) -> None:
-        """Promise the engine this answer for as long as it provably holds (gfdit.engine.promise):
-        forever for a constant width, a stable choice's horizon (gfdit.dsl.horizon) otherwise."""
-        if rule.fixed is not None:
-            promise(req, self, view.now, math.inf, width, rule.bare)
-        elif getattr(rule.value, "stable", False):
-            until = kept_until(rule.value, req, view.now)
-            if until is not None:
-                promise(req, self, view.now, until, width, rule.bare)
 
     def _width_of(self, rule: Rule, view, req, frame: list) -> tuple[int, Why]:
         if not _explains(view):  # nothing reads the values: the width alone
@@ -252,7 +249,7 @@ class _RuleBuilder:
         frame = max([frame] + [size for _, _, size in observed])
         return Rule(compiled_cond, value, self.where(span),
                     tuple((label, fn) for label, fn, _ in observed), frame, fixed, self.compiler.where(span),
-                    Why(self.where(span)))
+                    Why(self.where(span)), bool(getattr(value, "stable", False)))
 
     def by_stage(self, decls: list, value_of) -> dict[str, list[Rule]]:
         table: dict[str, list[Rule]] = {s: [] for s in STAGE_NAMES}

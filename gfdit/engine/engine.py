@@ -46,6 +46,7 @@ from .view import Round
 
 
 _log = logging.getLogger("gfdit.engine")
+_QUEUED = State.QUEUED.value
 HOLD_RECHECK_S = 1.0  # without a `tick`, held requests are re-judged this often (engine seconds)
 
 
@@ -185,7 +186,8 @@ class Engine:
         if not ok:
             why = f"task {task.id} ({task.stage}) failed: {error or 'no error given'}"
             self._retry(tracked, now, why, restart=not state_intact)
-        return tracked.state.value
+            return tracked.state.value
+        return _QUEUED  # back in the queue (_end_task); an enum's `.value` is a slow property on 3.11
 
     def ranks_lost(self, ranks: Iterable[int], reason: str, now: float) -> list[str]:
         """Ranks died. Returns the ids of the requests it set back (restarted or failed)."""

@@ -116,12 +116,21 @@ class LeanQueue:
         fresh, items = self.fresh, self.items
         while fresh:
             req = fresh[-1]
+            checked = req.lean_key  # (policy, key): its key, computed and checked once per policy
+            if checked is not None and checked[0] is policy:
+                key = checked[1]
+            else:
+                try:
+                    key = static_sort_key(policy, view, req)  # the same all its life
+                    if _has_nan(key[0]) or key[1] != key[1]:  # NaN: `sorted` would not be total
+                        raise TypeError("NaN order key")
+                except Exception:  # noqa: BLE001 -- the general round reports it (or sorts the NaN)
+                    self.reset()
+                    return None
+                req.lean_key = (policy, key)
             try:
-                key = static_sort_key(policy, view, req)  # the same all its life: computed once per policy
-                if _has_nan(key[0]) or key[1] != key[1]:  # NaN: `sorted` would not be total
-                    raise TypeError("NaN order key")
                 insort(items, (key, req))
-            except Exception:  # noqa: BLE001 -- the general round reports it (or sorts the NaN)
+            except Exception:  # noqa: BLE001 -- keys that cannot be compared: the general round reports it
                 self.reset()
                 return None
             req.queue_key = key

@@ -32,7 +32,7 @@ class Tracked:
                  "holders", "last_end", "paused_total", "held_since",
                  "task", "dispatch", "started", "ending", "attempts", "migrations", "migration_s",
                  "busy_rank_s", "run_s", "reason", "finish", "order_memo", "memos", "width_memo", "queue_key",
-                 "chunk_memo",
+                 "lean_key", "chunk_memo",
                  "_rem_steps", "_rem_encoded", "_rem")
 
     def __init__(self, req: Request, spec: ClassSpec | None, cm: CostModel, clock: Clock):
@@ -71,6 +71,7 @@ class Tracked:
         self.memos: dict | None = None  # answers of width choices with their horizon (gfdit.dsl.horizon)
         self.width_memo: tuple | None = None  # a policy's width promise (gfdit.engine.promise)
         self.queue_key: tuple | None = None  # its sort key in the engine's LeanQueue (gfdit.engine.lean)
+        self.lean_key: tuple | None = None  # (policy, sort key) once a LeanQueue checked the key (no NaN)
         self.chunk_memo: tuple | None = None  # (policy, chunk) when no chunk rule applies (engine.chunking)
 
     # ---- cost-model parts at a width (cached per request) ---------------
@@ -104,7 +105,7 @@ class Tracked:
         return (0.0 if self.encoded else encode) + prepare + (self.req.steps - self.steps_done) * step + decode
 
     def task_s(self, task: Task, width: int) -> float:
-        encode, step, decode = self.parts(width)
+        encode, step, decode = self._parts.get(width) or self.parts(width)
         prepare = self.prepare_s(width) if task.step_begin == 0 < task.step_end else 0.0
         return ((encode if task.encode else 0.0) + prepare + (task.step_end - task.step_begin) * step
                 + (decode if task.decode else 0.0))

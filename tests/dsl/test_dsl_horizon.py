@@ -88,6 +88,7 @@ def test_progress_or_a_new_policy_voids_a_promise():
     clock = Clock(1.0)
     tracked = _tracked(clock, 30.0)
     view = Round(1.0, 4, 4, 0, lambda: [], explain=False)
+    policy.width(view, tracked)  # the first answer at this progress keeps nothing (asked_before)
     width = policy.width(view, tracked)[0]
     assert promised(tracked, policy, 1.0)[0] == width
     assert promised(tracked, _policy(RULES[0][0]), 1.0) is None  # another policy object
@@ -159,3 +160,22 @@ def test_simulations_are_the_same_without_kept_answers(profile, load, monkeypatc
     for a, b in zip(fast, plain, strict=True):
         assert a.outcomes == b.outcomes and a.spans == b.spans and a.rounds == b.rounds
         assert len(a.outcomes) == len(workload.requests) > 10
+
+
+@pytest.mark.parametrize("rule", [rule for rule, kept in RULES[:5] + RULES[6:] if kept])  # RULES[5]: its `else 2` here
+def test_only_a_second_answer_at_the_same_progress_keeps_its_horizon(rule):
+    """Nearly every request asked just after its task ended is dispatched at once: a horizon
+    computed then is never read. The first answer at a progress keeps nothing, the second keeps it,
+    and a task's end (new progress) starts over."""
+    policy = _policy(rule)
+    clock = Clock(1.0)
+    tracked = _tracked(clock, 30.0)
+    view = Round(1.0, 4, 4, 0, lambda: [], explain=False)
+    first = policy.width(view, tracked)[0]
+    assert promised(tracked, policy, 1.0) is None
+    assert policy.width(view, tracked)[0] == first
+    assert promised(tracked, policy, 1.0)[0] == first
+    tracked.steps_done += 1
+    tracked.width_memo = None  # what the engine does when a task ends
+    policy.width(view, tracked)
+    assert promised(tracked, policy, 1.0) is None
