@@ -19,7 +19,7 @@ from __future__ import annotations
 import operator
 
 from gfdit.dsl import ast
-from gfdit.dsl.horizon import MISS, asked_before, best_until, flip_time, found_until, recall, remember
+from gfdit.dsl.horizon import MISS, NEW, best_until, flip_time, found_until, recall, remember
 from gfdit.dsl.names import COST_FUNCTIONS
 from gfdit.dsl.static import is_static
 from gfdit.engine.policy import RuleError
@@ -88,10 +88,10 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
                 raise RuleError(loc, exc) from exc
             return fallback(v, q, e)
         now = v.now
-        if keeps:
-            kept = recall(pick, q, now, x)
-            if kept is not MISS:
-                return kept
+        kept = recall(pick, q, now, x) if keeps else NEW
+        if kept is not MISS and kept is not NEW:
+            return kept
+        keep = kept is MISS and isinstance(x, (int, float))  # asked before at this progress: keep the horizon
         base, rem = (q.deadline - now if minus else now), q.remaining_s
         try:
             seen, rems = [], []
@@ -100,7 +100,7 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
                 value = base - r if minus else base + r
                 rems.append(r)
                 if test(value, x):
-                    if keeps and isinstance(x, (int, float)) and asked_before(pick, q):
+                    if keep:
                         until = flip_time(minus, q.deadline, x, r) if shrinking else \
                             found_until(minus, q.deadline, x, rems, len(seen), False)  # (the same when shrinking)
                         remember(pick, q, now, x, until, k)
@@ -114,7 +114,7 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
             raise
         except Exception as exc:  # noqa: BLE001 -- the cost call's error, located
             raise RuleError(loc, exc) from exc
-        if keeps and isinstance(x, (int, float)) and asked_before(pick, q):
+        if keep:
             if back:
                 rems.reverse()  # now in the order of `values`
             until = best_until(minus, q.deadline, rems, values.index(k), now)
@@ -136,10 +136,9 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
 
     def best(v, q, e):
         form = _round_form(v, q, method)
-        if form is not None:
-            kept = recall(best, q, v.now, None)
-            if kept is not MISS:
-                return kept
+        kept = recall(best, q, v.now, None) if form is not None else NEW
+        if kept is not MISS and kept is not NEW:
+            return kept
         cost = getattr(v, method) if form is None else None
         base, minus, rem = form if form is not None else (0.0, False, None)
         try:  # the values one at a time, each compared before the next is computed
@@ -151,7 +150,7 @@ def fast_best(node: ast.Choice, values: tuple, fallback, loc_of):
             raise RuleError(loc, exc) from exc
         if found is None:
             return fallback(v, q, e)
-        if form is not None and asked_before(best, q):
+        if kept is MISS:  # asked before at this progress: keep the horizon
             rems = [rem(k) for k in values]
             remember(best, q, v.now, None, best_until(minus, q.deadline, rems, values.index(found), v.now), found)
         return found

@@ -25,42 +25,34 @@ import sys
 
 from gfdit.engine.tracked import Tracked
 
-MISS = object()
+MISS = object()  # recall: nothing kept holds
+NEW = object()  # recall: the first answer at this progress
 _MARGIN = 1e-9  # relative; float rounding is ~1e-16
 _FINITE = sys.float_info.max
 _TIES = 2.0 ** 46  # an answer chosen by arg-best holds while |values| < gap * _TIES (no new ties)
 
 
 def recall(fn: object, q: object, now: float, x: object) -> object:
-    """The answer `fn` kept for `q` if it still holds at `now` for bound `x`, else MISS."""
-    memos = q.memos if type(q) is Tracked else None
-    if not memos:
-        return MISS
-    m = memos.get(fn)
-    if m is None or m[0] != q.steps_done or m[1] != q.encoded or not m[4] <= now <= m[5] \
-            or m[2] != q.deadline or m[3] != x:  # another progress, time, deadline or bound
-        return MISS
-    return m[6]
-
-
-def asked_before(fn: object, q: object) -> bool:
-    """Whether `fn` answered for `q` at its present progress before (and note that it has now).
+    """The answer `fn` kept for `q` if it still holds at `now` for bound `x`; NEW when `fn` has not
+    answered for `q` at its present progress before (noted now); else MISS.
 
     A horizon is worth computing only for a request asked again at the same progress: nearly
     every request asked just after a task of it ended is dispatched at once, and a task's end
-    voids what was kept. So the first answer at a progress keeps nothing (a note that never
-    holds: `now` is never in [inf, -inf]) and the second keeps its horizon."""
+    voids what was kept. So the caller keeps nothing after a NEW (the note never holds: `now` is
+    never in [inf, -inf]) and keeps the horizon of a later answer at that progress."""
     if type(q) is not Tracked:
-        return False  # nothing is kept for it anyway
+        return NEW  # nothing is kept for it anyway
     memos = q.memos
     if memos is None:
         memos = q.memos = {}
     m = memos.get(fn)
     steps, encoded = q.steps_done, q.encoded
-    if m is not None and m[0] == steps and m[1] == encoded:
-        return True
-    memos[fn] = (steps, encoded, None, None, math.inf, -math.inf, None)
-    return False
+    if m is None or m[0] != steps or m[1] != encoded:
+        memos[fn] = (steps, encoded, None, None, math.inf, -math.inf, None)
+        return NEW
+    if not m[4] <= now <= m[5] or m[2] != q.deadline or m[3] != x:  # another time, deadline or bound
+        return MISS
+    return m[6]
 
 
 def remember(fn: object, q: object, now: float, x: object, until: float, answer: object) -> None:

@@ -88,7 +88,7 @@ def test_progress_or_a_new_policy_voids_a_promise():
     clock = Clock(1.0)
     tracked = _tracked(clock, 30.0)
     view = Round(1.0, 4, 4, 0, lambda: [], explain=False)
-    policy.width(view, tracked)  # the first answer at this progress keeps nothing (asked_before)
+    policy.width(view, tracked)  # the first answer at this progress keeps nothing (horizon.recall)
     width = policy.width(view, tracked)[0]
     assert promised(tracked, policy, 1.0)[0] == width
     assert promised(tracked, _policy(RULES[0][0]), 1.0) is None  # another policy object
