@@ -17,10 +17,11 @@ picks among the values that loop already computed.
 from __future__ import annotations
 
 import operator
+from operator import attrgetter
 
 from gfdit.dsl import ast
 from gfdit.dsl.horizon import MISS, NEW, best_until, flip_time, found_until, recall, remember
-from gfdit.dsl.names import COST_FUNCTIONS
+from gfdit.dsl.names import COST_FUNCTIONS, REQUEST_FIELDS
 from gfdit.dsl.static import is_static
 from gfdit.engine.policy import RuleError
 from gfdit.engine.view import Round
@@ -62,6 +63,8 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
         return None
     method, test = COST_FUNCTIONS[call.func][0], COMPARE[op]
     bound = compiler.compile(other).fn
+    # a request field (the usual bound, e.g. req.deadline) read in C, not through its compiled closure
+    read = attrgetter(REQUEST_FIELDS[other.ref.key][1]) if isinstance(other, ast.Field) else None
     loc = compiler.where(call.span)
     ordered = values if node.kind == "min" else tuple(reversed(values))
     lower = _same_best(compiler, node, values, call.func)  # None: the `else` is not `arg* k by COST(k)`
@@ -75,7 +78,7 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
     on_round, minus = method in _ROUND_FORMS, method == "slack"  # `_round_form`, decided once
 
     def pick(v, q, e):
-        x = bound(v, q, e)
+        x = bound(v, q, e) if read is None else read(q)
         if not on_round or type(v) is not Round:
             try:
                 cost = getattr(v, method)

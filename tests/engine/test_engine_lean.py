@@ -143,6 +143,25 @@ def test_the_kept_order_is_the_sorted_order_through_arrivals_and_departures():
             waiting[req.id] = req
             queue.add(req)
         if step % 3 == 0:
-            got = [req for _, req in queue.ordered(policy, view, waiting)]
+            got = [item[-1] for item in queue.ordered(policy, view, waiting)]
             assert got == sorted(waiting.values(), key=lambda t: (policy.order_key(view, t), t.arrival, t.id))
     assert len(waiting) > 10
+
+
+@pytest.mark.parametrize("key", [
+    lambda q: (q.priority,) if q.id[-1] in "13579" else (q.priority, -q.arrival),  # two lengths
+    lambda q: frozenset({q.priority, round(q.arrival, 3)}),  # not a tuple: compared as a set, by inclusion
+])
+def test_order_keys_the_flat_queue_cannot_hold_go_to_the_general_round(key, monkeypatch):
+    """The kept queue files keys as flat tuples, which compare like the nested (key, arrival, id)
+    only for tuple keys of one length: for others the round must be the general one's."""
+    workload = _workload("burst", 1.2, 5)
+
+    def policy():
+        made = compile_policy(HEAD + "order by req.priority\nwidth * = 1\n", "p.gfp")
+        made.order_key = lambda view, q: key(q)  # still fixed for a request's life (static_order)
+        return made
+
+    lean_run = simulate(policy(), workload, CM, 4, time_rounds=False, record_spans=True)
+    _general_only(monkeypatch)
+    _same(lean_run, simulate(policy(), workload, CM, 4, time_rounds=False, record_spans=True))
