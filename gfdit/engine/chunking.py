@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 def chunk_of(policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> int | None:
     """Steps of `tracked`'s next task under `policy`: its chunk rule's, its class's, else the policy's.
     `engine` (the one cutting the task at `now`) gives the rule its round view and takes its errors."""
+    if (memo := tracked.chunk_memo) is not None and memo[0] is policy:
+        return memo[1]  # `policy` has no rule and a chunk: the class's or its own, the same for all its tasks
     chunk = policy.chunk
     if chunk is None:
         return None
@@ -34,8 +36,6 @@ def chunk_of(policy: Policy, tracked: Tracked, now: float, engine: "Engine") -> 
             steps = _by_rule(rule, policy, tracked, now, engine)
             if steps is not None:
                 return steps
-    elif (memo := tracked.chunk_memo) is not None and memo[0] is policy:
-        return memo[1]  # no rule: the class's or the policy's chunk, the same for all its tasks
     if policy.classes:
         own = getattr(class_spec(policy.classes, tracked.req.request_class), "chunk", None)
         if own is not None:

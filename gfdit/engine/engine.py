@@ -424,6 +424,7 @@ class Engine:
         tracked.attempts += 1
         if restart:
             tracked.restart()
+            self.queue.changed()
         self._events.append(Retrying(tracked.id, tracked.stage, why))
         self.note(now, "restart" if restart else "retry", tracked, reason=why)
 

@@ -28,7 +28,9 @@ shadow's rounds).
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right
+from itertools import islice
+from math import inf as _INF
 from math import isnan
 from typing import TYPE_CHECKING
 
@@ -78,13 +80,22 @@ class LeanQueue:
     one policy at a time; another policy rebuilds it.
     """
 
-    __slots__ = ("policy", "items", "fresh", "size")
+    __slots__ = ("policy", "items", "fresh", "size", "passed")
 
     def __init__(self) -> None:
         self.policy: Policy | None = None  # whose order `items` holds; None: nothing kept
         self.items: list[tuple] = []
         self.fresh: list[Tracked] = []  # waiting, not yet filed
         self.size = -1  # the length of every filed order key (-1: none filed yet)
+        # what the last lean round learnt of the head of the queue: (policy, count, least, latest,
+        # until): its first `count` items were passed over by promises of `policy` made at `latest`
+        # or before, holding until `until` or later, for widths of `least` or more (and within the
+        # cluster); None: nothing known
+        self.passed: tuple | None = None
+
+    def changed(self) -> None:
+        """A waiting request's progress changed (it restarted): its promise no longer holds."""
+        self.passed = None
 
     def add(self, req: Tracked) -> None:
         """`req` waits again (it arrived, or its task ended)."""
@@ -101,15 +112,19 @@ class LeanQueue:
             return
         items = self.items
         if items[0][-1] is req:  # the most urgent: usually the one that starts
-            del items[0]
+            at = 0
         else:
-            del items[bisect_left(items, key)]  # its key alone sorts just before its item
+            at = bisect_left(items, key)  # its key alone sorts just before its item
+        del items[at]
         req.queue_key = None
+        passed = self.passed
+        if passed is not None and at < passed[1]:  # one passed over less (what is known holds for the rest)
+            self.passed = (passed[0], passed[1] - 1, *passed[2:]) if passed[1] > 1 else None
 
     def reset(self) -> None:
         for item in self.items:
             item[-1].queue_key = None
-        self.policy, self.items, self.fresh, self.size = None, [], [], -1
+        self.policy, self.items, self.fresh, self.size, self.passed = None, [], [], -1, None
 
     def ordered(self, policy: Policy, view: Round, waiting: dict[str, Tracked]) -> list | None:
         """The waiting requests in `policy`'s order, as flat (key..., request) tuples; None when a key
@@ -140,12 +155,16 @@ class LeanQueue:
                     return None
                 self.size = len(key)
             try:
-                insort(items, (*key, req))
+                at = bisect_right(items, key)  # (as `insort`: after its equals; ids make keys unique)
             except Exception:  # noqa: BLE001 -- keys that cannot be compared: the general round reports it
                 self.reset()
                 return None
+            items.insert(at, (*key, req))
             req.queue_key = key
             fresh.pop()
+            passed = self.passed
+            if passed is not None and at < passed[1]:  # filed among those passed over: they end before it
+                self.passed = (passed[0], at, *passed[2:]) if at else None
         return items
 
 
@@ -170,16 +189,35 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
     left = len(cluster.free)
     grants: list[Grant] = []
     width_of = policy.width
-    for item in ordered:
+    # the head of the queue passed over by promises last round is passed over again at once while
+    # every one of those promises holds and none of their widths fits (`LeanQueue.passed`)
+    passed = queue.passed
+    if passed is not None and passed[0] is policy and left < passed[2] and passed[3] <= now <= passed[4]:
+        _, count, least, latest, until = passed
+        scan = islice(ordered, count, None)
+    else:
+        count, least, latest, until = 0, _INF, -_INF, _INF
+        scan = ordered
+    head = True  # every item so far was passed over by its promise
+    for item in scan:
         if left < smallest:
             break
         req = item[-1]
         m = req.width_memo  # a promise (gfdit/engine/promise.py), inlined; a waiting request's progress
         # cannot change, and the engine drops its promise when a task of it ends or it restarts
-        if m is not None and m[0] is policy and m[3] <= now <= m[4]:
-            wanted, why = m[5], m[6]
-            if left < wanted <= usable:
-                continue  # what it wants does not fit, and nothing else could change that
+        promised = m is not None and m[0] is policy and m[3] <= now <= m[4]
+        if promised:
+            wanted = m[5]
+            if left < wanted <= usable:  # what it wants does not fit, and nothing else could change that
+                if head:
+                    count += 1
+                    least, latest, until = min(least, wanted), max(latest, m[3]), min(until, m[4])
+                continue
+        if head:
+            head = False
+            queue.passed = (policy, count, least, latest, until) if count else None
+        if promised:
+            why = m[6]
         else:
             try:
                 wanted, why = width_of(view, req)
@@ -195,6 +233,8 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
         left -= width
         grants.append(Grant(req, width, None, why if isinstance(why, Why) else Why(f"{policy.name}.width"),
                             action, wanted))
+    if head:
+        queue.passed = (policy, count, least, latest, until) if count else None
     if not grants:
         return grants
     if left == 0 and len(grants) == 1 and "sticky" in policy.placement and stays(grants[0], cluster.free):

@@ -62,8 +62,10 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
     now, i, n = 0.0, 0, len(requests)
     idle_since: float | None = None
     next_end, schedule, start, task_done = executor.next_end, engine.schedule, executor.start, engine.task_done
+    inf = math.inf
+    arrival = requests[0].arrival if n else inf  # the next one
     while True:
-        upcoming = requests[i].arrival if i < n else math.inf
+        upcoming = arrival
         end = next_end()
         if end is not None and end < upcoming:
             upcoming = end
@@ -71,7 +73,7 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
             tick = engine.next_tick(now)
             if tick is not None and tick < upcoming:
                 upcoming = tick
-        if upcoming == math.inf:
+        if upcoming == inf:
             break
         if upcoming > now:
             now = upcoming
@@ -82,9 +84,11 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
             else:  # every task ends well: what `feed` does with a `TaskEnd`, without building one
                 for task_id, at in executor.ended(now):
                     task_done(task_id, at)
-        while i < n and requests[i].arrival <= now:
-            engine.submit(requests[i], now)
-            i += 1
+        if arrival <= now:
+            while i < n and requests[i].arrival <= now:
+                engine.submit(requests[i], now)
+                i += 1
+            arrival = requests[i].arrival if i < n else inf
         if time_rounds:
             queues.append(len(engine.waiting))
             t0 = time.perf_counter()

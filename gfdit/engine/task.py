@@ -57,7 +57,8 @@ def cut_next_task(task_id: str, request_id: str, encoded: bool, steps_done: int,
     if not encoded:
         return Task(task_id, request_id, True, steps_done, steps_done, False)
     if steps_done < steps:
-        return Task(task_id, request_id, False, steps_done, min(steps, steps_done + chunk), False)
+        end = steps_done + chunk
+        return Task(task_id, request_id, False, steps_done, end if end < steps else steps, False)
     return Task(task_id, request_id, False, steps, steps, True)
 
 
