@@ -87,9 +87,9 @@ class LeanQueue:
         self.items: list[tuple] = []
         self.fresh: list[Tracked] = []  # waiting, not yet filed
         self.size = -1  # the length of every filed order key (-1: none filed yet)
-        # what the last lean round learnt of the head of the queue: (policy, count, least, latest,
-        # until): its first `count` items were passed over by promises of `policy` made at `latest`
-        # or before, holding until `until` or later, for widths of `least` or more (and within the
+        # what the last lean round learnt of the head of the queue: (count, least, latest, until):
+        # its first `count` items were passed over by promises of `self.policy` made at `latest` or
+        # before, holding until `until` or later, for widths of `least` or more (and within the
         # cluster); None: nothing known
         self.passed: tuple | None = None
 
@@ -118,8 +118,8 @@ class LeanQueue:
         del items[at]
         req.queue_key = None
         passed = self.passed
-        if passed is not None and at < passed[1]:  # one passed over less (what is known holds for the rest)
-            self.passed = (passed[0], passed[1] - 1, *passed[2:]) if passed[1] > 1 else None
+        if passed is not None and at < passed[0]:  # one passed over less (what is known holds for the rest)
+            self.passed = (passed[0] - 1, *passed[1:]) if passed[0] > 1 else None
 
     def reset(self) -> None:
         for item in self.items:
@@ -163,8 +163,8 @@ class LeanQueue:
             req.queue_key = key
             fresh.pop()
             passed = self.passed
-            if passed is not None and at < passed[1]:  # filed among those passed over: they end before it
-                self.passed = (passed[0], at, *passed[2:]) if at else None
+            if passed is not None and at < passed[0]:  # filed among those passed over: they end before it
+                self.passed = (at, *passed[1:]) if at else None
         return items
 
 
@@ -190,10 +190,11 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
     grants: list[Grant] = []
     width_of = policy.width
     # the head of the queue passed over by promises last round is passed over again at once while
-    # every one of those promises holds and none of their widths fits (`LeanQueue.passed`)
+    # every one of those promises holds and none of their widths fits (`LeanQueue.passed`: known
+    # for `policy`, as `ordered` starts over for another)
     passed = queue.passed
-    if passed is not None and passed[0] is policy and left < passed[2] and passed[3] <= now <= passed[4]:
-        _, count, least, latest, until = passed
+    if passed is not None and left < passed[1] and passed[2] <= now <= passed[3]:
+        count, least, latest, until = passed
         scan = islice(ordered, count, None)
     else:
         count, least, latest, until = 0, _INF, -_INF, _INF
@@ -215,7 +216,7 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
                 continue
         if head:
             head = False
-            queue.passed = (policy, count, least, latest, until) if count else None
+            queue.passed = (count, least, latest, until) if count else None
         if promised:
             why = m[6]
         else:
@@ -234,7 +235,7 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
         grants.append(Grant(req, width, None, why if isinstance(why, Why) else Why(f"{policy.name}.width"),
                             action, wanted))
     if head:
-        queue.passed = (policy, count, least, latest, until) if count else None
+        queue.passed = (count, least, latest, until) if count else None
     if not grants:
         return grants
     if left == 0 and len(grants) == 1 and "sticky" in policy.placement and stays(grants[0], cluster.free):

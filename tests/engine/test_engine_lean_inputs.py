@@ -93,7 +93,43 @@ def test_a_request_restarted_while_it_waits_is_asked_its_width_again():
     for dispatch in encodes[1:]:
         engine.task_done(dispatch.task_id, 1.0)
     assert engine.schedule(1.0) == []  # r1..r3 want 4 ranks for denoise, 3 are free: each promised 4
+    assert engine.schedule(1.2) == []  # passed over by their promises (LeanQueue.passed)
     assert engine.ranks_lost([1], "gone", 1.5) == ["r1"]  # r1's state was on rank 1 alone: back to encode
     engine.ranks_restored([1], 1.6)
     started = engine.schedule(1.6)  # a lean round: r1's promise of 4 was for its denoise
     assert [(d.request_id, d.stage, len(d.group)) for d in started] == [("r1", "encode", 1)]
+
+
+def test_a_request_that_leaves_the_passed_over_head_lets_the_next_one_be_asked():
+    """r1..r3 are passed over by their promises (LeanQueue.passed); r1 is cancelled, r4 arrives and
+    is filed after r3: the round must ask r4 (it fits), not pass over three requests again."""
+    text = HEAD.format(name="by_stage") + BODIES["by_stage"]
+    engine = Engine(compile_policy(text, "by_stage.gfp"), CM, Cluster(4))
+    for i in range(4):
+        engine.submit(Request(f"r{i}", 0.0, 512, 512, 8), 0.0)
+    for dispatch in engine.schedule(0.0)[1:]:
+        engine.task_done(dispatch.task_id, 1.0)
+    assert engine.schedule(1.0) == [] and engine.schedule(1.2) == []  # r0 encodes, r1..r3 want 4 of 3
+    engine.cancel("r1", 1.3)
+    engine.submit(Request("r4", 1.3, 512, 512, 8), 1.3)  # its deadline is the latest: filed after r3
+    started = engine.schedule(1.4)
+    assert [(d.request_id, d.stage, len(d.group)) for d in started] == [("r4", "encode", 1)]
+
+
+def test_a_request_cancelled_in_the_passed_over_head_does_not_hide_the_one_after_it():
+    """P1 is passed over by its promise of 4 (LeanQueue.passed), X after it wants 2 of the 1 free
+    rank; P1 is cancelled and a task ends: X (2 now fit) must be asked, not passed over in P1's place."""
+    text = HEAD.format(name="choice") + BODIES["choice"]
+    engine = Engine(compile_policy(text, "choice.gfp"), CM, Cluster(4))
+    for name in "ABC":  # no deadline to speak of: one rank each
+        engine.submit(Request(name, 0.0, 1024, 1024, 20, deadline=1e6), 0.0)
+    encodes = {d.request_id: d.task_id for d in engine.schedule(0.0)}
+    assert sorted(encodes) == ["A", "B", "C"]
+    engine.submit(Request("P1", 0.01, 1024, 1024, 20, deadline=1.01), 0.01)  # none meets it: the fastest, 4
+    assert engine.schedule(0.01) == [] and engine.schedule(0.02) == []  # the second answer is promised
+    engine.submit(Request("X", 0.025, 1024, 1024, 20, deadline=10.025), 0.025)  # 2 meets it, 1 does not
+    assert engine.schedule(0.03) == []  # P1 passed over by its promise, X asked: 2 > 1 free
+    engine.cancel("P1", 0.035)
+    engine.task_done(encodes["A"], 0.04)  # 2 free
+    started = engine.schedule(0.04)
+    assert [(d.request_id, d.stage, len(d.group)) for d in started] == [("X", "encode", 2)]
