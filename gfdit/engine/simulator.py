@@ -97,7 +97,7 @@ def simulate(policy: Policy, workload: Workload | Sequence[Request], cost_model:
             costs.append(time.perf_counter() - t0)
         for dispatch in dispatches:  # dispatch
             start(dispatch, now)
-        idle_since = None if executor.running else _check_stall(engine, i == n, now, idle_since)
+        idle_since = None if dispatches or executor.running else _check_stall(engine, i == n, now, idle_since)
         if engine.has_events:
             outcomes.extend([e.outcome for e in engine.take_events() if type(e) is Finished])  # record
     metrics = compute_metrics(outcomes, gpus, costs if time_rounds else None, queues if time_rounds else None)

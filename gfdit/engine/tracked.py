@@ -96,13 +96,11 @@ class Tracked:
             self._rem_steps, self._rem_encoded = self.steps_done, self.encoded
         hit = self._rem.get(width)
         if hit is None:
-            hit = self._rem[width] = self._remaining_s(width)
+            encode, step, decode = self._parts.get(width) or self.parts(width)
+            prepare = self.prepare_s(width) if self.steps_done == 0 else 0.0
+            hit = self._rem[width] = ((0.0 if self.encoded else encode) + prepare
+                                      + (self.req.steps - self.steps_done) * step + decode)
         return hit
-
-    def _remaining_s(self, width: int) -> float:
-        encode, step, decode = self._parts.get(width) or self.parts(width)
-        prepare = self.prepare_s(width) if self.steps_done == 0 else 0.0
-        return (0.0 if self.encoded else encode) + prepare + (self.req.steps - self.steps_done) * step + decode
 
     def task_s(self, task: Task, width: int) -> float:
         encode, step, decode = self._parts.get(width) or self.parts(width)

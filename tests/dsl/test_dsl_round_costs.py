@@ -29,7 +29,9 @@ def test_remaining_follows_progress():
         tracked.steps_done, tracked.encoded = steps_done, encoded
         for width in WIDTHS:
             value = tracked.remaining_s(width)
-            assert value == tracked._remaining_s(width)  # the plain computation, not memoised
+            plain = _tracked(Clock())  # nothing memoised: computed at this progress
+            plain.steps_done, plain.encoded = steps_done, encoded
+            assert value == plain.remaining_s(width)
             fresh[(steps_done, encoded, width)] = value
     assert fresh[(0, False, 1)] > fresh[(0, True, 1)] > fresh[(1, True, 1)] > fresh[(30, True, 1)]
 
