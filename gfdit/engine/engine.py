@@ -282,7 +282,10 @@ class Engine:
             view = Round(now, cluster.gpus, free, cluster.gpus - free, self._active_list, False)
             grants = lean_round(policy, view, self.waiting, self.queue, cluster)
             if grants is not None:
-                return [self._start(grant, now) for grant in grants]
+                dispatches = []  # a loop, not a comprehension: no function object made each round
+                for grant in grants:
+                    dispatches.append(self._start(grant, now))
+                return dispatches
         decided = self.decide(self.policy, now)
         return [] if decided is None else self._apply(*decided, now)
 
