@@ -27,6 +27,7 @@ import sys
 import time
 from pathlib import Path
 
+import gfdit
 from gfdit.engine.builtin_policies import edf_best_fit, static_sp
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.simulator import simulate
@@ -125,13 +126,15 @@ def main() -> int:
     report = {"benchmark": "sim_speed", "requests": len(workload.requests), "steps_per_request": 50,
               "gpus": GPUS, "offered_load": LOAD, "repeats": args.repeats, "machine": platform.machine(),
               "python": platform.python_version(), "cpus": os.cpu_count(),
+              "gfdit": str(Path(gfdit.__file__).resolve().parent),  # which checkout the table timed
               "load_average_1m": os.getloadavg()[0], "runs": runs}
     if args.against:
         report["side_by_side"] = side_by_side(args.against, args.requests, args.repeats)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = [f"# Simulator speed: {report['requests']} requests x 50 steps, {GPUS} GPUs, load {LOAD}", "",
-             f"best of {args.repeats}; {report['cpus']} CPUs, 1-min load average {report['load_average_1m']:.1f}", "",
+             f"best of {args.repeats}; {report['cpus']} CPUs, 1-min load average {report['load_average_1m']:.1f}; "
+             f"gfdit from `{report['gfdit']}`", "",
              "| policy | rounds | wall s | CPU s | steps / CPU s | SAR | mean latency s |",
              "|---|---|---|---|---|---|---|"]
     for name, r in runs.items():
