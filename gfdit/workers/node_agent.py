@@ -9,9 +9,13 @@ configured here); a welcome that does not is refused and logged, and the agent
 exits 1 at `join_timeout_s` if no proven one came. Every later message from the
 head must open too: a forged or replayed `NodeStop` is dropped and logged. Then
 it watches its workers:
-  * a worker exits: the agent reports `NodeLost` (the head re-forms the world
-    without this node), stops the others and exits 1 once the head answers
-    `NodeStop` (or after `lost_wait_s`);
+  * a worker exits with an error: the agent reports `NodeLost` (the head
+    re-forms the world without this node), stops the others and exits 1 once
+    the head answers `NodeStop` (or after `lost_wait_s`);
+  * a worker exits 0: the head shut it down (`Shutdown`, on the worker's own
+    connection) and its `NodeStop` for the agent follows on the agent's, in no
+    fixed order with it (the head sends it once its own workers are gone): the
+    agent waits for that `NodeStop` (a loss only after `lost_wait_s` without one);
   * `NodeStop(rejoin=True)`: the head re-forms the world with this node; the
     agent stops its workers and says hello again;
   * `NodeStop(rejoin=False)`: it stops its workers and exits 0;
@@ -166,20 +170,33 @@ class NodeAgent:
 
     def _watch(self, socket: zmq.Socket) -> int | None:
         """Until the head says stop (None: rejoin) or a worker is lost (exit code)."""
+        shut_down: dict[int, float] = {}  # rank -> when it exited 0
         while not self.stopping.is_set():
             msg = self._receive(socket, 0.2)
             if isinstance(msg, NodeStop) and self._proven(msg, "while serving"):
                 log.info("the head stops node %d: %s", self.node_rank, msg.reason)
                 return None if msg.rejoin else 0
-            for rank, child in self.children.items():
-                if child.poll() is not None:
-                    return self._lost(socket, rank, child.returncode)
+            if (gone := self._gone(shut_down)) is not None:
+                return self._lost(socket, *gone)
             if self.monitor.poll(0):
                 self.monitor.recv_multipart()
                 log.warning("node %d lost its connection to the head; stopping its workers and saying hello "
                             "again (a restarted head takes it back)", self.node_rank)
                 return None
         return 0
+
+    def _gone(self, shut_down: dict[int, float]) -> tuple[int, int] | None:
+        """(rank, exit code) of a lost worker: one that exited with an error, or exited 0 (the head's
+        `Shutdown`, whose `NodeStop` comes on this connection, in no fixed order with it) and no
+        `NodeStop` followed within `lost_wait_s`; else None. `shut_down` keeps when each exited 0."""
+        now = time.monotonic()
+        for rank, child in self.children.items():
+            code = child.poll()
+            if code == 0 and now - shut_down.setdefault(rank, now) < self.lost_wait_s:
+                continue  # shut down by the head: its NodeStop says whether to rejoin or exit
+            if code is not None:
+                return rank, code
+        return None
 
     def _lost(self, socket: zmq.Socket, rank: int, code: int) -> int:
         reason = f"worker {rank} exited with code {code}: {self._tail(rank)}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -46,6 +47,24 @@ def _stop(agent: subprocess.Popen) -> None:
 def _head(address: str, token: str, **options) -> WorkerPool:
     """The head's pool: rank 0 here, rank 1 on the node agent, emulated workers."""
     return WorkerPool(2, "tiny", emulate=cost_model(), address=address, nodes=NodeSpec(2, 1, token), **options)
+
+
+def _slow_to_stop(pool: WorkerPool, seconds: float) -> threading.Timer:
+    """The head's own worker (rank 0) stopped for `seconds` (as one freeing a GPU can take): the head's
+    stop for the node agent (sent after its own workers are gone) comes that much after the `Shutdown`
+    its worker on the node acts on at once."""
+    pid = pool.pids[0]
+    os.kill(pid, signal.SIGSTOP)
+    resume = threading.Timer(seconds, _resume, (pid,))
+    resume.start()
+    return resume
+
+
+def _resume(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGCONT)
+    except ProcessLookupError:
+        pass  # killed at the end of the close's grace already
 
 
 def _attack(address: str, token_guess: str) -> bool:
@@ -138,6 +157,70 @@ def test_a_head_that_dies_without_a_word_gets_the_node_back_when_it_restarts(tmp
         assert agent.wait(timeout=30) == 0  # the second head's close told it to stop
     finally:
         _stop(agent)
+
+
+def test_a_head_whose_own_worker_is_slow_to_stop_still_lets_its_node_agent_exit_0(tmp_path):
+    """The node's worker exits 0 on the head's `Shutdown` before the head's `NodeStop` comes (they travel on two
+    connections, and the head sends the stop once its own workers are gone): that is no lost worker."""
+    token = "the-right-token"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    agent = _agent(address, token, join_timeout=60, capture=True)
+    pool = _head(address, token, start_timeout_s=60)
+    try:
+        assert pool.run(task("encode", (0, 1), emulate_s=0.01), timeout=30).ok
+        resume = _slow_to_stop(pool, 3.0)
+        pool.close()
+        resume.join()
+        assert agent.wait(timeout=30) == 0, agent.stdout.read()
+    finally:
+        pool.close()
+        _stop(agent)
+
+
+def test_a_restart_whose_own_worker_is_slow_to_stop_keeps_the_healthy_node(tmp_path):
+    """The same order in a restart: the agent must rejoin (its worker's clean exit is not a loss), so the
+    new world has both nodes instead of dropping a healthy host."""
+    token = "the-right-token"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    agent = _agent(address, token, join_timeout=120, capture=True)
+    pool = _head(address, token, heartbeat_timeout_s=30, start_timeout_s=60)
+    try:
+        assert pool.run(task("encode", (0, 1), emulate_s=0.01), timeout=30).ok
+        resume = _slow_to_stop(pool, 3.0)
+        pool.restart()
+        resume.join()
+        assert pool.num_workers == 2 and agent.poll() is None, pool.status()
+        assert pool.run(task("encode", (0, 1), emulate_s=0.01, task_id=2), timeout=30).ok
+    finally:
+        pool.close()
+        _stop(agent)
+
+
+def test_a_worker_shut_down_without_a_node_stop_is_lost_after_the_wait(tmp_path):
+    """A clean exit waits for the head's NodeStop only `lost_wait_s`: then the worker is reported lost."""
+    from gfdit.protocol import Shutdown
+    from gfdit.workers.node_agent import NodeAgent
+
+    token = "the-right-token"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    agent = NodeAgent(address, 1, token, join_timeout_s=60, lost_wait_s=2.0)
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(agent.run()))
+    thread.start()
+    pool = _head(address, token, heartbeat_timeout_s=120, start_timeout_s=60)
+    try:
+        pool._send(1, Shutdown(reason="no NodeStop follows"))  # its worker exits 0; the head says nothing more
+        deadline = time.monotonic() + 30
+        events = []
+        while not pool.dead_ranks and time.monotonic() < deadline:
+            events += pool.poll(0.2)
+        assert pool.dead_ranks == {1}, events
+        assert "exited with code 0" in next(e.reason for e in events if hasattr(e, "reason"))
+    finally:
+        pool.close()
+        agent.stopping.set()
+        thread.join(timeout=60)
+    assert codes == [1]
 
 
 def test_a_restart_after_a_failed_re_form_forms_the_world_again_with_the_waiting_agents(tmp_path):
