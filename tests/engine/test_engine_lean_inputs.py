@@ -13,6 +13,7 @@ import random
 import pytest
 
 from gfdit.dsl import compile_policy
+from gfdit.engine import lean
 from gfdit.engine.cluster import Cluster
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.engine import Engine
@@ -133,3 +134,31 @@ def test_a_request_cancelled_in_the_passed_over_head_does_not_hide_the_one_after
     engine.task_done(encodes["A"], 0.04)  # 2 free
     started = engine.schedule(0.04)
     assert [(d.request_id, d.stage, len(d.group)) for d in started] == [("X", "encode", 2)]
+
+
+def test_a_swap_to_another_order_files_the_waiting_requests_by_its_own_keys(monkeypatch):
+    """A request keeps the flat key a LeanQueue computed for it (`lean_key`) for the policy it was
+    computed for alone: after a swap to a policy ordering the other way, with keys of another length,
+    the next round is still a lean one and starts the most urgent request of the new order."""
+    taken = []  # what each lean round answered (None: it gave up)
+    real = lean.lean_round
+
+    def recorded(*args):
+        taken.append(real(*args))
+        return taken[-1]
+
+    monkeypatch.setattr("gfdit.engine.engine.lean_round", recorded)
+    head = "policy {}\nparam chunk = 2\nparam widths = {{1, 2}}\n"
+    wide = compile_policy(head.format("wide") + "order by req.deadline\nwidth * = 2\n", "wide.gfp")
+    latest_first = compile_policy(head.format("latest_first") + "order by -req.deadline, req.steps\nwidth * = 1\n",
+                                  "latest_first.gfp")
+    engine = Engine(wide, CM, Cluster(3))
+    engine.submit(Request("busy", 0.0, 512, 512, 8), 0.0)
+    assert [len(d.group) for d in engine.schedule(0.0)] == [2]  # one rank left
+    for rid, deadline in (("r1", 100.0), ("r2", 50.0), ("r3", 200.0)):
+        engine.submit(Request(rid, 0.1, 512, 512, 8, deadline=deadline), 0.1)
+    assert engine.schedule(0.1) == []  # filed by deadline (r2, r1, r3); each wants 2 of the 1 free rank
+    engine.set_policy(latest_first)
+    started = engine.schedule(0.2)
+    assert [(d.request_id, len(d.group)) for d in started] == [("r3", 1)]  # the latest deadline first
+    assert taken[-1] is not None  # decided by the lean round, on the new policy's keys
