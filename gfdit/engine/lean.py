@@ -8,15 +8,18 @@ order, the same hooks asked in the same order, the same grants, growth and
 placement — with none of the objects the general round builds for the cases
 it handles (result lists, allocator, eligibility, quota and plan checks).
 
-It gives up, returning None before it has changed anything but the hooks'
-own caches, whenever the general round would do something it does not:
-a hook that raises or answers a width that is not an allowed `int` (the
-general round records the error and applies the hook's fallback), an order
-key that cannot be compared or is NaN, a smallest width larger than the
-cluster. The engine then runs the general round, which asks the same pure
-hooks again and gets the same answers. Keys must be totally ordered (the
+It gives up, returning None before it has changed anything but caches (the
+hooks' own, and what its `LeanQueue` keeps), whenever the general round would
+do something it does not: a hook that raises or answers a width that is not
+an allowed `int` (the general round records the error and applies the hook's
+fallback), an order key that cannot be compared, is NaN, is not a tuple or
+differs in length from the others, a smallest width larger than the cluster.
+The engine then runs the general round, which asks the same pure hooks again
+and gets the same answers. Keys must be totally ordered (the
 `Policy.order_key` contract): for keys that are not (sets, a NaN nested in a
-key's element), the kept queue and a fresh sort may disagree.
+key's element), the kept queue and a fresh sort may disagree on the order,
+and on that alone (a request that stops waiting still leaves the queue
+itself: `LeanQueue.discard`).
 
 Whether a policy qualifies is worked out once per policy (`LeanCheck`); the
 round's own conditions (no log, no lost or pinned ranks, nobody held) are
@@ -115,6 +118,8 @@ class LeanQueue:
             at = 0
         else:
             at = bisect_left(items, key)  # its key alone sorts just before its item
+            if at == len(items) or items[at][-1] is not req:  # keys not totally ordered: found by a look at each
+                at = next(i for i, item in enumerate(items) if item[-1] is req)
         del items[at]
         req.queue_key = None
         passed = self.passed

@@ -9,6 +9,7 @@ that raises, an order key that is NaN), on traces with retries and several nodes
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -145,6 +146,33 @@ def test_the_kept_order_is_the_sorted_order_through_arrivals_and_departures():
         if step % 3 == 0:
             got = [item[-1] for item in queue.ordered(policy, view, waiting)]
             assert got == sorted(waiting.values(), key=lambda t: (policy.order_key(view, t), t.arrival, t.id))
+    assert len(waiting) > 10
+
+
+@pytest.mark.parametrize("key", [
+    lambda q: ((math.nan,) if q.deadline % 3 else (1.0,), q.deadline),  # a NaN inside an element
+    lambda q: (frozenset({q.deadline % 4, q.arrival % 3}), q.deadline),  # sets: ordered by inclusion
+])
+def test_keys_that_are_not_totally_ordered_leave_no_request_in_the_queue_twice_or_lost(key):
+    """Such keys break `order_key`'s contract: the kept queue may order them otherwise than a sort
+    does, but a request that stops waiting must leave the queue itself (a search by its key can land
+    on another one: that one would be lost, and this one started again)."""
+    policy = compile_policy(HEAD + "order by req.deadline\nwidth * = 1\n", "p.gfp")
+    policy.order_key = lambda view, q: key(q)
+    clock, rng = Clock(), random.Random(4)
+    view = Round(0.0, 4, 4, 0, list, False)
+    queue, waiting = LeanQueue(), {}
+    for step in range(300):
+        if waiting and rng.random() < 0.45:
+            req = rng.choice(list(waiting.values()))
+            del waiting[req.id]
+            queue.discard(req)
+        else:
+            req = _tracked(step, clock)
+            waiting[req.id] = req
+            queue.add(req)
+        got = sorted(item[-1].id for item in queue.ordered(policy, view, waiting))
+        assert got == sorted(waiting)
     assert len(waiting) > 10
 
 
