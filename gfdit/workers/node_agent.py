@@ -21,7 +21,8 @@ it watches its workers:
   * `NodeStop(rejoin=False)`: it stops its workers and exits 0;
   * the connection to the head drops (the head died without a word: ZMTP
     heartbeats time out after `HEAD_SILENCE_MS`): it stops its workers and says
-    hello again until `join_timeout_s`, so a restarted head takes it back;
+    hello again until `join_timeout_s`, so a restarted head takes it back (a
+    `NodeStop` the head sent before it went is read first, and followed);
   * SIGTERM / Ctrl-C: it stops its workers and exits 0 (the head sees them go).
 Worker logs go to a private temporary directory; a lost worker's last lines are
 in the `NodeLost` reason.
@@ -172,17 +173,18 @@ class NodeAgent:
         """Until the head says stop (None: rejoin) or a worker is lost (exit code)."""
         shut_down: dict[int, float] = {}  # rank -> when it exited 0
         while not self.stopping.is_set():
-            msg = self._receive(socket, 0.2)
+            dropped = bool(self.monitor.poll(0))  # first: what the head sent before it went is queued by now
+            msg = self._receive(socket, 0.0 if dropped else 0.2)
             if isinstance(msg, NodeStop) and self._proven(msg, "while serving"):
                 log.info("the head stops node %d: %s", self.node_rank, msg.reason)
                 return None if msg.rejoin else 0
-            if (gone := self._gone(shut_down)) is not None:
-                return self._lost(socket, *gone)
-            if self.monitor.poll(0):
+            if dropped and msg is None:  # its last words read, none of them a stop
                 self.monitor.recv_multipart()
                 log.warning("node %d lost its connection to the head; stopping its workers and saying hello "
                             "again (a restarted head takes it back)", self.node_rank)
                 return None
+            if not dropped and (gone := self._gone(shut_down)) is not None:
+                return self._lost(socket, *gone)
         return 0
 
     def _gone(self, shut_down: dict[int, float]) -> tuple[int, int] | None:

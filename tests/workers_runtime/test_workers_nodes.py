@@ -223,6 +223,44 @@ def test_a_worker_shut_down_without_a_node_stop_is_lost_after_the_wait(tmp_path)
     assert codes == [1]
 
 
+def test_a_stop_that_comes_with_the_heads_drop_is_followed(tmp_path):
+    """The head's last `NodeStop` and its connection's drop can both come while the agent is not looking:
+    the stop counts (exit 0), not the drop (which would have it say hello again until its join time-out)."""
+    from gfdit.workers.node_agent import NodeAgent
+
+    class LooksAway(NodeAgent):
+        """Once armed, one poll for the head's messages ends just before the head sends its stop and goes."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.armed, self.looked_away, self.head_gone = threading.Event(), threading.Event(), threading.Event()
+
+        def _receive(self, socket, timeout_s):
+            msg = super()._receive(socket, timeout_s)
+            if msg is None and self.children and self.armed.is_set() and not self.looked_away.is_set():
+                self.looked_away.set()  # the head may go now
+                self.head_gone.wait(60)
+                self.monitor.poll(10000)  # the drop is there to see (not read)
+            return msg
+
+    token = "the-right-token"
+    address = f"tcp://127.0.0.1:{free_port()}"
+    agent = LooksAway(address, 1, token, join_timeout_s=60)
+    codes = []
+    thread = threading.Thread(target=lambda: codes.append(agent.run()))
+    thread.start()
+    pool = _head(address, token, start_timeout_s=60)
+    try:
+        agent.join_timeout_s = 3  # a join after the drop finds no head: it gives up soon
+        agent.armed.set()
+        assert agent.looked_away.wait(30)
+    finally:
+        pool.close()  # its NodeStop, then its socket goes
+        agent.head_gone.set()
+        thread.join(timeout=60)
+    assert codes == [0]
+
+
 def test_a_restart_after_a_failed_re_form_forms_the_world_again_with_the_waiting_agents(tmp_path):
     """A re-form that failed closed the pool with rejoin (its router gone, the agents told to wait):
     the next try must re-form, not crash on the closed socket (the server then lost its workers for good)."""
