@@ -105,7 +105,7 @@ def fast_pick(compiler, node: ast.Choice, values: tuple, fallback):
                 if test(value, x):
                     if keep:
                         until = flip_time(minus, q.deadline, x, r) if shrinking else \
-                            found_until(minus, q.deadline, x, rems, len(seen), False)  # (the same when shrinking)
+                            found_until(minus, q.deadline, x, rems, len(seen), False)  # found_until(.., shrinking)
                         remember(pick, q, now, x, until, k)
                     return k
                 seen.append(value)

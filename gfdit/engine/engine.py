@@ -47,7 +47,7 @@ from .view import Round
 
 _log = logging.getLogger("gfdit.engine")
 # enum members and values read every round: an Enum class attribute costs ~80 ns on 3.11, `.value` more
-_QUEUED_STATE, _RUNNING, _QUEUED = State.QUEUED, State.RUNNING, State.QUEUED.value
+_QUEUED, _RUNNING, _QUEUED_VALUE = State.QUEUED, State.RUNNING, State.QUEUED.value
 HOLD_RECHECK_S = 1.0  # without a `tick`, held requests are re-judged this often (engine seconds)
 
 
@@ -188,7 +188,7 @@ class Engine:
             why = f"task {task.id} ({task.stage}) failed: {error or 'no error given'}"
             self._retry(tracked, now, why, restart=not state_intact)
             return tracked.state.value
-        return _QUEUED  # back in the queue (_end_task)
+        return _QUEUED_VALUE  # back in the queue (_end_task)
 
     def ranks_lost(self, ranks: Iterable[int], reason: str, now: float) -> list[str]:
         """Ranks died. Returns the ids of the requests it set back (restarted or failed)."""
@@ -416,7 +416,7 @@ class Engine:
         tracked.dispatch = None
         tracked.width_memo = None  # its progress changes now: a promise made before no longer holds
         tracked.last_end = now
-        tracked.state = _QUEUED_STATE
+        tracked.state = _QUEUED
         self.waiting[tracked.id] = tracked
         self.queue.add(tracked)
 
@@ -427,7 +427,7 @@ class Engine:
         tracked.attempts += 1
         if restart:
             tracked.restart()
-            self.queue.changed()
+            self.queue.restarted()
         self._events.append(Retrying(tracked.id, tracked.stage, why))
         self.note(now, "restart" if restart else "retry", tracked, reason=why)
 

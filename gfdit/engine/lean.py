@@ -96,8 +96,9 @@ class LeanQueue:
         # cluster); None: nothing known
         self.passed: tuple | None = None
 
-    def changed(self) -> None:
-        """A waiting request's progress changed (it restarted): its promise no longer holds."""
+    def restarted(self) -> None:
+        """A request lost its progress (`Tracked.restart`): if it waits among the passed-over head, the
+        promise it was passed over by no longer holds."""
         self.passed = None
 
     def add(self, req: Tracked) -> None:

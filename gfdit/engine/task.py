@@ -73,6 +73,8 @@ class Dispatch(NamedTuple):
     `migration_bytes` / `migration_s` are the cost model's estimate of that move.
     `stages` lists what the task covers, in order; `steps` is the denoise step
     range [a, b) (empty, a == b, for encode-only or decode-only tasks).
+    `Engine._start` builds it with `tuple.__new__` (every field, in order, no defaults applied):
+    a new field must be given there too.
     """
 
     task_id: str
