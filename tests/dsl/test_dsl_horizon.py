@@ -179,3 +179,22 @@ def test_only_a_second_answer_at_the_same_progress_keeps_its_horizon(rule):
     tracked.width_memo = None  # what the engine does when a task ends
     policy.width(view, tracked)
     assert promised(tracked, policy, 1.0) is None
+
+
+def test_an_answer_kept_before_the_encode_is_not_used_after_it():
+    """An encode task changes a request's progress (`encoded`) but not its `steps_done`: an answer
+    kept before it was made at another progress, and the first answer after it is a fresh one."""
+    policy = _policy(RULES[0][0])  # the smallest width that meets the deadline
+    clock = Clock()
+    tracked = _tracked(clock, math.inf, steps_done=0)
+    tracked.encoded = False
+    before = tracked.remaining_s(2)
+    tracked.encoded = True
+    after = tracked.remaining_s(2)
+    tracked = _tracked(clock, (before + after) / 2, steps_done=0)  # width 2 meets it once encoded only
+    tracked.encoded = False
+    view = Round(0.0, 4, 4, 0, lambda: [], explain=False)
+    assert [policy.width(view, tracked)[0] for _ in range(3)] == [4, 4, 4]  # kept from the second answer
+    tracked.encoded = True  # its encode task ended
+    tracked.width_memo = None  # what the engine does when a task ends
+    assert policy.width(view, tracked)[0] == 2

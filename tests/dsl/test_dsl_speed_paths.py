@@ -17,6 +17,7 @@ from dsl_views import Req, Round
 from gfdit.dsl import compile_choice, compile_policy
 from gfdit.dsl.check import check
 from gfdit.dsl.interpret import Interpreter
+from gfdit.dsl.names import DUR, REQUEST_FIELDS
 from gfdit.engine.costmodel import CostModel
 from gfdit.engine.decisions import DecisionLog
 from gfdit.engine.policy import RuleError
@@ -116,3 +117,20 @@ def _priced(oracle, view, req) -> set:
         return set()
     except ValueError:
         return {16}
+
+
+class _SameCost(Round):
+    def est(self, req, k):  # the same for every request: only the bound tells the answers apart
+        return 10.0 * k
+
+
+@pytest.mark.parametrize("name", [name for name, (kind, _, _) in REQUEST_FIELDS.items() if kind == DUR])
+def test_a_request_field_bound_is_read_from_that_field(name):
+    """`COST(k) OP req.FIELD` (a duration field: what a cost compares with) reads the field itself
+    (compile_fast reads it with an attrgetter, not through its compiled closure): every field gives
+    its own answer."""
+    text = (f"policy p\nparam widths = {{1, 2, 4, 8}}\norder by req.arrival\n"
+            f"width * = max k in widths where est(k) <= req.{name} else 1\n")
+    others = {attr: 85 for kind, attr, _ in REQUEST_FIELDS.values() if kind == DUR}
+    req = Req(**(others | {REQUEST_FIELDS[name][1]: 25}))
+    assert compile_policy(text, "p.gfp").width(_SameCost(), req)[0] == 2  # est(2) <= 25 < est(4); 85: 8
