@@ -129,12 +129,12 @@ def _tracked(i: int, clock: Clock) -> Tracked:
     return Tracked(Request(f"r{i:03d}", float(i % 7), 512, 512, 10, deadline=float(i * 37 % 50)), None, CM, clock)
 
 
-def test_the_kept_order_is_the_sorted_order_through_arrivals_and_departures():
-    policy = compile_policy(HEAD + "order by req.deadline, req.arrival\nwidth * = 1\n", "p.gfp")
+def _churn(steps: int):
+    """A LeanQueue and the waiting requests it tracks, after each of `steps` random arrivals and
+    departures: yields (step, queue, waiting)."""
     clock, rng = Clock(), random.Random(4)
-    view = Round(0.0, 4, 4, 0, list, False)
     queue, waiting = LeanQueue(), {}
-    for step in range(400):
+    for step in range(steps):
         if waiting and rng.random() < 0.45:
             req = rng.choice(list(waiting.values()))
             del waiting[req.id]
@@ -143,6 +143,13 @@ def test_the_kept_order_is_the_sorted_order_through_arrivals_and_departures():
             req = _tracked(step, clock)
             waiting[req.id] = req
             queue.add(req)
+        yield step, queue, waiting
+
+
+def test_the_kept_order_is_the_sorted_order_through_arrivals_and_departures():
+    policy = compile_policy(HEAD + "order by req.deadline, req.arrival\nwidth * = 1\n", "p.gfp")
+    view = Round(0.0, 4, 4, 0, list, False)
+    for step, queue, waiting in _churn(400):
         if step % 3 == 0:
             got = [item[-1] for item in queue.ordered(policy, view, waiting)]
             assert got == sorted(waiting.values(), key=lambda t: (policy.order_key(view, t), t.arrival, t.id))
@@ -159,18 +166,8 @@ def test_keys_that_are_not_totally_ordered_leave_no_request_in_the_queue_twice_o
     on another one: that one would be lost, and this one started again)."""
     policy = compile_policy(HEAD + "order by req.deadline\nwidth * = 1\n", "p.gfp")
     policy.order_key = lambda view, q: key(q)
-    clock, rng = Clock(), random.Random(4)
     view = Round(0.0, 4, 4, 0, list, False)
-    queue, waiting = LeanQueue(), {}
-    for step in range(300):
-        if waiting and rng.random() < 0.45:
-            req = rng.choice(list(waiting.values()))
-            del waiting[req.id]
-            queue.discard(req)
-        else:
-            req = _tracked(step, clock)
-            waiting[req.id] = req
-            queue.add(req)
+    for _, queue, waiting in _churn(300):
         got = sorted(item[-1].id for item in queue.ordered(policy, view, waiting))
         assert got == sorted(waiting)
     assert len(waiting) > 10
