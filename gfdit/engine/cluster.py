@@ -25,6 +25,7 @@ class Cluster:
             raise ClusterError(f"ranks_per_node must be positive, got {per_node}")
         self.gpus = gpus
         self.ranks_per_node = per_node
+        self.several_nodes = per_node < gpus  # whether any group can cross hosts at all
         self.ranks: tuple[int, ...] = tuple(range(gpus))
         self.free: set[int] = set(self.ranks)
         self.lost: set[int] = set()
@@ -35,11 +36,11 @@ class Cluster:
     def spans_nodes(self, group: tuple[int, ...]) -> bool:
         """True when `group`'s ranks are on more than one node."""
         per_node = self.ranks_per_node
-        return per_node < self.gpus and len(group) > 1 and len({r // per_node for r in group}) > 1
+        return self.several_nodes and len(group) > 1 and len({r // per_node for r in group}) > 1
 
     def reaches_new_node(self, group: tuple[int, ...], holders: tuple[int, ...]) -> bool:
         """True when a rank of `group` lacking the state is on a node where no holder is."""
-        if self.ranks_per_node >= self.gpus:
+        if not self.several_nodes:
             return False
         held = {r // self.ranks_per_node for r in holders}
         return any(r // self.ranks_per_node not in held for r in group if r not in holders)

@@ -360,7 +360,7 @@ class Engine:
         task.group = group
         task.start = now
         duration = tracked.task_s(task, len(group))
-        if cluster.ranks_per_node < cluster.gpus and cluster.spans_nodes(group):  # (one node: no call)
+        if cluster.several_nodes and cluster.spans_nodes(group):  # (one node: not even the call)
             duration *= self.cost_model.cross_node.group_factor
         task.duration_est = duration
         holders = tracked.holders

@@ -220,9 +220,7 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
                     count += 1
                     least, latest, until = min(least, wanted), max(latest, m[3]), min(until, m[4])
                 continue
-        if head:
-            head = False
-            queue.passed = (count, least, latest, until) if count else None
+        head = False
         if promised:
             why = m[6]
         else:
@@ -240,9 +238,8 @@ def lean_round(policy: Policy, view: Round, waiting: dict[str, Tracked], queue: 
         left -= width
         grants.append(Grant(req, width, None, why if isinstance(why, Why) else Why(f"{policy.name}.width"),
                             action, wanted))
-    if head:
-        queue.passed = (count, least, latest, until) if count else None
-    if not grants:
+    queue.passed = (count, least, latest, until) if count else None  # the head: items are filed or
+    if not grants:  # removed only between rounds, so what was learnt of it holds as the round ends
         return grants
     if left == 0 and len(grants) == 1 and "sticky" in policy.placement and stays(grants[0], cluster.free):
         return grants  # nothing left to grow into, and it keeps the ranks it holds: what `place` does
